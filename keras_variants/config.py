@@ -1,0 +1,194 @@
+"""Typed configuration: the pipeline's parameters, the variants and the named profiles.
+
+Everything here is plain data. Nothing is read from the environment at import time; the CLI
+builds a :class:`PipelineConfig` from its options and passes it to the flow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from keras_variants.encoding import InputEncoding, LabelEncoding
+
+DatasetName = Literal["mnist", "imdb"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetSpec(_Frozen):
+    """What every variant of one data set shares: task head, loss and label encoding."""
+
+    name: DatasetName
+    output_units: int
+    output_activation: str
+    loss: str
+    label_encoding: LabelEncoding
+    num_classes: int
+    # MNIST rows are in random order, so the last rows are held out (as in the lecture); the
+    # IMDb file is sorted by label, so its rows are shuffled and the first ones held out.
+    validation_holdout: Literal["last", "first_after_shuffle"]
+
+
+class VariantConfig(_Frozen):
+    """One lecture model: the builder to use, its layer sizes and its training settings."""
+
+    name: str
+    dataset: DatasetName
+    architecture: Literal["dense", "cnn"]
+    input_shape: tuple[int, ...]
+    input_encoding: InputEncoding
+    hidden_units: tuple[int, ...]
+    conv_filters: tuple[int, ...] = ()
+    l2: float = 0.0
+    dropout: float = 0.0
+    optimizer: str = "rmsprop"
+    learning_rate: float = 0.001
+    epochs: int
+    batch_size: int
+
+
+class Profile(_Frozen):
+    """How much data and how many epochs a run uses (the lecture's, or a small slice)."""
+
+    name: str
+    description: str
+    train_rows: int | None = Field(None, description="cap on training rows, validation included")
+    test_rows: int | None = Field(None, description="cap on test rows")
+    validation_rows: int = Field(10_000, description="training rows held out for validation")
+    max_epochs: int | None = Field(None, description="cap on every variant's epochs")
+
+    def epochs_for(self, variant: VariantConfig) -> int:
+        return min(variant.epochs, self.max_epochs or variant.epochs)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        output_units=10,
+        output_activation="softmax",
+        loss="categorical_crossentropy",
+        label_encoding="one_hot",
+        num_classes=10,
+        validation_holdout="last",
+    ),
+    "imdb": DatasetSpec(
+        name="imdb",
+        output_units=1,
+        output_activation="sigmoid",
+        loss="binary_crossentropy",
+        label_encoding="binary",
+        num_classes=2,
+        validation_holdout="first_after_shuffle",
+    ),
+}
+
+_MNIST = {"dataset": "mnist", "epochs": 5}
+_IMDB = {
+    "dataset": "imdb",
+    "architecture": "dense",
+    "input_shape": (10_000,),
+    "input_encoding": "multi_hot",
+    "epochs": 20,
+    "batch_size": 512,
+}
+
+# The lecture's six models. A new variant is one entry here (plus a builder if it needs one).
+VARIANTS: dict[str, VariantConfig] = {
+    v.name: v
+    for v in [
+        VariantConfig(
+            name="mnist_dense",
+            architecture="dense",
+            input_shape=(784,),
+            input_encoding="pixels_flat",
+            hidden_units=(512,),
+            batch_size=128,
+            **_MNIST,
+        ),
+        VariantConfig(
+            name="mnist_cnn",
+            architecture="cnn",
+            input_shape=(28, 28, 1),
+            input_encoding="pixels_image",
+            conv_filters=(32, 64, 64),
+            hidden_units=(64,),
+            batch_size=64,
+            **_MNIST,
+        ),
+        VariantConfig(name="imdb_dense", hidden_units=(16, 16), **_IMDB),
+        VariantConfig(name="imdb_reduced", hidden_units=(4, 4), **_IMDB),
+        VariantConfig(name="imdb_l2", hidden_units=(16, 16), l2=0.001, **_IMDB),
+        VariantConfig(name="imdb_dropout", hidden_units=(16, 16), dropout=0.5, **_IMDB),
+    ]
+}
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile(
+        name="full",
+        description="the lecture's settings on the full data",
+    ),
+    "smoke": Profile(
+        name="smoke",
+        description="the same code on small slices and two epochs, for tests and quick checks",
+        train_rows=1_000,
+        test_rows=500,
+        validation_rows=200,
+        max_epochs=2,
+    ),
+}
+
+
+class PipelineConfig(_Frozen):
+    """Everything one pipeline run needs; the flow's single parameter."""
+
+    profile: Profile = PROFILES["full"]
+    data_dir: Path | None = None
+    tracking_uri: str
+    artifact_root: Path
+    reports_dir: Path
+    seed: int = 0
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    num_words: int = 10_000
+    max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown or not names:
+            raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+        return names
+
+    def selected(self) -> list[VariantConfig]:
+        return [VARIANTS[name] for name in self.variants]
+
+    def datasets(self) -> list[str]:
+        """The data sets the selected variants need, in a stable order."""
+        return [d for d in DATASETS if any(v.dataset == d for v in self.selected())]
+
+
+def build_config(
+    *,
+    profile: str = "full",
+    data_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    workdir: Path | None = None,
+    **overrides: object,
+) -> PipelineConfig:
+    """A config from a profile name, with stores defaulting to absolute paths under ``workdir``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    root = Path(workdir or Path.cwd()).resolve()
+    return PipelineConfig(
+        profile=PROFILES[profile],
+        data_dir=Path(data_dir).expanduser().resolve() if data_dir else None,
+        tracking_uri=tracking_uri or f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "mlruns",
+        reports_dir=root / "reports",
+        **overrides,
+    )

@@ -1,0 +1,207 @@
+"""Ingestion: read MNIST and IMDb from a folder in the Keras file layout.
+
+Pure functions over files: no tracking, no orchestration. Arrays stay compact (uint8 images,
+ragged word ids); float inputs are built per batch by :mod:`keras_variants.batches`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from keras_variants.errors import DataError
+from keras_variants.npz import read_npz, sha256_of
+
+MNIST_FILE = "mnist.npz"
+IMDB_FILE = "imdb.npz"
+IMDB_WORD_INDEX_FILE = "imdb_word_index.json"
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+# Keras's load_data conventions, so a local folder and the download give the same data.
+IMDB_START_CHAR, IMDB_OOV_CHAR, IMDB_INDEX_FROM = 1, 2, 3
+KERAS_IMDB_VOCABULARY = 88584  # size of Keras's own imdb_word_index.json
+
+
+@dataclass(frozen=True)
+class Ragged:
+    """Variable-length integer sequences stored flat: row i is values[offsets[i]:offsets[i+1]]."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, rows: np.ndarray) -> Ragged:
+        """The sequences at ``rows``, in that order."""
+        starts, lengths = self.offsets[rows], self.lengths[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        # Index of every kept value: each row's start repeated, plus its position in the row.
+        positions = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        return Ragged(self.values[np.repeat(starts, lengths) + positions], offsets)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Inputs and labels of one split, in their compact stored form."""
+
+    inputs: np.ndarray | Ragged
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> Examples:
+        inputs = self.inputs.take(rows) if isinstance(self.inputs, Ragged) else self.inputs[rows]
+        return Examples(inputs, self.labels[rows])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One data set as read from disk: its train/test splits and the files they came from."""
+
+    name: str
+    train: Examples
+    test: Examples
+    fingerprints: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256
+    raw_stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    vocabulary_size: int | None = None
+
+
+def resolve_data_file(data_dir: Path | None, name: str) -> Path:
+    """``data_dir / name``; without a folder, the file from Keras's download cache."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve() / name
+    import keras  # only needed for the download fallback
+
+    try:
+        return Path(keras.utils.get_file(name, origin=KERAS_ORIGIN + name))
+    except Exception as exc:
+        raise DataError(
+            name,
+            None,
+            f"download from Keras's dataset store failed ({type(exc).__name__}: {exc})",
+            "Without internet, pass --data-dir DIR or set VARIANTS_DATA_DIR to a folder "
+            f"holding {MNIST_FILE} and {IMDB_FILE} in the Keras layout.",
+        ) from exc
+
+
+def load_mnist(path: Path) -> Dataset:
+    """Read ``mnist.npz``: uint8 images (N, 28, 28) and digit labels (N,)."""
+    npz = read_npz(path, SPLIT_KEYS)
+    arrays = npz.arrays
+    for key in SPLIT_KEYS:
+        _require_numeric(arrays[key], path.name, key)
+    return Dataset(
+        name="mnist",
+        train=Examples(arrays["x_train"], arrays["y_train"]),
+        test=Examples(arrays["x_test"], arrays["y_test"]),
+        fingerprints={path.name: npz.sha256},
+    )
+
+
+def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = None) -> Dataset:
+    """Read ``imdb.npz`` and apply Keras's ``load_data(num_words=...)`` rules.
+
+    Stored sequences hold word ranks (1 = most frequent). As in Keras, ranks are shifted by
+    ``index_from=3``, each review starts with ``start_char=1`` and ids past ``num_words``
+    become ``oov_char=2``. ``raw_stats`` keeps per-review facts about the raw ranks for
+    validation.
+    """
+    npz = read_npz(path, SPLIT_KEYS)
+    fingerprints = {path.name: npz.sha256}
+    vocabulary_size = KERAS_IMDB_VOCABULARY
+    if word_index is not None and word_index.is_file():
+        raw = word_index.read_bytes()
+        try:
+            vocabulary_size = len(json.loads(raw))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DataError(word_index.name, None, f"not a JSON word index: {exc}") from exc
+        fingerprints[word_index.name] = sha256_of(raw)
+    splits, raw_stats = {}, {}
+    for split in ("train", "test"):
+        labels = npz.arrays[f"y_{split}"]
+        _require_numeric(labels, path.name, f"y_{split}")
+        ranks = _ragged_from_object_array(npz.arrays[f"x_{split}"], path.name, f"x_{split}")
+        raw_stats[split] = _sequence_stats(ranks)
+        splits[split] = Examples(_keras_word_ids(ranks, num_words), labels)
+    return Dataset(
+        name="imdb",
+        train=splits["train"],
+        test=splits["test"],
+        fingerprints=fingerprints,
+        raw_stats=raw_stats,
+        vocabulary_size=vocabulary_size,
+    )
+
+
+def _require_numeric(array: np.ndarray, file: str, key: str) -> None:
+    if array.dtype.kind not in "biuf":
+        raise DataError(file, key, f"expected a numeric array, found dtype {array.dtype}")
+
+
+def _ragged_from_object_array(array: np.ndarray, file: str, key: str) -> Ragged:
+    """Flatten an object array of integer lists; values stay float64 so NaN can be reported."""
+    if array.ndim != 1:
+        raise DataError(file, key, f"expected a 1-D array of sequences, found shape {array.shape}")
+    try:
+        lengths = np.fromiter(map(len, array), dtype=np.int64, count=len(array))
+        values = np.fromiter(
+            (v for row in array for v in row), dtype=np.float64, count=int(lengths.sum())
+        )
+    except (TypeError, ValueError) as exc:
+        row = next((i for i, r in enumerate(array) if not _is_number_list(r)), "?")
+        raise DataError(
+            file, key, f"row {row} is not a list of word ranks ({exc})", "Re-create the file."
+        ) from exc
+    return Ragged(values, np.concatenate([[0], np.cumsum(lengths)]))
+
+
+def _is_number_list(row: object) -> bool:
+    try:
+        return all(isinstance(float(v), float) for v in row)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return False
+
+
+def _sequence_stats(ranks: Ragged) -> dict[str, np.ndarray]:
+    """Per-review length, smallest and largest rank, non-integer count and common-word share."""
+    lengths = ranks.lengths
+    nonempty = lengths > 0
+    starts = ranks.offsets[:-1][nonempty]
+    values = ranks.values
+    minimum = np.full(len(ranks), np.nan)
+    maximum = np.full(len(ranks), np.nan)
+    non_integer = np.zeros(len(ranks), dtype=np.int64)
+    common_share = np.full(len(ranks), np.nan)
+    if len(values):
+        minimum[nonempty] = np.minimum.reduceat(values, starts)
+        maximum[nonempty] = np.maximum.reduceat(values, starts)
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        non_integer[nonempty] = np.add.reduceat(bad.astype(np.int64), starts)
+        common = ((values >= 1) & (values <= 100)).astype(np.float64)
+        common_share[nonempty] = np.add.reduceat(common, starts) / lengths[nonempty]
+    return {
+        "length": lengths,
+        "min_rank": minimum,
+        "max_rank": maximum,
+        "non_integer_values": non_integer,
+        "top100_word_share": common_share,
+    }
+
+
+def _keras_word_ids(ranks: Ragged, num_words: int) -> Ragged:
+    """Keras's id rules: shift by index_from, prepend start_char, cap at num_words with oov."""
+    finite = np.nan_to_num(ranks.values, nan=0.0, posinf=0.0, neginf=0.0)
+    ids = finite.astype(np.int64) + IMDB_INDEX_FROM
+    ids[(ids >= num_words) | (ids < IMDB_INDEX_FROM)] = IMDB_OOV_CHAR
+    values = np.insert(ids, ranks.offsets[:-1], IMDB_START_CHAR).astype(np.int32)
+    offsets = ranks.offsets + np.arange(len(ranks.offsets))
+    return Ragged(values, offsets)

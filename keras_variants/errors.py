@@ -1,0 +1,34 @@
+"""Errors that tell the user what was wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class VariantsError(Exception):
+    """Base class for every error this tool reports to the user without a traceback."""
+
+
+class DataError(VariantsError):
+    """A data file is missing, unreadable or malformed.
+
+    The message always names the file, the field (array or key) and the problem.
+    """
+
+    def __init__(self, file: str, field: str | None, problem: str, hint: str = "") -> None:
+        self.file, self.field, self.problem, self.hint = file, field, problem, hint
+        where = f"{file}: {field}" if field else file
+        super().__init__(f"{where}: {problem}" + (f". {hint}" if hint else ""))
+
+
+class DataValidationError(VariantsError):
+    """One or more Great Expectations checks failed; ``failures`` lists them one per line."""
+
+    def __init__(self, failures: list[str], results_path: str | None = None) -> None:
+        self.failures, self.results_path = failures, results_path
+        lines = ["data validation failed:", *(f"  - {f}" for f in failures)]
+        if results_path:
+            lines.append(f"full Great Expectations results: {results_path}")
+        super().__init__("\n".join(lines))
+
+
+class ConfigError(VariantsError):
+    """A configuration value (profile, variant name, option) is not valid."""

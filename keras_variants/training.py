@@ -1,0 +1,191 @@
+"""Training and evaluation of one variant: pure Keras and NumPy, no tracking, no files.
+
+Tracking and progress reporting plug in as Keras callbacks passed by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from keras_variants.config import DATASETS, Profile, VariantConfig
+from keras_variants.datasets import Dataset, Examples
+from keras_variants.encoding import encode_inputs, encode_labels
+from keras_variants.models import build_model
+
+HISTORY_KEYS = {
+    "loss": "train/loss",
+    "accuracy": "train/accuracy",
+    "val_loss": "val/loss",
+    "val_accuracy": "val/accuracy",
+}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The rows a variant trains on, selects epochs with, and is finally scored on."""
+
+    train: Examples
+    validation: Examples
+    test: Examples
+
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    history: dict[str, list[float]]  # "train/loss" -> one value per epoch
+    test_metrics: dict[str, float]  # "test/loss", "test/accuracy" (+ "test/auc" if binary)
+    confusion_matrix: np.ndarray  # rows: true class, columns: predicted class
+    training_seconds: float
+    validation_loss_min_epoch: int  # 1-based
+
+    @property
+    def parameter_count(self) -> int:
+        return int(self.model.count_params())
+
+
+def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
+    """Hold out validation rows from the training split and apply the profile's row caps."""
+    rng = np.random.default_rng(seed)
+    holdout = DATASETS[dataset.name].validation_holdout
+    rows = np.arange(len(dataset.train))
+    if holdout == "first_after_shuffle":
+        rows = rng.permutation(rows)
+    if profile.train_rows is not None:
+        rows = rows[: profile.train_rows]
+    n_validation = min(profile.validation_rows, len(rows) // 2)
+    if holdout == "last":
+        train_rows, validation_rows = rows[:-n_validation], rows[-n_validation:]
+    else:
+        validation_rows, train_rows = rows[:n_validation], rows[n_validation:]
+    test_rows = np.arange(len(dataset.test))
+    if profile.test_rows is not None and profile.test_rows < len(test_rows):
+        # A random subset, since a test split may be sorted by label.
+        test_rows = np.sort(rng.choice(test_rows, profile.test_rows, replace=False))
+    return Splits(
+        train=dataset.train.take(train_rows),
+        validation=dataset.train.take(validation_rows),
+        test=dataset.test.take(test_rows),
+    )
+
+
+class EncodedBatches(keras.utils.PyDataset):
+    """Batches of float inputs and labels, encoded from the compact examples on the fly."""
+
+    def __init__(
+        self,
+        examples: Examples,
+        variant: VariantConfig,
+        batch_size: int,
+        shuffle_seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.examples, self.variant, self.batch_size = examples, variant, batch_size
+        self._rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+        self._order = np.arange(len(examples))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.examples) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = self.examples.take(rows)
+        head = DATASETS[self.variant.dataset]
+        return (
+            encode_inputs(batch.inputs, self.variant.input_encoding, self.variant.input_shape[0]),
+            encode_labels(batch.labels, head.label_encoding, head.num_classes),
+        )
+
+    def on_epoch_end(self) -> None:
+        if self._rng is not None:
+            self._order = self._rng.permutation(len(self.examples))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Calls ``report(epoch, epochs, logs, seconds)`` after every epoch (1-based epoch)."""
+
+    def __init__(self, epochs: int, report: Callable[[int, int, dict, float], None]) -> None:
+        super().__init__()
+        self.epochs, self.report = epochs, report
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.report(epoch + 1, self.epochs, dict(logs or {}), time.perf_counter() - self._started)
+
+
+def train_and_evaluate(
+    variant: VariantConfig,
+    splits: Splits,
+    epochs: int,
+    seed: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainingResult:
+    """Build, train with validation curves, then score once on the test split."""
+    model = build_model(variant, seed)
+    train = EncodedBatches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
+    validation = EncodedBatches(splits.validation, variant, variant.batch_size)
+    started = time.perf_counter()
+    fit = model.fit(
+        train, validation_data=validation, epochs=epochs, verbose=0, callbacks=list(callbacks)
+    )
+    training_seconds = time.perf_counter() - started
+    history = {HISTORY_KEYS[k]: [float(v) for v in vs] for k, vs in fit.history.items()}
+    test_metrics, confusion = evaluate(model, variant, splits.test)
+    return TrainingResult(
+        model=model,
+        history=history,
+        test_metrics=test_metrics,
+        confusion_matrix=confusion,
+        training_seconds=training_seconds,
+        validation_loss_min_epoch=int(np.argmin(history["val/loss"])) + 1,
+    )
+
+
+def evaluate(
+    model: keras.Model, variant: VariantConfig, examples: Examples
+) -> tuple[dict[str, float], np.ndarray]:
+    """Test loss, accuracy (and AUC for binary labels), and the confusion matrix."""
+    batches = EncodedBatches(examples, variant, batch_size=1024)
+    scores = model.evaluate(batches, verbose=0, return_dict=True)
+    probabilities = model.predict(batches, verbose=0)
+    metrics = {"test/loss": float(scores["loss"]), "test/accuracy": float(scores["accuracy"])}
+    labels = examples.labels.astype(np.int64)
+    if DATASETS[variant.dataset].label_encoding == "binary":
+        scores_1d = probabilities.reshape(-1)
+        predicted = (scores_1d > 0.5).astype(np.int64)
+        metrics["test/auc"] = roc_auc(labels, scores_1d)
+    else:
+        predicted = probabilities.argmax(axis=1)
+    classes = DATASETS[variant.dataset].num_classes
+    return metrics, confusion_matrix(labels, predicted, classes)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # Average ranks over ties so equal scores count half.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    positives = labels == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(
+        classes, classes
+    )
