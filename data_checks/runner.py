@@ -8,8 +8,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_checks.tables import CheckTable
 from great_expectations.expectations.expectation import Expectation
+
+from data_checks.tables import CheckTable
 
 MAX_EXAMPLES = 5
 
@@ -59,6 +60,10 @@ def describe_failure(table: CheckTable, result) -> str:
     kwargs = config.kwargs
     column = kwargs.get("column") or kwargs.get("column_A") or ""
     field = table.fields.get(column, "")
+    rows = (result.result or {}).get("partial_unexpected_index_list") or []
+    if "*" in field and rows and "split" in table.frame:
+        # Split tables have one row per split: name the split's own array.
+        field = field.replace("*", str(table.frame["split"].iloc[rows[0]]))
     where = f"{field} ({column})" if field and column else column or table.name
     reason = (config.meta or {}).get("why", config.type)
     return f"{table.file}: {where}: {reason} [{table.name}, {config.type}]; {_found(result)}"

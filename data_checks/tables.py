@@ -63,10 +63,11 @@ def mnist_tables(data: Dataset) -> list[CheckTable]:
 
 def _mnist_images(split: str, ex: Examples) -> CheckTable:
     rows = min(len(ex.inputs), len(ex.labels))
-    pixels = np.asarray(ex.inputs[:rows]).reshape(rows, -1).astype(np.float64)
+    width = int(np.prod(ex.inputs.shape[1:]))
+    pixels = np.asarray(ex.inputs[:rows]).reshape(rows, width).astype(np.float64)
     finite = np.isfinite(pixels)
     safe = np.where(finite, pixels, 0.0)
-    width = max(pixels.shape[1], 1)
+    width = max(width, 1)
     frame = pd.DataFrame(
         {
             "label": ex.labels[:rows],
@@ -85,9 +86,7 @@ def _mnist_images(split: str, ex: Examples) -> CheckTable:
 def _class_shares(file: str, split: str, labels: np.ndarray, classes: int) -> CheckTable:
     valid = labels[(labels >= 0) & (labels < classes)].astype(np.int64)
     counts = np.bincount(valid, minlength=classes)[:classes]
-    frame = pd.DataFrame(
-        {"label": np.arange(classes), "share": counts / max(len(labels), 1)}
-    )
+    frame = pd.DataFrame({"label": np.arange(classes), "share": counts / max(len(labels), 1)})
     suite = "mnist_classes" if classes == 10 else "imdb_classes"
     return CheckTable(file, f"{split} classes", suite, frame, {"share": f"y_{split}"})
 

@@ -143,6 +143,8 @@ def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = Non
 
 
 def _require_numeric(array: np.ndarray, file: str, key: str) -> None:
+    if array.ndim == 0:
+        raise DataError(file, key, "expected an array of rows, found a single value")
     if array.dtype.kind not in "biuf":
         raise DataError(file, key, f"expected a numeric array, found dtype {array.dtype}")
 
@@ -205,3 +207,22 @@ def _keras_word_ids(ranks: Ragged, num_words: int) -> Ragged:
     values = np.insert(ids, ranks.offsets[:-1], IMDB_START_CHAR).astype(np.int32)
     offsets = ranks.offsets + np.arange(len(ranks.offsets))
     return Ragged(values, offsets)
+
+
+def load_dataset(name: str, data_dir: Path | None, num_words: int = 10_000) -> Dataset:
+    """Load ``mnist`` or ``imdb`` from ``data_dir`` (or Keras's download when it is None)."""
+    if name == "mnist":
+        return load_mnist(resolve_data_file(data_dir, MNIST_FILE))
+    word_index = Path(data_dir).expanduser().resolve() / IMDB_WORD_INDEX_FILE if data_dir else None
+    return load_imdb(resolve_data_file(data_dir, IMDB_FILE), num_words, word_index)
+
+
+def summarize(data: Dataset) -> dict[str, object]:
+    """Rows, classes and fingerprints, for the user and for run metadata."""
+    return {
+        "dataset": data.name,
+        "train_rows": len(data.train),
+        "test_rows": len(data.test),
+        "classes": sorted(int(c) for c in np.unique(data.train.labels)),
+        "fingerprints": dict(data.fingerprints),
+    }

@@ -83,7 +83,5 @@ def build_model(variant: VariantConfig, seed: int) -> keras.Model:
     optimizer = keras.optimizers.get(
         {"class_name": variant.optimizer, "config": {"learning_rate": variant.learning_rate}}
     )
-    model.compile(
-        optimizer=optimizer, loss=DATASETS[variant.dataset].loss, metrics=["accuracy"]
-    )
+    model.compile(optimizer=optimizer, loss=DATASETS[variant.dataset].loss, metrics=["accuracy"])
     return model

@@ -70,9 +70,7 @@ def read_npz(path: Path, required: tuple[str, ...]) -> NpzFile:
     """
     name = path.name
     if not path.is_file():
-        raise DataError(
-            str(path), None, "file not found", "Check --data-dir / VARIANTS_DATA_DIR."
-        )
+        raise DataError(str(path), None, "file not found", "Check --data-dir / VARIANTS_DATA_DIR.")
     raw = path.read_bytes()
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
@@ -83,9 +81,7 @@ def read_npz(path: Path, required: tuple[str, ...]) -> NpzFile:
     members = {m.removesuffix(".npy"): m for m in archive.namelist()}
     missing = [key for key in required if key not in members]
     if missing:
-        raise DataError(
-            name, ", ".join(missing), f"missing key(s); the file has {sorted(members)}"
-        )
+        raise DataError(name, ", ".join(missing), f"missing key(s); the file has {sorted(members)}")
     arrays = {key: _read_member(archive, member, name, key) for key, member in members.items()}
     return NpzFile(path=path, sha256=sha256_of(raw), arrays=arrays)
 

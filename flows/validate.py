@@ -1,0 +1,32 @@
+"""The data half of the pipeline: ingest every data set, then validate it."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from keras_variants.config import PipelineConfig
+from keras_variants.datasets import Dataset
+from tasks.data import ingest, validate
+
+
+@flow(name="validate-data")
+def validate_data(config: PipelineConfig) -> dict[str, dict[str, object]]:
+    """Ingest and validate the data sets the selected variants need; summaries by name."""
+    summaries, _ = ingest_and_validate(config)
+    return summaries
+
+
+def ingest_and_validate(
+    config: PipelineConfig,
+) -> tuple[dict[str, dict[str, object]], dict[str, Dataset]]:
+    """Called inside a flow: every data set is read and checked before anything trains."""
+    results_dir = config.reports_dir / "validation"
+    datasets = {
+        name: ingest.submit(name, config.data_dir, config.num_words) for name in config.datasets()
+    }
+    checks = {
+        name: validate.submit(data, config.num_words, results_dir)
+        for name, data in datasets.items()
+    }
+    summaries = {name: check.result() for name, check in checks.items()}
+    return summaries, {name: data.result() for name, data in datasets.items()}

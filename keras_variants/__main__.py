@@ -1,0 +1,3 @@
+from keras_variants.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that name, retry and cache the plain functions they call."""
