@@ -92,6 +92,33 @@ def validate(
     typer.echo(f"Great Expectations results: {config.reports_dir / 'validation'}")
 
 
+@app.command()
+def run(
+    data_dir: DataDirOption = None,
+    profile: ProfileOption = "full",
+    variants: VariantsOption = None,
+    tracking_uri: TrackingOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Validate the data, then train, evaluate and track every variant in MLflow."""
+    _prepare_environment()
+    from flows.pipeline import pipeline
+
+    overrides: dict[str, object] = {"seed": seed}
+    if variants:
+        overrides["variants"] = tuple(v.strip() for v in variants.split(",") if v.strip())
+    config = _config(profile, data_dir, tracking_uri, **overrides)
+    result = pipeline(config)
+    typer.echo(f"{'variant':<14} {'test acc':>9} {'test loss':>10} {'best epoch':>11}  run id")
+    for name, outcome in result.variants.items():
+        metrics = outcome.test_metrics
+        typer.echo(
+            f"{name:<14} {metrics['test/accuracy']:>9.4f} {metrics['test/loss']:>10.4f} "
+            f"{outcome.validation_loss_min_epoch:>11}  {outcome.run_id}"
+        )
+    typer.echo(f"MLflow store: {config.tracking_uri}")
+
+
 def main() -> None:
     """Console entry point: user errors print one clear message and exit 1."""
     try:

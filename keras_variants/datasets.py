@@ -71,6 +71,7 @@ class Dataset:
     train: Examples
     test: Examples
     fingerprints: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256
+    files: dict[str, str] = field(default_factory=dict)  # file name -> absolute path
     raw_stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     vocabulary_size: int | None = None
 
@@ -104,6 +105,7 @@ def load_mnist(path: Path) -> Dataset:
         train=Examples(arrays["x_train"], arrays["y_train"]),
         test=Examples(arrays["x_test"], arrays["y_test"]),
         fingerprints={path.name: npz.sha256},
+        files={path.name: str(path.resolve())},
     )
 
 
@@ -117,6 +119,7 @@ def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = Non
     """
     npz = read_npz(path, SPLIT_KEYS)
     fingerprints = {path.name: npz.sha256}
+    files = {path.name: str(path.resolve())}
     vocabulary_size = KERAS_IMDB_VOCABULARY
     if word_index is not None and word_index.is_file():
         raw = word_index.read_bytes()
@@ -125,6 +128,7 @@ def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = Non
         except (json.JSONDecodeError, TypeError) as exc:
             raise DataError(word_index.name, None, f"not a JSON word index: {exc}") from exc
         fingerprints[word_index.name] = sha256_of(raw)
+        files[word_index.name] = str(word_index.resolve())
     splits, raw_stats = {}, {}
     for split in ("train", "test"):
         labels = npz.arrays[f"y_{split}"]
@@ -137,6 +141,7 @@ def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = Non
         train=splits["train"],
         test=splits["test"],
         fingerprints=fingerprints,
+        files=files,
         raw_stats=raw_stats,
         vocabulary_size=vocabulary_size,
     )

@@ -5,6 +5,7 @@ Tracking and progress reporting plug in as Keras callbacks passed by the caller.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -189,3 +190,12 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(
         classes, classes
     )
+
+
+@functools.cache
+def configure_runtime() -> None:
+    """Deterministic TensorFlow ops, so one seed and profile give the same metrics."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.disable_interactive_logging()  # progress goes through our own epoch lines

@@ -1,0 +1,32 @@
+"""The whole pipeline: ingest, validate, train and evaluate every variant, track in MLflow."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
+
+from flows.validate import ingest_and_validate
+from keras_variants import tracking
+from keras_variants.config import PipelineConfig
+from tasks.train import VariantOutcome, train_variant
+
+
+class PipelineResult(BaseModel):
+    parent_run_ids: dict[str, str]  # data set -> parent MLflow run id
+    variants: dict[str, VariantOutcome]
+
+
+@flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def pipeline(config: PipelineConfig) -> PipelineResult:
+    """Validate the data, then train every selected variant (two at a time)."""
+    _, datasets = ingest_and_validate(config)
+    with tracking.parent_runs(config, datasets) as parents:
+        futures = [
+            train_variant.submit(config, v, datasets[v.dataset], parents[v.dataset])
+            for v in config.selected()
+        ]
+        wait(futures)
+        outcomes = [f.result() for f in futures]
+    return PipelineResult(parent_run_ids=parents, variants={o.variant: o for o in outcomes})

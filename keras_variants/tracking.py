@@ -1,0 +1,248 @@
+"""MLflow at one edge: experiments, parent and child runs, metrics, inputs and models.
+
+Runs are always ended: FINISHED on success, KILLED on interruption, FAILED otherwise, so no
+run of this tool stays RUNNING. Worker threads pass run ids explicitly, since MLflow's
+active-run stack is thread-local.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.tracking import MlflowClient
+
+from keras_variants.config import PipelineConfig, VariantConfig
+from keras_variants.datasets import Dataset
+from keras_variants.training import Splits, TrainingResult
+
+TOOL_TAG = "keras_variants.pipeline_id"  # marks every run this tool starts
+REPO = Path(__file__).resolve().parents[1]
+# MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time.
+_MODEL_LOGGING = threading.Lock()
+
+
+def client_for(config: PipelineConfig) -> MlflowClient:
+    return MlflowClient(config.tracking_uri)
+
+
+def is_local_store(tracking_uri: str) -> bool:
+    return not tracking_uri.startswith(("http://", "https://", "databricks"))
+
+
+def experiment_id(config: PipelineConfig, name: str) -> str:
+    """The experiment for one data set, created with artifacts under ``mlruns/`` if new."""
+    client = client_for(config)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = config.artifact_root.as_uri() if is_local_store(config.tracking_uri) else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by a concurrent run
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def _end_status(exc: BaseException) -> str:
+    return "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+
+
+@contextmanager
+def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterator[dict[str, str]]:
+    """One parent run per data set's experiment for this pipeline run; yields run ids."""
+    client = client_for(config)
+    pipeline_id = uuid.uuid4().hex[:12]
+    runs: dict[str, str] = {}
+    try:
+        for name, data in datasets.items():
+            run = client.create_run(
+                experiment_id(config, name),
+                run_name=f"pipeline-{pipeline_id}",
+                tags=_common_tags(config, pipeline_id, name) | {"role": "pipeline"},
+            )
+            runs[name] = run.info.run_id
+            client.log_batch(
+                run.info.run_id,
+                params=[
+                    mlflow.entities.Param(k, str(v))
+                    for k, v in {
+                        "profile": config.profile.name,
+                        "seed": config.seed,
+                        "variants": ",".join(v.name for v in config.selected()),
+                        **{f"data.{f}.sha256": d for f, d in data.fingerprints.items()},
+                    }.items()
+                ],
+            )
+        yield runs
+    except BaseException as exc:
+        for run_id in runs.values():
+            client.set_terminated(run_id, _end_status(exc))
+        raise
+    for run_id in runs.values():
+        client.set_terminated(run_id, "FINISHED")
+
+
+def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict[str, str]:
+    return {
+        TOOL_TAG: pipeline_id,
+        "dataset": dataset,
+        "profile": config.profile.name,
+        "git_commit": git_commit(),
+    }
+
+
+@contextmanager
+def variant_run(
+    config: PipelineConfig, variant: VariantConfig, parent_run_id: str
+) -> Iterator[str]:
+    """A child run of ``parent_run_id``, active in this thread while the block runs."""
+    parent = client_for(config).get_run(parent_run_id)
+    mlflow.set_tracking_uri(config.tracking_uri)
+    run = mlflow.start_run(
+        experiment_id=parent.info.experiment_id,
+        run_name=variant.name,
+        parent_run_id=parent_run_id,
+        tags={**parent.data.tags, "role": "variant", "variant": variant.name},
+    )
+    try:
+        yield run.info.run_id
+    except BaseException as exc:
+        mlflow.end_run(_end_status(exc))
+        raise
+    mlflow.end_run("FINISHED")
+
+
+class EpochMetricsLogger(keras.callbacks.Callback):
+    """Logs ``train/*`` and ``val/*`` after every epoch, so curves grow live in the UI."""
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        super().__init__()
+        self.client, self.run_id = MlflowClient(tracking_uri), run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from keras_variants.training import HISTORY_KEYS
+
+        stamp = int(time.time() * 1000)
+        metrics = [
+            Metric(HISTORY_KEYS[k], float(v), stamp, epoch + 1)
+            for k, v in (logs or {}).items()
+            if k in HISTORY_KEYS
+        ]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+
+def log_variant_result(
+    run_id: str,
+    config: PipelineConfig,
+    variant: VariantConfig,
+    data: Dataset,
+    splits: Splits,
+    epochs: int,
+    result: TrainingResult,
+    input_example: np.ndarray,
+) -> None:
+    """Params, test metrics, data inputs, confusion matrix and the model of one variant."""
+    mlflow.log_params(
+        {
+            "architecture": variant.architecture,
+            "hidden_units": list(variant.hidden_units),
+            "conv_filters": list(variant.conv_filters),
+            "input_shape": list(variant.input_shape),
+            "optimizer": variant.optimizer,
+            "learning_rate": variant.learning_rate,
+            "epochs": epochs,
+            "batch_size": variant.batch_size,
+            "l2": variant.l2,
+            "dropout": variant.dropout,
+            "seed": config.seed,
+            "profile": config.profile.name,
+            "parameter_count": result.parameter_count,
+            "train_rows": len(splits.train),
+            "validation_rows": len(splits.validation),
+            "test_rows": len(splits.test),
+        }
+    )
+    validation_loss = result.history["val/loss"]
+    best = result.validation_loss_min_epoch - 1
+    mlflow.log_metrics(
+        result.test_metrics
+        | {
+            "validation_loss_min_epoch": result.validation_loss_min_epoch,
+            "val/loss_min": validation_loss[best],
+            "val/accuracy_at_loss_min": result.history["val/accuracy"][best],
+            "training_seconds": result.training_seconds,
+        }
+    )
+    mlflow.set_tags({f"data.{f}.sha256": d for f, d in data.fingerprints.items()})
+    for file, path in data.files.items():
+        with warnings.catch_warnings():  # a local path matches two equivalent source kinds
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path)
+        dataset = MetaDataset(source, name=file, digest=data.fingerprints[file][:32])
+        mlflow.log_input(dataset, context="training")
+    mlflow.log_dict(
+        {
+            "labels": list(range(len(result.confusion_matrix))),
+            "matrix": result.confusion_matrix.tolist(),
+        },
+        "confusion_matrix.json",
+    )
+    signature = infer_signature(input_example, result.model.predict(input_example, verbose=0))
+    with _MODEL_LOGGING:
+        _log_model(result.model, signature, input_example)
+
+
+class _KerasFlavor:
+    """``mlflow.keras``, except that the model folder exists before the input example is
+    written into it (MLflow 3.17's keras ``save_model`` writes the example first and fails)."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, **kwargs: object) -> None:
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
+
+
+def _log_model(model: keras.Model, signature, input_example: np.ndarray) -> None:
+    Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=_KerasFlavor,
+        model=model,
+        signature=signature,
+        input_example=input_example,
+        # Explicit requirements skip MLflow's slow inference of them (it reloads the model).
+        pip_requirements=[f"keras=={keras.__version__}", f"tensorflow-cpu=={_tf_version()}"],
+    )
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__

@@ -1,0 +1,73 @@
+"""Train-and-evaluate task: one variant, one MLflow child run."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from keras_variants import tracking
+from keras_variants.config import PipelineConfig, VariantConfig
+from keras_variants.datasets import Dataset
+from keras_variants.encoding import encode_inputs
+from keras_variants.training import (
+    EpochProgress,
+    configure_runtime,
+    make_splits,
+    train_and_evaluate,
+)
+
+
+class VariantOutcome(BaseModel):
+    """What a flow returns about one trained variant."""
+
+    variant: str
+    dataset: str
+    run_id: str
+    test_metrics: dict[str, float]
+    validation_loss_min_epoch: int
+    training_seconds: float
+
+
+@task(name="train-and-evaluate", task_run_name="train-{variant.name}", cache_policy=NO_CACHE)
+def train_variant(
+    config: PipelineConfig, variant: VariantConfig, data: Dataset, parent_run_id: str
+) -> VariantOutcome:
+    """Train ``variant`` on its data set's splits, score it on test, log it all to MLflow."""
+    logger = get_run_logger()
+    configure_runtime()
+    splits = make_splits(data, config.profile, config.seed)
+    epochs = config.profile.epochs_for(variant)
+
+    def report(epoch: int, total: int, logs: dict, seconds: float) -> None:
+        logger.info(
+            "%s epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f (%.1f s)",
+            variant.name, epoch, total, logs.get("loss", float("nan")),
+            logs.get("accuracy", float("nan")), logs.get("val_loss", float("nan")),
+            logs.get("val_accuracy", float("nan")), seconds,
+        )  # fmt: skip
+
+    with tracking.variant_run(config, variant, parent_run_id) as run_id:
+        callbacks = [
+            EpochProgress(epochs, report),
+            tracking.EpochMetricsLogger(config.tracking_uri, run_id),
+        ]
+        result = train_and_evaluate(variant, splits, epochs, config.seed, callbacks)
+        example = encode_inputs(splits.test.take([0]).inputs, variant.input_encoding)
+        tracking.log_variant_result(run_id, config, variant, data, splits, epochs, result, example)
+    logger.info(
+        "%s: test %s, lowest val_loss at epoch %d, %.1f s",
+        variant.name,
+        ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in result.test_metrics.items()),
+        result.validation_loss_min_epoch,
+        result.training_seconds,
+    )
+    return VariantOutcome(
+        variant=variant.name,
+        dataset=variant.dataset,
+        run_id=run_id,
+        test_metrics=result.test_metrics,
+        validation_loss_min_epoch=result.validation_loss_min_epoch,
+        training_seconds=result.training_seconds,
+    )
