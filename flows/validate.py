@@ -21,12 +21,12 @@ def ingest_and_validate(
 ) -> tuple[dict[str, dict[str, object]], dict[str, Dataset]]:
     """Called inside a flow: every data set is read and checked before anything trains."""
     results_dir = config.reports_dir / "validation"
-    datasets = {
+    reads = {
         name: ingest.submit(name, config.data_dir, config.num_words) for name in config.datasets()
     }
+    datasets = {name: read.result() for name, read in reads.items()}
     checks = {
         name: validate.submit(data, config.num_words, results_dir)
         for name, data in datasets.items()
     }
-    summaries = {name: check.result() for name, check in checks.items()}
-    return summaries, {name: data.result() for name, data in datasets.items()}
+    return {name: check.result() for name, check in checks.items()}, datasets

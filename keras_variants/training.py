@@ -6,13 +6,13 @@ Tracking and progress reporting plug in as Keras callbacks passed by the caller.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_variants.config import DATASETS, Profile, VariantConfig
 from keras_variants.datasets import Dataset, Examples
@@ -75,37 +75,44 @@ def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
     )
 
 
-class EncodedBatches(keras.utils.PyDataset):
-    """Batches of float inputs and labels, encoded from the compact examples on the fly."""
+def encoded_batches(
+    examples: Examples,
+    variant: VariantConfig,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of float inputs and labels, encoded from the compact examples on the fly.
 
-    def __init__(
-        self,
-        examples: Examples,
-        variant: VariantConfig,
-        batch_size: int,
-        shuffle_seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.examples, self.variant, self.batch_size = examples, variant, batch_size
-        self._rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
-        self._order = np.arange(len(examples))
-        self.on_epoch_end()
+    Row order is shuffled by tf.data with a fixed seed, reshuffled every epoch, so the
+    batches are the same on every run with that seed.
+    """
+    head = DATASETS[variant.dataset]
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.examples) / self.batch_size)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        batch = self.examples.take(rows)
-        head = DATASETS[self.variant.dataset]
+    def encode(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = examples.take(rows)
         return (
-            encode_inputs(batch.inputs, self.variant.input_encoding, self.variant.input_shape[0]),
+            encode_inputs(batch.inputs, variant.input_encoding, variant.input_shape[0]),
             encode_labels(batch.labels, head.label_encoding, head.num_classes),
         )
 
-    def on_epoch_end(self) -> None:
-        if self._rng is not None:
-            self._order = self._rng.permutation(len(self.examples))
+    label_shape = (None, head.num_classes) if head.label_encoding == "one_hot" else (None,)
+    rows = tf.data.Dataset.range(len(examples))
+    if shuffle_seed is not None:
+        rows = rows.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return (
+        rows.batch(batch_size)
+        .map(
+            lambda r: tf.numpy_function(encode, [r], (tf.float32, tf.float32)),
+            deterministic=True,
+        )
+        .map(
+            lambda x, y: (
+                tf.ensure_shape(x, (None, *variant.input_shape)),
+                tf.ensure_shape(y, label_shape),
+            )
+        )
+        .prefetch(1)
+    )
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -132,8 +139,8 @@ def train_and_evaluate(
 ) -> TrainingResult:
     """Build, train with validation curves, then score once on the test split."""
     model = build_model(variant, seed)
-    train = EncodedBatches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
-    validation = EncodedBatches(splits.validation, variant, variant.batch_size)
+    train = encoded_batches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
+    validation = encoded_batches(splits.validation, variant, variant.batch_size)
     started = time.perf_counter()
     fit = model.fit(
         train, validation_data=validation, epochs=epochs, verbose=0, callbacks=list(callbacks)
@@ -155,7 +162,7 @@ def evaluate(
     model: keras.Model, variant: VariantConfig, examples: Examples
 ) -> tuple[dict[str, float], np.ndarray]:
     """Test loss, accuracy (and AUC for binary labels), and the confusion matrix."""
-    batches = EncodedBatches(examples, variant, batch_size=1024)
+    batches = encoded_batches(examples, variant, batch_size=1024)
     scores = model.evaluate(batches, verbose=0, return_dict=True)
     probabilities = model.predict(batches, verbose=0)
     metrics = {"test/loss": float(scores["loss"]), "test/accuracy": float(scores["accuracy"])}

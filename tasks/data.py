@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from data_checks.checks import validate_dataset
@@ -14,7 +15,7 @@ from keras_variants.datasets import Dataset, load_dataset, summarize
 from keras_variants.errors import DataValidationError
 
 
-@task(name="ingest", task_run_name="ingest-{name}")
+@task(name="ingest", task_run_name="ingest-{name}", cache_policy=NO_CACHE)
 def ingest(name: str, data_dir: Path | None, num_words: int) -> Dataset:
     """Read one data set; fingerprints of every file read travel with it."""
     data = load_dataset(name, data_dir, num_words)
@@ -22,7 +23,7 @@ def ingest(name: str, data_dir: Path | None, num_words: int) -> Dataset:
     return data
 
 
-@task(name="validate", task_run_name="validate-{data.name}")
+@task(name="validate", task_run_name="validate-{data.name}", cache_policy=NO_CACHE)
 def validate(data: Dataset, num_words: int, results_dir: Path) -> dict[str, object]:
     """Great Expectations checks; raises DataValidationError listing every failure.
 

@@ -1,0 +1,143 @@
+"""The training flow end to end: smoke profile, real SQLite MLflow store, Prefect test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import PipelineResult, pipeline
+from keras_variants.config import VARIANTS, PipelineConfig, build_config
+from keras_variants.datasets import load_dataset
+from keras_variants.encoding import encode_inputs
+from keras_variants.errors import DataValidationError
+from keras_variants.training import make_splits
+from tests.conftest import rewrite_npz
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
+    return build_config(profile="smoke", data_dir=data_slices, workdir=store)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(prefect_server, smoke_config: PipelineConfig) -> PipelineResult:
+    return pipeline(smoke_config)
+
+
+def _client(config: PipelineConfig) -> MlflowClient:
+    return MlflowClient(config.tracking_uri)
+
+
+def test_every_variant_has_a_finished_child_run(smoke_run, smoke_config) -> None:
+    client = _client(smoke_config)
+    assert set(smoke_run.variants) == set(VARIANTS)
+    for dataset, parent_id in smoke_run.parent_run_ids.items():
+        parent = client.get_run(parent_id)
+        assert parent.info.status == "FINISHED"
+        assert client.get_experiment(parent.info.experiment_id).name == dataset
+        children = client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+        )
+        expected = {v.name for v in VARIANTS.values() if v.dataset == dataset}
+        assert {c.data.tags["variant"] for c in children} == expected
+        assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_child_runs_carry_params_curves_metrics_and_inputs(smoke_run, smoke_config) -> None:
+    client = _client(smoke_config)
+    run = client.get_run(smoke_run.variants["imdb_l2"].run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["l2"] == "0.001" and params["hidden_units"] == "[16, 16]"
+    assert params["epochs"] == "2" and params["profile"] == "smoke"
+    assert int(params["parameter_count"]) == 10_000 * 16 + 16 + 16 * 16 + 16 + 17
+    for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2]
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and 0.0 <= metrics["test/auc"] <= 1.0
+    assert metrics["validation_loss_min_epoch"] in (1, 2)
+    assert tags["dataset"] == "imdb" and tags["profile"] == "smoke" and tags["git_commit"]
+    assert len(tags["data.imdb.npz.sha256"]) == 64
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} >= {"imdb.npz"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "confusion_matrix.json" in artifacts
+    matrix = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/confusion_matrix.json")
+    assert np.array(matrix["matrix"]).sum() == 500
+
+
+@pytest.mark.parametrize("variant", ["mnist_cnn", "imdb_dropout"])
+def test_logged_model_reproduces_logged_test_accuracy(
+    smoke_run, smoke_config, data_slices, variant
+) -> None:
+    config = VARIANTS[variant]
+    mlflow.set_tracking_uri(smoke_config.tracking_uri)
+    model_uri = mlflow.get_logged_model(
+        _client(smoke_config)
+        .get_run(smoke_run.variants[variant].run_id)
+        .outputs.model_outputs[0]
+        .model_id
+    ).model_uri
+    model = mlflow.pyfunc.load_model(model_uri)
+    assert model.metadata.signature is not None
+    data = load_dataset(config.dataset, data_slices)
+    test = make_splits(data, smoke_config.profile, smoke_config.seed).test
+    scores = np.asarray(model.predict(encode_inputs(test.inputs, config.input_encoding)))
+    predicted = scores.argmax(axis=1) if scores.shape[-1] > 1 else (scores.ravel() > 0.5)
+    accuracy = float((predicted.astype(int) == test.labels).mean())
+    assert accuracy == pytest.approx(smoke_run.variants[variant].test_metrics["test/accuracy"])
+
+
+def test_same_seed_and_profile_give_same_metrics(smoke_run, smoke_config) -> None:
+    again = pipeline(smoke_config.model_copy(update={"variants": ("mnist_dense", "imdb_dropout")}))
+    for name, outcome in again.variants.items():
+        assert outcome.test_metrics == smoke_run.variants[name].test_metrics
+
+
+def _runs(config: PipelineConfig) -> list:
+    client = _client(config)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments) if experiments else []
+
+
+def test_failed_training_ends_runs_failed(prefect_server, data_slices, tmp_path, monkeypatch):
+    config = build_config(
+        profile="smoke", data_dir=data_slices, workdir=tmp_path, variants=("imdb_reduced",)
+    )
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected training fault")
+
+    monkeypatch.setattr("tasks.train.train_and_evaluate", broken)
+    with pytest.raises(RuntimeError, match="injected training fault"):
+        pipeline(config)
+    statuses = {r.data.tags.get("role"): r.info.status for r in _runs(config)}
+    assert statuses == {"pipeline": "FAILED", "variant": "FAILED"}
+
+
+def test_invalid_data_stops_before_any_run(prefect_server, broken_dir, tmp_path) -> None:
+    rewrite_npz(broken_dir / "mnist.npz", y_test=None)
+    config = build_config(profile="smoke", data_dir=broken_dir, workdir=tmp_path)
+    with pytest.raises(Exception, match=r"mnist\.npz: y_test: missing key"):
+        pipeline(config)
+    assert _runs(config) == []
+
+
+def test_labels_out_of_range_stop_before_any_run(prefect_server, broken_dir, tmp_path) -> None:
+    with np.load(broken_dir / "imdb.npz", allow_pickle=True) as npz:
+        labels = npz["y_train"].copy()
+    labels[0] = 5
+    rewrite_npz(broken_dir / "imdb.npz", y_train=labels)
+    config = build_config(profile="smoke", data_dir=broken_dir, workdir=tmp_path)
+    with pytest.raises(DataValidationError, match=r"imdb\.npz: y_train \(label\)"):
+        pipeline(config)
+    assert _runs(config) == []
