@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -10,12 +12,16 @@ from pydantic import BaseModel
 from flows.validate import ingest_and_validate
 from keras_variants import tracking
 from keras_variants.config import PipelineConfig
+from keras_variants.registry import Decision
+from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, train_variant
 
 
 class PipelineResult(BaseModel):
     parent_run_ids: dict[str, str]  # data set -> parent MLflow run id
     variants: dict[str, VariantOutcome]
+    decisions: list[Decision]
+    report: Path
 
 
 @flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -29,4 +35,15 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
         ]
         wait(futures)
         outcomes = [f.result() for f in futures]
-    return PipelineResult(parent_run_ids=parents, variants={o.variant: o for o in outcomes})
+    decisions = (
+        [promote_best(config, datasets[name], run_id) for name, run_id in parents.items()]
+        if config.promote
+        else []
+    )
+    report = write_comparison_report(config, next(iter(parents.values())))
+    return PipelineResult(
+        parent_run_ids=parents,
+        variants={o.variant: o for o in outcomes},
+        decisions=decisions,
+        report=report,
+    )

@@ -116,7 +116,84 @@ def run(
             f"{name:<14} {metrics['test/accuracy']:>9.4f} {metrics['test/loss']:>10.4f} "
             f"{outcome.validation_loss_min_epoch:>11}  {outcome.run_id}"
         )
+    for decision in result.decisions:
+        typer.echo(decision.sentence())
+    typer.echo(f"report: {result.report}")
     typer.echo(f"MLflow store: {config.tracking_uri}")
+
+
+@app.command()
+def report(
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="A parent (or child) run of the pipeline run to report "
+            "on (default: the latest finished one).",
+        ),
+    ] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Rebuild the comparison report of a past pipeline run from MLflow."""
+    _prepare_environment()
+    from prefect import flow
+
+    from tasks.registry import write_comparison_report
+
+    config = _config("full", None, tracking_uri)
+    path = flow(name="report")(write_comparison_report)(config, run_id)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def promote(
+    model: Annotated[
+        str, typer.Option("--model", help="Registered model: mnist-classifier or imdb-sentiment.")
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Version to promote (default: the 'challenger')."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run the gate and report, change nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if it does not beat the champion.")
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Make the 'previous' version champion again.")
+    ] = False,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Test accuracy the version must gain.")
+    ] = 0.0,
+    data_dir: DataDirOption = None,
+    profile: ProfileOption = "full",
+    tracking_uri: TrackingOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Promote a registered version to champion through the same gate, or roll back."""
+    _prepare_environment()
+    from keras_variants import registry, tracking
+    from keras_variants.datasets import load_dataset
+    from keras_variants.training import make_splits
+
+    config = _config(profile, data_dir, tracking_uri, seed=seed)
+    datasets = {v: k for k, v in registry.REGISTERED_MODELS.items()}
+    if model not in datasets:
+        raise typer.BadParameter(f"unknown model {model!r}; choose from {', '.join(datasets)}")
+    tracking.use_store(config)
+    client = tracking.client_for(config)
+    if rollback:
+        typer.echo(registry.rollback(client, model).sentence())
+        return
+    if version is None:
+        version = client.get_model_version_by_alias(model, "challenger").version
+    data = load_dataset(datasets[model], config.data_dir, config.num_words)
+    scorer = registry.test_scorer(make_splits(data, config.profile, config.seed).test)
+    decision = registry.promote(client, model, version, scorer, margin, dry_run, force)
+    typer.echo(("[dry run] " if dry_run else "") + decision.sentence())
+    if not decision.promoted and not dry_run:
+        raise typer.Exit(code=3)
 
 
 def main() -> None:

@@ -155,6 +155,10 @@ class PipelineConfig(_Frozen):
     variants: tuple[str, ...] = tuple(VARIANTS)
     num_words: int = 10_000
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
+    promotion_margin: float = Field(
+        0.0, ge=0.0, description="test accuracy a challenger must gain over the champion"
+    )
+    promote: bool = Field(True, description="register and gate the best variant per data set")
 
     @field_validator("variants")
     @classmethod

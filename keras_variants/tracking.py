@@ -41,6 +41,12 @@ def client_for(config: PipelineConfig) -> MlflowClient:
     return MlflowClient(config.tracking_uri)
 
 
+def use_store(config: PipelineConfig) -> None:
+    """Point MLflow's fluent API (model loading, registration) at the configured store."""
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+
+
 def is_local_store(tracking_uri: str) -> bool:
     return not tracking_uri.startswith(("http://", "https://", "databricks"))
 
@@ -122,7 +128,7 @@ def variant_run(
 ) -> Iterator[str]:
     """A child run of ``parent_run_id``, active in this thread while the block runs."""
     parent = client_for(config).get_run(parent_run_id)
-    mlflow.set_tracking_uri(config.tracking_uri)
+    use_store(config)
     run = mlflow.start_run(
         experiment_id=parent.info.experiment_id,
         run_name=variant.name,

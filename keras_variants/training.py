@@ -143,7 +143,12 @@ def train_and_evaluate(
     validation = encoded_batches(splits.validation, variant, variant.batch_size)
     started = time.perf_counter()
     fit = model.fit(
-        train, validation_data=validation, epochs=epochs, verbose=0, callbacks=list(callbacks)
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        shuffle=False,  # tf.data already reshuffles every epoch with the seed
+        verbose=0,
+        callbacks=list(callbacks),
     )
     training_seconds = time.perf_counter() - started
     history = {HISTORY_KEYS[k]: [float(v) for v in vs] for k, vs in fit.history.items()}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from flows.pipeline import PipelineResult
+    from keras_variants.config import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,5 +93,21 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         yield
 
 
-def word_index_size(path: Path) -> int:
-    return len(json.loads((path / "imdb_word_index.json").read_text()))
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="session")
+def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
+    from keras_variants.config import build_config
+
+    return build_config(profile="smoke", data_dir=data_slices, workdir=store)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(prefect_server, smoke_config: PipelineConfig) -> PipelineResult:
+    """One smoke-profile pipeline run shared by the tracking, registry and report tests."""
+    from flows.pipeline import pipeline
+
+    return pipeline(smoke_config)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.pipeline import PipelineResult, pipeline
+from flows.pipeline import pipeline
 from keras_variants.config import VARIANTS, PipelineConfig, build_config
 from keras_variants.datasets import load_dataset
 from keras_variants.encoding import encode_inputs
@@ -18,21 +16,6 @@ from keras_variants.training import make_splits
 from tests.conftest import rewrite_npz
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("work")
-
-
-@pytest.fixture(scope="module")
-def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
-    return build_config(profile="smoke", data_dir=data_slices, workdir=store)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(prefect_server, smoke_config: PipelineConfig) -> PipelineResult:
-    return pipeline(smoke_config)
 
 
 def _client(config: PipelineConfig) -> MlflowClient:

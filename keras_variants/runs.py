@@ -1,0 +1,78 @@
+"""Reading a past pipeline run back from MLflow: everything the report and promoter need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlflow.tracking import MlflowClient
+
+from keras_variants.errors import VariantsError
+from keras_variants.tracking import TOOL_TAG
+
+CURVES = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    variant: str
+    dataset: str
+    run_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]  # latest value of each metric
+    tags: dict[str, str]
+    curves: dict[str, list[float]]  # "val/loss" -> one value per epoch
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    pipeline_id: str
+    parents: dict[str, str]  # data set -> parent run id
+    variants: dict[str, list[VariantRecord]] = field(default_factory=dict)  # by data set
+
+
+def load_pipeline(client: MlflowClient, run_id: str | None = None) -> PipelineRecord:
+    """The pipeline run that ``run_id`` (a parent or child run) belongs to, else the latest."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if run_id is not None:
+        pipeline_id = client.get_run(run_id).data.tags.get(TOOL_TAG)
+        if pipeline_id is None:
+            raise VariantsError(f"run {run_id} was not started by this tool (no {TOOL_TAG} tag)")
+    else:
+        latest = client.search_runs(
+            experiments,
+            "tags.role = 'pipeline' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not latest:
+            raise VariantsError("no finished pipeline run in this MLflow store; run one first")
+        pipeline_id = latest[0].data.tags[TOOL_TAG]
+    runs = client.search_runs(experiments, f"tags.`{TOOL_TAG}` = '{pipeline_id}'")
+    parents = {
+        r.data.tags["dataset"]: r.info.run_id for r in runs if r.data.tags.get("role") == "pipeline"
+    }
+    record = PipelineRecord(pipeline_id, parents, {d: [] for d in parents})
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        if run.data.tags.get("role") != "variant" or run.info.status != "FINISHED":
+            continue
+        curves = {
+            key: [
+                m.value
+                for m in sorted(
+                    client.get_metric_history(run.info.run_id, key), key=lambda m: m.step
+                )
+            ]
+            for key in CURVES
+        }
+        record.variants[run.data.tags["dataset"]].append(
+            VariantRecord(
+                variant=run.data.tags["variant"],
+                dataset=run.data.tags["dataset"],
+                run_id=run.info.run_id,
+                params=dict(run.data.params),
+                metrics=dict(run.data.metrics),
+                tags=dict(run.data.tags),
+                curves=curves,
+            )
+        )
+    return record

@@ -1,0 +1,54 @@
+"""Report and promotion tasks: both read what they need back from MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from keras_variants import registry, tracking
+from keras_variants.config import PipelineConfig
+from keras_variants.datasets import Dataset
+from keras_variants.report import build_report, to_markdown, write_report
+from keras_variants.runs import load_pipeline
+from keras_variants.training import make_splits
+
+
+@task(name="promote", task_run_name="promote-{data.name}", cache_policy=NO_CACHE)
+def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> registry.Decision:
+    """Register the run's best variant on validation as challenger, then run the gate."""
+    client = tracking.client_for(config)
+    tracking.use_store(config)
+    record = load_pipeline(client, parent_run_id)
+    challenger = registry.select_challenger(record.variants[data.name])
+    version = registry.register_challenger(client, challenger)
+    test = make_splits(data, config.profile, config.seed).test
+    decision = registry.promote(
+        client,
+        registry.REGISTERED_MODELS[data.name],
+        version,
+        registry.test_scorer(test),
+        margin=config.promotion_margin,
+    )
+    get_run_logger().info(decision.sentence())
+    return decision
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def write_comparison_report(config: PipelineConfig, run_id: str | None = None) -> Path:
+    """Rebuild the comparison report of a pipeline run from MLflow and publish it."""
+    client = tracking.client_for(config)
+    record = load_pipeline(client, run_id)
+    run_ids = {r.run_id for records in record.variants.values() for r in records}
+    report = build_report(record, registry.decisions_for(client, run_ids))
+    folder = write_report(report, config.reports_dir, record.pipeline_id)
+    for parent in record.parents.values():
+        client.log_artifacts(parent, str(folder), artifact_path="report")
+    create_markdown_artifact(to_markdown(report), key="comparison-report", description=report.title)
+    for dataset, rows in report.tables.items():
+        create_table_artifact(rows, key=f"{dataset}-variants", description=report.title)
+    get_run_logger().info("report written to %s", folder / "report.html")
+    return folder / "report.html"

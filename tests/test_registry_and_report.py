@@ -1,0 +1,105 @@
+"""Promotion gate, aliases, rollback and the comparison report, on a real MLflow registry."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import pipeline
+from keras_variants import registry
+from keras_variants.datasets import load_dataset
+from keras_variants.runs import load_pipeline
+from keras_variants.training import make_splits
+
+pytestmark = pytest.mark.slow
+
+
+def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except Exception:
+        return None
+
+
+def test_first_run_promotes_a_champion_per_data_set(smoke_run, smoke_config) -> None:
+    client = MlflowClient(smoke_config.tracking_uri)
+    assert {d.model for d in smoke_run.decisions} == {"mnist-classifier", "imdb-sentiment"}
+    for decision in smoke_run.decisions:
+        assert decision.promoted, decision.reason
+        version = client.get_model_version(decision.model, decision.version)
+        assert _alias(client, decision.model, "champion") == decision.version
+        assert _alias(client, decision.model, "challenger") == decision.version
+        assert version.tags["promotion.decision"] == "promoted"
+        assert version.tags["variant"] and version.tags["run_id"]
+        assert (
+            len(
+                version.tags[
+                    "data.mnist.npz.sha256" if "mnist" in decision.model else "data.imdb.npz.sha256"
+                ]
+            )
+            == 64
+        )
+        assert float(version.tags["val/accuracy"]) > 0
+
+
+def test_report_matches_mlflow_and_embeds_plots(smoke_run, smoke_config) -> None:
+    html = smoke_run.report.read_text()
+    assert (smoke_config.reports_dir / "latest.html").read_text() == html
+    assert html.count("data:image/png;base64,") >= 4
+    client = MlflowClient(smoke_config.tracking_uri)
+    for name, outcome in smoke_run.variants.items():
+        accuracy = client.get_run(outcome.run_id).data.metrics["test/accuracy"]
+        row = re.search(rf"<td>{name}</td><td>\d+</td><td>([0-9.]+)</td>", html)
+        assert row and float(row.group(1)) == pytest.approx(accuracy, abs=5e-5)
+    assert "starts to overfit" in html or "still improving" in html
+    assert "promoted" in html
+    markdown = (smoke_run.report.parent / "report.md").read_text()
+    assert "| imdb_reduced |" in markdown
+    parent = smoke_run.parent_run_ids["imdb"]
+    assert {a.path for a in client.list_artifacts(parent, "report")} >= {"report/report.html"}
+
+
+def test_worse_challenger_leaves_champion_in_place(smoke_run, smoke_config) -> None:
+    client = MlflowClient(smoke_config.tracking_uri)
+    champions = {d.model: _alias(client, d.model, "champion") for d in smoke_run.decisions}
+    second = pipeline(
+        smoke_config.model_copy(update={"variants": ("imdb_reduced",), "promotion_margin": 1.0})
+    )
+    (decision,) = second.decisions
+    assert not decision.promoted and "does not beat champion" in decision.reason
+    assert _alias(client, "imdb-sentiment", "champion") == champions["imdb-sentiment"]
+    assert _alias(client, "imdb-sentiment", "challenger") == decision.version
+    tags = client.get_model_version("imdb-sentiment", decision.version).tags
+    assert tags["promotion.decision"] == "rejected"
+    assert "imdb_reduced): rejected: test accuracy" in second.report.read_text()
+
+
+def test_forced_promotion_then_rollback(smoke_run, smoke_config, data_slices) -> None:
+    client = MlflowClient(smoke_config.tracking_uri)
+    name = "imdb-sentiment"
+    champion = _alias(client, name, "champion")
+    challenger = _alias(client, name, "challenger")
+    assert challenger != champion, "needs the rejected challenger of the previous test"
+    data = load_dataset("imdb", data_slices)
+    scorer = registry.test_scorer(make_splits(data, smoke_config.profile, 0).test)
+    dry = registry.promote(client, name, challenger, scorer, margin=1.0, dry_run=True, force=True)
+    assert dry.promoted and _alias(client, name, "champion") == champion
+    forced = registry.promote(client, name, challenger, scorer, margin=1.0, force=True)
+    assert forced.promoted and "(forced)" in forced.reason
+    assert _alias(client, name, "champion") == challenger
+    assert _alias(client, name, "previous") == champion
+    registry.rollback(client, name)
+    assert _alias(client, name, "champion") == champion
+    assert _alias(client, name, "previous") is None
+    with pytest.raises(Exception, match="no 'previous' version"):
+        registry.rollback(client, name)
+
+
+def test_report_rebuilds_from_any_run_id(smoke_run, smoke_config) -> None:
+    client = MlflowClient(smoke_config.tracking_uri)
+    child = smoke_run.variants["mnist_cnn"].run_id
+    record = load_pipeline(client, child)
+    assert record.parents == smoke_run.parent_run_ids
+    assert {r.variant for r in record.variants["mnist"]} == {"mnist_dense", "mnist_cnn"}
