@@ -1,7 +1,5 @@
 """The whole pipeline: ingest, validate, train and evaluate every variant, track in MLflow."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from prefect import flow

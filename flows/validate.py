@@ -1,7 +1,5 @@
 """The data half of the pipeline: ingest every data set, then validate it."""
 
-from __future__ import annotations
-
 from prefect import flow
 
 from keras_variants.config import PipelineConfig

@@ -104,10 +104,7 @@ def run(
     _prepare_environment()
     from flows.pipeline import pipeline
 
-    overrides: dict[str, object] = {"seed": seed}
-    if variants:
-        overrides["variants"] = tuple(v.strip() for v in variants.split(",") if v.strip())
-    config = _config(profile, data_dir, tracking_uri, **overrides)
+    config = _config(profile, data_dir, tracking_uri, **_variant_overrides(variants, seed))
     result = pipeline(config)
     typer.echo(f"{'variant':<14} {'test acc':>9} {'test loss':>10} {'best epoch':>11}  run id")
     for name, outcome in result.variants.items():
@@ -194,6 +191,48 @@ def promote(
     typer.echo(("[dry run] " if dry_run else "") + decision.sentence())
     if not decision.promoted and not dry_run:
         raise typer.Exit(code=3)
+
+
+@app.command()
+def serve(
+    cron: Annotated[
+        str, typer.Option("--cron", help='Schedule, e.g. "0 3 * * *" for 03:00 every day.')
+    ],
+    name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled",
+    data_dir: DataDirOption = None,
+    profile: ProfileOption = "full",
+    variants: VariantsOption = None,
+    tracking_uri: TrackingOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Serve the pipeline as a Prefect deployment on a cron schedule (needs a Prefect
+    server: see the README). Runs until stopped with Ctrl-C."""
+    _prepare_environment()
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        raise typer.BadParameter(
+            "schedules need a running Prefect server: start one with "
+            "'prefect server start --host 127.0.0.1' and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api",
+            param_hint="PREFECT_API_URL",
+        )
+    from flows.pipeline import pipeline
+
+    config = _config(profile, data_dir, tracking_uri, **_variant_overrides(variants, seed))
+    pipeline.serve(
+        name=name,
+        cron=cron,
+        parameters={"config": config.model_dump(mode="json")},
+        description=f"keras-variants pipeline, profile {profile}, on '{cron}'",
+    )
+
+
+def _variant_overrides(variants: str | None, seed: int) -> dict[str, object]:
+    overrides: dict[str, object] = {"seed": seed}
+    if variants:
+        overrides["variants"] = tuple(v.strip() for v in variants.split(",") if v.strip())
+    return overrides
 
 
 def main() -> None:

@@ -75,12 +75,12 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
         name, source=f"models:/{model_id}", run_id=record.run_id, tags=tags, model_id=model_id
     )
     client.set_registered_model_alias(name, "challenger", version.version)
-    return version.version
+    return str(version.version)
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
@@ -141,11 +141,14 @@ def promote(
         if champion == version:
             return Decision(name, version, False, "is already the champion", challenger_accuracy)
         champion_accuracy = _score(client, name, champion, scorer) if champion else None
-        beats = champion_accuracy is None or challenger_accuracy >= champion_accuracy + margin
+        beats = champion_accuracy is None or (
+            challenger_accuracy > champion_accuracy
+            and challenger_accuracy - champion_accuracy >= margin
+        )
         if not beats and not force:
             reason = (
                 f"test accuracy {challenger_accuracy:.4f} does not beat champion v{champion} "
-                f"({champion_accuracy:.4f}) by the margin {margin}"
+                f"({champion_accuracy:.4f}) by more than the margin {margin}"
             )
             decision = Decision(
                 name, version, False, reason, challenger_accuracy, champion, champion_accuracy

@@ -38,7 +38,9 @@ _MODEL_LOGGING = threading.Lock()
 
 
 def client_for(config: PipelineConfig) -> MlflowClient:
-    return MlflowClient(config.tracking_uri)
+    """A client bound to the configured store for runs and registry alike (never to a
+    registry URI set globally by an earlier call in this process)."""
+    return MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
 
 
 def use_store(config: PipelineConfig) -> None:
