@@ -12,6 +12,7 @@ from keras_variants.datasets import IMDB_FILE, MNIST_FILE, Dataset, Examples, Ra
 from keras_variants.encoding import encode_inputs, encode_labels
 
 ENCODED_SAMPLE_ROWS = 512
+IMAGE_CHUNK_ROWS = 5_000
 
 
 @dataclass(frozen=True)
@@ -63,19 +64,28 @@ def mnist_tables(data: Dataset) -> list[CheckTable]:
 
 def _mnist_images(split: str, ex: Examples) -> CheckTable:
     rows = min(len(ex.inputs), len(ex.labels))
-    width = int(np.prod(ex.inputs.shape[1:]))
-    pixels = np.asarray(ex.inputs[:rows]).reshape(rows, width).astype(np.float64)
-    finite = np.isfinite(pixels)
-    safe = np.where(finite, pixels, 0.0)
-    width = max(width, 1)
+    width = max(int(np.prod(ex.inputs.shape[1:])), 1)
+    pixels = np.asarray(ex.inputs[:rows]).reshape(rows, -1)
+    stats = {k: np.zeros(rows) for k in ("pixel_min", "pixel_max", "sum", "blank")}
+    non_finite = np.zeros(rows, dtype=np.int64)
+    for start in range(0, rows, IMAGE_CHUNK_ROWS):  # chunks: no float copy of all images
+        chunk = pixels[start : start + IMAGE_CHUNK_ROWS].astype(np.float64)
+        finite = np.isfinite(chunk)
+        chunk = np.where(finite, chunk, 0.0)
+        part = slice(start, start + len(chunk))
+        non_finite[part] = (~finite).sum(axis=1)
+        stats["pixel_min"][part] = chunk.min(axis=1, initial=0.0)
+        stats["pixel_max"][part] = chunk.max(axis=1, initial=0.0)
+        stats["sum"][part] = chunk.sum(axis=1)
+        stats["blank"][part] = (chunk == 0).sum(axis=1)
     frame = pd.DataFrame(
         {
             "label": ex.labels[:rows],
-            "pixel_min": safe.min(axis=1, initial=0.0),
-            "pixel_max": safe.max(axis=1, initial=0.0),
-            "non_finite_pixels": (~finite).sum(axis=1),
-            "mean_intensity": safe.sum(axis=1) / width,
-            "blank_share": (safe == 0).sum(axis=1) / width,
+            "pixel_min": stats["pixel_min"],
+            "pixel_max": stats["pixel_max"],
+            "non_finite_pixels": non_finite,
+            "mean_intensity": stats["sum"] / width,
+            "blank_share": stats["blank"] / width,
         }
     )
     x, y = f"x_{split}", f"y_{split}"

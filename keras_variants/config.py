@@ -155,6 +155,9 @@ class PipelineConfig(_Frozen):
     variants: tuple[str, ...] = tuple(VARIANTS)
     num_words: int = 10_000
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
+    steps_per_execution: int = Field(
+        32, ge=1, description="training batches per compiled Keras call (speed only)"
+    )
     promotion_margin: float = Field(
         0.0, ge=0.0, description="test accuracy a challenger must gain over the champion"
     )

@@ -131,9 +131,10 @@ def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = Non
         files[word_index.name] = str(word_index.resolve())
     splits, raw_stats = {}, {}
     for split in ("train", "test"):
-        labels = npz.arrays[f"y_{split}"]
+        labels = npz.array(f"y_{split}")
         _require_numeric(labels, path.name, f"y_{split}")
-        ranks = _ragged_from_object_array(npz.arrays[f"x_{split}"], path.name, f"x_{split}")
+        # One split's Python lists at a time: they take ~20x the memory of the ragged form.
+        ranks = _ragged_from_object_array(npz.array(f"x_{split}"), path.name, f"x_{split}")
         raw_stats[split] = _sequence_stats(ranks)
         splits[split] = Examples(_keras_word_ids(ranks, num_words), labels)
     return Dataset(

@@ -51,11 +51,24 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 @dataclass(frozen=True)
 class NpzFile:
-    """The arrays of one ``.npz`` file plus the SHA-256 of its bytes."""
+    """One ``.npz`` file read into memory, with the SHA-256 of its bytes.
+
+    Arrays are parsed on demand by :meth:`array`, so a caller can turn a large object array
+    into a compact form and drop it before parsing the next one.
+    """
 
     path: Path
     sha256: str
-    arrays: dict[str, np.ndarray]
+    archive: zipfile.ZipFile
+    members: dict[str, str]  # key -> member name in the archive
+
+    def array(self, key: str) -> np.ndarray:
+        return _read_member(self.archive, self.members[key], self.path.name, key)
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array, parsed now (fine for files without large object arrays)."""
+        return {key: self.array(key) for key in self.members}
 
 
 def sha256_of(data: bytes) -> str:
@@ -63,7 +76,7 @@ def sha256_of(data: bytes) -> str:
 
 
 def read_npz(path: Path, required: tuple[str, ...]) -> NpzFile:
-    """Read every array of ``path``, checking that ``required`` keys are present.
+    """Open ``path``, checking that ``required`` keys are present.
 
     The file is read once: the same bytes are hashed and parsed.
     Raises DataError naming the file and key for a missing, truncated, corrupt or unsafe file.
@@ -82,8 +95,7 @@ def read_npz(path: Path, required: tuple[str, ...]) -> NpzFile:
     missing = [key for key in required if key not in members]
     if missing:
         raise DataError(name, ", ".join(missing), f"missing key(s); the file has {sorted(members)}")
-    arrays = {key: _read_member(archive, member, name, key) for key, member in members.items()}
-    return NpzFile(path=path, sha256=sha256_of(raw), arrays=arrays)
+    return NpzFile(path=path, sha256=sha256_of(raw), archive=archive, members=members)
 
 
 def _read_member(archive: zipfile.ZipFile, member: str, file: str, key: str) -> np.ndarray:

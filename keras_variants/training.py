@@ -136,9 +136,10 @@ def train_and_evaluate(
     epochs: int,
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    steps_per_execution: int = 1,
 ) -> TrainingResult:
     """Build, train with validation curves, then score once on the test split."""
-    model = build_model(variant, seed)
+    model = build_model(variant, seed, steps_per_execution)
     train = encoded_batches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
     validation = encoded_batches(splits.validation, variant, variant.batch_size)
     started = time.perf_counter()

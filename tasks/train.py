@@ -53,7 +53,9 @@ def train_variant(
             EpochProgress(epochs, report),
             tracking.EpochMetricsLogger(config.tracking_uri, run_id),
         ]
-        result = train_and_evaluate(variant, splits, epochs, config.seed, callbacks)
+        result = train_and_evaluate(
+            variant, splits, epochs, config.seed, callbacks, config.steps_per_execution
+        )
         example = encode_inputs(splits.test.take([0]).inputs, variant.input_encoding)
         tracking.log_variant_result(run_id, config, variant, data, splits, epochs, result, example)
     logger.info(

@@ -1,0 +1,198 @@
+"""Benchmark: the full pipeline against the plain Keras reference script, side by side.
+
+Usage (inside the project's virtual environment):
+
+    python benchmarks/pipeline_vs_plain.py [--data-dir ../shared/data] [--rounds 1]
+
+Runs, alternating, ``variants run --profile full`` (in a fresh working folder) and
+``../shared/bench/bare_keras.py``; then a second pipeline run with unchanged inputs (the
+cached path) and a cold ``--profile smoke`` run. Prints wall time, CPU time, peak resident
+memory of the largest process, per-variant training time and test accuracy, and the
+pipeline/plain ratios, and writes the table to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Measurement:
+    label: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float  # of the largest process in the tree (wait4's ru_maxrss)
+    train_s: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    overhead_s: float | None = None  # wall time outside the training phase
+
+
+def measure(label: str, args: list[str], cwd: Path, env: dict[str, str]) -> tuple[Measurement, str]:
+    """Run ``args`` to completion; wall, CPU and peak RSS come from wait4 on that child."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_chunks: list[bytes] = []
+
+    # Drain both pipes while waiting so a chatty child never blocks on a full pipe.
+    def drain(stream, sink):
+        for chunk in iter(lambda: stream.read(65536), b""):
+            sink.append(chunk)
+
+    err_chunks: list[bytes] = []
+    readers = [
+        threading.Thread(target=drain, args=(proc.stdout, out_chunks)),
+        threading.Thread(target=drain, args=(proc.stderr, err_chunks)),
+    ]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    for reader in readers:
+        reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = b"".join(out_chunks).decode(errors="replace")
+    if proc.returncode != 0:
+        err = b"".join(err_chunks).decode(errors="replace")
+        raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{err[-4000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measurement(label, wall, cpu, usage.ru_maxrss / 1024), out
+
+
+def plain(data_dir: Path, env: dict[str, str]) -> Measurement:
+    script = data_dir.parent / "bench" / "bare_keras.py"
+    m, out = measure("plain", [sys.executable, str(script), str(data_dir)], REPO, env)
+    for line in out.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            m.train_s[row["model"]] = row["fit_s"]
+            m.accuracy[row["model"]] = row["test_acc"]
+    return m
+
+
+def pipeline(label: str, workdir: Path, data_dir: Path, profile: str, env) -> Measurement:
+    args = [str(BIN / "variants"), "run", "--profile", profile, "--data-dir", str(data_dir)]
+    m, _ = measure(label, args, workdir, env)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    latest = client.search_runs(
+        experiments, "tags.role = 'pipeline'", order_by=["attributes.start_time DESC"]
+    )[0].data.tags["keras_variants.pipeline_id"]
+    runs = client.search_runs(
+        experiments,
+        f"tags.role = 'variant' and tags.`keras_variants.pipeline_id` = '{latest}'",
+    )
+    for run in runs:
+        name = run.data.tags["variant"]
+        m.train_s[name] = round(run.data.metrics["training_seconds"], 1)
+        m.accuracy[name] = round(run.data.metrics["test/accuracy"], 4)
+    if runs:
+        training_phase = (
+            max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)
+        ) / 1000
+        m.overhead_s = m.wall_s - training_phase
+    return m
+
+
+def machine() -> str:
+    import psutil
+
+    memory = psutil.virtual_memory().total / 2**30
+    cpu = platform.processor() or platform.machine()
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores, {memory:.0f} GiB RAM, {cpu}, Python {python}"
+
+
+def table(rows: list[Measurement]) -> str:
+    variants = sorted({v for m in rows for v in m.accuracy})
+    head = ["run", "wall s", "CPU s", "peak RSS MB", "non-training s"]
+    head += [f"{v} s / acc" for v in variants]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for m in rows:
+        cells = [m.label, f"{m.wall_s:.1f}", f"{m.cpu_s:.1f}", f"{m.peak_rss_mb:.0f}"]
+        cells.append("-" if m.overhead_s is None else f"{m.overhead_s:.1f}")
+        cells += [
+            f"{m.train_s[v]:.1f} / {m.accuracy[v]:.4f}" if v in m.accuracy else "-"
+            for v in variants
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating pipeline/plain pairs")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    data_dir = args.data_dir.resolve()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_"))}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", GX_ANALYTICS_ENABLED="false")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    rows: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="variants-bench-") as tmp:
+        for i in range(args.rounds):
+            work = Path(tmp) / f"round{i}"
+            work.mkdir()
+            rows.append(pipeline(f"pipeline full #{i + 1}", work, data_dir, "full", env))
+            print(table(rows[-1:]), flush=True)
+            rows.append(plain(data_dir, env))
+            rows[-1].label = f"plain #{i + 1}"
+            print(table(rows[-1:]), flush=True)
+        rows.append(pipeline("pipeline full, rerun", work, data_dir, "full", env))
+        smoke = Path(tmp) / "smoke"
+        smoke.mkdir()
+        rows.append(pipeline("pipeline smoke, cold", smoke, data_dir, "smoke", env))
+    pipe = [m for m in rows if m.label.startswith("pipeline full #")]
+    base = [m for m in rows if m.label.startswith("plain")]
+    ratio = {
+        "wall": statistics.median(m.wall_s for m in pipe)
+        / statistics.median(m.wall_s for m in base),
+        "CPU": statistics.median(m.cpu_s for m in pipe) / statistics.median(m.cpu_s for m in base),
+        "peak RSS": statistics.median(m.peak_rss_mb for m in pipe)
+        / statistics.median(m.peak_rss_mb for m in base),
+    }
+    accuracy_delta = {
+        v: pipe[-1].accuracy[v] - base[-1].accuracy[v]
+        for v in base[-1].accuracy
+        if v in pipe[-1].accuracy
+    }
+    report = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()} by "
+        "`python benchmarks/pipeline_vs_plain.py`.",
+        "",
+        table(rows),
+        "",
+        "Ratios pipeline/plain (medians): " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()),
+        "",
+        "Test accuracy, pipeline minus plain: "
+        + ", ".join(f"{k} {v:+.4f}" for k, v in sorted(accuracy_delta.items())),
+        "",
+    ]
+    text = "\n".join(report)
+    print(text)
+    previous = args.output.read_text() if args.output.exists() else ""
+    notes = previous.split("<!-- notes -->", 1)[1] if "<!-- notes -->" in previous else "\n"
+    args.output.write_text(text + "\n<!-- notes -->" + notes)
+
+
+if __name__ == "__main__":
+    main()
