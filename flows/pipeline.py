@@ -4,7 +4,7 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.validate import ingest_and_validate
@@ -20,6 +20,23 @@ class PipelineResult(BaseModel):
     variants: dict[str, VariantOutcome]
     decisions: list[Decision]
     report: Path
+
+
+def task_runner_for(config: PipelineConfig) -> TaskRunner:
+    """Threads in this process, or a Dask cluster (a temporary local one without address)."""
+    if config.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if config.dask_address:
+            return DaskTaskRunner(address=config.dask_address)
+        workers = {"n_workers": config.max_parallel, "threads_per_worker": 1, "processes": True}
+        return DaskTaskRunner(cluster_kwargs=workers)
+    return ThreadPoolTaskRunner(max_workers=config.max_parallel)
+
+
+def run_pipeline(config: PipelineConfig) -> "PipelineResult":
+    """The pipeline flow on the task runner that ``config`` asks for."""
+    return pipeline.with_options(task_runner=task_runner_for(config))(config)
 
 
 @flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))

@@ -118,13 +118,30 @@ def run(
     variants: VariantsOption = None,
     tracking_uri: TrackingOption = None,
     seed: SeedOption = 0,
+    runner: Annotated[
+        str, typer.Option("--runner", help="Run variant tasks on 'threads' here or on 'dask'.")
+    ] = "threads",
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address", help="Dask scheduler tcp://HOST:PORT (default: a local cluster)."
+        ),
+    ] = None,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Test accuracy a challenger must gain to promote.")
+    ] = 0.0,
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
     _prepare_environment()
-    from flows.pipeline import pipeline
+    from flows.pipeline import run_pipeline
 
-    config = _config(profile, data_dir, tracking_uri, **_variant_overrides(variants, seed))
-    result = pipeline(config)
+    overrides = _variant_overrides(variants, seed) | {
+        "runner": runner,
+        "dask_address": dask_address,
+        "promotion_margin": margin,
+    }
+    config = _config(profile, data_dir, tracking_uri, **overrides)
+    result = run_pipeline(config)
     typer.echo(f"{'variant':<14} {'test acc':>9} {'test loss':>10} {'best epoch':>11}  run id")
     for name, outcome in result.variants.items():
         metrics = outcome.test_metrics

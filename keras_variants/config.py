@@ -155,6 +155,12 @@ class PipelineConfig(_Frozen):
     variants: tuple[str, ...] = tuple(VARIANTS)
     num_words: int = 10_000
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
+    runner: Literal["threads", "dask"] = Field(
+        "threads", description="where variant tasks run: threads here, or a Dask cluster"
+    )
+    dask_address: str | None = Field(
+        None, description="scheduler address (tcp://HOST:PORT); none: a local cluster"
+    )
     steps_per_execution: int = Field(
         32, ge=1, description="training batches per compiled Keras call (speed only)"
     )

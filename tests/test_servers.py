@@ -2,76 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (httpx.HTTPError, KeyError, IndexError):
-            result = None
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> Iterator[None]:
-    """Run ``args`` in its own process group and always stop the whole group."""
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        GX_ANALYTICS_ENABLED="false",
-        **extra,
-    )
-    return env
 
 
 def test_scheduled_deployment_runs(data_slices: Path, tmp_path: Path) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = _env(tmp_path, PREFECT_API_URL=api)
+    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     serve = [
         str(BIN / "variants"), "serve", "--cron", "0 3 * * *", "--profile", "smoke",
@@ -111,7 +56,7 @@ def test_mlflow_server_shows_runs_metrics_and_aliases(smoke_run, smoke_config, t
         "--backend-store-uri", smoke_config.tracking_uri, "--workers", "1",
     ]  # fmt: skip
     with (
-        process(args, _env(tmp_path), tmp_path, tmp_path / "mlflow.log"),
+        process(args, subprocess_env(tmp_path), tmp_path, tmp_path / "mlflow.log"),
         httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=10) as http,
     ):
         wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "mlflow server")

@@ -1,0 +1,67 @@
+"""Scaling out: variant tasks on a real local Dask cluster, tracking on a real MLflow server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+
+from flows.pipeline import run_pipeline
+from keras_variants.config import build_config
+from keras_variants.tracking import client_for
+from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_profile_on_a_two_worker_dask_cluster(prefect_server, data_slices, tmp_path):
+    config = build_config(
+        profile="smoke",
+        data_dir=data_slices,
+        workdir=tmp_path,
+        variants=("mnist_dense", "imdb_reduced", "imdb_dropout"),
+        runner="dask",
+        max_parallel=2,
+    )
+    result = run_pipeline(config)
+    client = client_for(config)
+    assert set(result.variants) == {"mnist_dense", "imdb_reduced", "imdb_dropout"}
+    for outcome in result.variants.values():
+        run = client.get_run(outcome.run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["test/accuracy"] == outcome.test_metrics["test/accuracy"]
+    # The worker processes trained with the same seeds as threads would.
+    threads = run_pipeline(config.model_copy(update={"runner": "threads", "promote": False}))
+    for name, outcome in threads.variants.items():
+        assert outcome.test_metrics == result.variants[name].test_metrics
+
+
+def test_smoke_profile_against_an_mlflow_server(prefect_server, data_slices, tmp_path: Path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
+    ]  # fmt: skip
+    with process(args, subprocess_env(tmp_path), tmp_path, tmp_path / "mlflow.log"):
+        wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "mlflow server")
+        config = build_config(
+            profile="smoke",
+            data_dir=data_slices,
+            workdir=tmp_path / "work",
+            tracking_uri=url,
+            variants=("mnist_dense", "imdb_reduced"),
+        )
+        result = run_pipeline(config)
+        client = client_for(config)
+        run = client.get_run(result.variants["imdb_reduced"].run_id)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"confusion_matrix.json"}
+        assert (tmp_path / "server-artifacts").is_dir()
+        assert not (tmp_path / "work" / "mlruns").exists()  # artifacts went to the server
+        mlflow.set_tracking_uri(url)
+        model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
+        assert model.metadata.signature is not None
