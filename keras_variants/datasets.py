@@ -215,6 +215,12 @@ def _keras_word_ids(ranks: Ragged, num_words: int) -> Ragged:
     return Ragged(values, offsets)
 
 
+def dataset_files(name: str, data_dir: Path) -> list[Path]:
+    """The files in ``data_dir`` that :func:`load_dataset` reads for ``name``."""
+    names = [MNIST_FILE] if name == "mnist" else [IMDB_FILE, IMDB_WORD_INDEX_FILE]
+    return [Path(data_dir) / n for n in names if (Path(data_dir) / n).is_file()]
+
+
 def load_dataset(name: str, data_dir: Path | None, num_words: int = 10_000) -> Dataset:
     """Load ``mnist`` or ``imdb`` from ``data_dir`` (or Keras's download when it is None)."""
     if name == "mnist":

@@ -2,20 +2,70 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import inspect
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
+from data_checks import checks as checks_module
+from data_checks import runner as runner_module
+from data_checks import suites as suites_module
+from data_checks import tables as tables_module
 from data_checks.checks import validate_dataset
 from data_checks.runner import write_results
-from keras_variants.datasets import Dataset, load_dataset, summarize
+from keras_variants import datasets as datasets_module
+from keras_variants import encoding as encoding_module
+from keras_variants import npz as npz_module
+from keras_variants.datasets import Dataset, dataset_files, load_dataset, summarize
 from keras_variants.errors import DataValidationError
+from keras_variants.npz import sha256_of
 
 
-@task(name="ingest", task_run_name="ingest-{name}", cache_policy=NO_CACHE)
+def _source_digest(*modules: ModuleType) -> str:
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    return digest.hexdigest()
+
+
+def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """SHA-256 of the data files, the reading code and the options: same key, same data."""
+    data_dir = parameters["data_dir"]
+    if data_dir is None:
+        return None  # the download fallback is never cached
+    digest = hashlib.sha256(
+        f"{parameters['name']}:{parameters['num_words']}".encode()
+        + _source_digest(datasets_module, npz_module, encoding_module).encode()
+    )
+    for path in sorted(dataset_files(parameters["name"], Path(data_dir))):
+        digest.update(path.name.encode() + sha256_of(path.read_bytes()).encode())
+    return digest.hexdigest()
+
+
+def _validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """The data's fingerprints and the suites' code."""
+    data: Dataset = parameters["data"]
+    fingerprints = ",".join(f"{k}={v}" for k, v in sorted(data.fingerprints.items()))
+    code = _source_digest(checks_module, runner_module, suites_module, tables_module)
+    return hashlib.sha256(f"{fingerprints}:{parameters['num_words']}:{code}".encode()).hexdigest()
+
+
+CACHE_DAYS = timedelta(days=30)
+
+
+@task(
+    name="ingest",
+    task_run_name="ingest-{name}",
+    cache_key_fn=_ingest_key,
+    cache_expiration=CACHE_DAYS,
+    persist_result=True,
+)
 def ingest(name: str, data_dir: Path | None, num_words: int) -> Dataset:
     """Read one data set; fingerprints of every file read travel with it."""
     data = load_dataset(name, data_dir, num_words)
@@ -23,7 +73,13 @@ def ingest(name: str, data_dir: Path | None, num_words: int) -> Dataset:
     return data
 
 
-@task(name="validate", task_run_name="validate-{data.name}", cache_policy=NO_CACHE)
+@task(
+    name="validate",
+    task_run_name="validate-{data.name}",
+    cache_key_fn=_validate_key,
+    cache_expiration=CACHE_DAYS,
+    persist_result=True,
+)
 def validate(data: Dataset, num_words: int, results_dir: Path) -> dict[str, object]:
     """Great Expectations checks; raises DataValidationError listing every failure.
 
