@@ -12,7 +12,7 @@ from keras_variants import tracking
 from keras_variants.config import PipelineConfig
 from keras_variants.registry import Decision
 from tasks.registry import promote_best, write_comparison_report
-from tasks.train import VariantOutcome, train_variant
+from tasks.train import VariantOutcome, prepare_tracking, train_variant
 
 
 class PipelineResult(BaseModel):
@@ -42,7 +42,9 @@ def run_pipeline(config: PipelineConfig) -> "PipelineResult":
 @flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def pipeline(config: PipelineConfig) -> PipelineResult:
     """Validate the data, then train every selected variant (two at a time)."""
+    store = prepare_tracking.submit(config)
     _, datasets = ingest_and_validate(config)
+    store.result()
     with tracking.parent_runs(config, datasets) as parents:
         futures = [
             train_variant.submit(config, v, datasets[v.dataset], parents[v.dataset])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +60,28 @@ def _prepare_environment() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    # Bounded retries against an MLflow server, then a clear failure (defaults wait minutes).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _start_prefect_server_early() -> threading.Thread | None:
+    """Start Prefect's temporary server in the background while TensorFlow imports.
+
+    Only when no server is configured. The caller joins the thread before the first flow
+    call, which then finds the server already up instead of waiting ~10 s for it.
+    """
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
+    thread.start()
+    return thread
 
 
 def _return_large_buffers_to_the_os() -> None:
@@ -96,8 +119,11 @@ def validate(
 ) -> None:
     """Ingest MNIST and IMDb and check them with Great Expectations; no training."""
     _prepare_environment()
+    server = _start_prefect_server_early()
     from flows.validate import validate_data
 
+    if server:
+        server.join()
     config = _config(profile, data_dir, None)
     summaries = validate_data(config)
     for name, summary in summaries.items():
@@ -130,18 +156,32 @@ def run(
     margin: Annotated[
         float, typer.Option("--margin", help="Test accuracy a challenger must gain to promote.")
     ] = 0.0,
+    max_parallel: Annotated[
+        int, typer.Option("--max-parallel", min=1, help="Variants trained at the same time.")
+    ] = 2,
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
     _prepare_environment()
+    server = _start_prefect_server_early()
     from flows.pipeline import run_pipeline
 
+    if server:
+        server.join()
     overrides = _variant_overrides(variants, seed) | {
         "runner": runner,
         "dask_address": dask_address,
         "promotion_margin": margin,
+        "max_parallel": max_parallel,
     }
     config = _config(profile, data_dir, tracking_uri, **overrides)
-    result = run_pipeline(config)
+    from keras_variants.interrupts import install_signal_handlers
+
+    install_signal_handlers()
+    try:
+        result = run_pipeline(config)
+    except KeyboardInterrupt:
+        typer.secho("stopped: runs ended KILLED, nothing registered", err=True)
+        raise typer.Exit(code=130) from None
     typer.echo(f"{'variant':<14} {'test acc':>9} {'test loss':>10} {'best epoch':>11}  run id")
     for name, outcome in result.variants.items():
         metrics = outcome.test_metrics

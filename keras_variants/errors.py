@@ -32,3 +32,7 @@ class DataValidationError(VariantsError):
 
 class ConfigError(VariantsError):
     """A configuration value (profile, variant name, option) is not valid."""
+
+
+class TrackingStoreError(VariantsError):
+    """The MLflow tracking store cannot be reached or written."""

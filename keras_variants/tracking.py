@@ -8,6 +8,7 @@ active-run stack is thread-local.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import psutil
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
@@ -29,9 +31,13 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.config import PipelineConfig, VariantConfig
 from keras_variants.datasets import Dataset
+from keras_variants.errors import TrackingStoreError
 from keras_variants.training import Splits, TrainingResult
 
 TOOL_TAG = "keras_variants.pipeline_id"  # marks every run this tool starts
+OWNER_HOST_TAG = "keras_variants.host"
+OWNER_PID_TAG = "keras_variants.pid"
+OWNER_STARTED_TAG = "keras_variants.pid_started"
 REPO = Path(__file__).resolve().parents[1]
 # MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time.
 _MODEL_LOGGING = threading.Lock()
@@ -116,12 +122,64 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
 
 
 def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict[str, str]:
+    owner = psutil.Process()
     return {
         TOOL_TAG: pipeline_id,
         "dataset": dataset,
         "profile": config.profile.name,
         "git_commit": git_commit(),
+        # Who runs it, so a later start-up can tell a crashed run from a live one.
+        OWNER_HOST_TAG: socket.gethostname(),
+        OWNER_PID_TAG: str(owner.pid),
+        OWNER_STARTED_TAG: f"{owner.create_time():.3f}",
     }
+
+
+def _owner_alive(tags: dict[str, str]) -> bool | None:
+    """Whether the process that started a run still lives; None if it ran elsewhere."""
+    if tags.get(OWNER_HOST_TAG) != socket.gethostname() or OWNER_PID_TAG not in tags:
+        return None
+    try:
+        process = psutil.Process(int(tags[OWNER_PID_TAG]))
+        return f"{process.create_time():.3f}" == tags.get(OWNER_STARTED_TAG)
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def open_store(config: PipelineConfig) -> list[str]:
+    """Fail clearly if the tracking store does not answer; else sweep stale runs."""
+    try:
+        client_for(config).search_experiments(max_results=1)
+    except Exception as exc:
+        raise TrackingStoreError(
+            f"MLflow tracking store {config.tracking_uri} is unavailable "
+            f"({type(exc).__name__}: {str(exc)[:300]}). Start it, or pass --tracking-uri / "
+            "MLFLOW_TRACKING_URI to one that runs; nothing was trained or registered."
+        ) from exc
+    return sweep_stale_runs(config)
+
+
+def sweep_stale_runs(config: PipelineConfig) -> list[str]:
+    """End as FAILED this tool's RUNNING runs whose process on this host has died.
+
+    A run killed with SIGKILL cannot end itself; the next pipeline start does it. Runs of
+    live processes, and of other hosts, are left alone. Returns the swept run ids.
+    """
+    client = client_for(config)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    stale = [
+        run
+        for run in client.search_runs(
+            experiments, f"attributes.status = 'RUNNING' and tags.`{TOOL_TAG}` != ''"
+        )
+        if _owner_alive(run.data.tags) is False
+    ]
+    for run in stale:
+        client.set_tag(run.info.run_id, "keras_variants.swept", "owner process died")
+        client.set_terminated(run.info.run_id, "FAILED")
+    return [run.info.run_id for run in stale]
 
 
 @contextmanager
@@ -135,7 +193,11 @@ def variant_run(
         experiment_id=parent.info.experiment_id,
         run_name=variant.name,
         parent_run_id=parent_run_id,
-        tags={**parent.data.tags, "role": "variant", "variant": variant.name},
+        tags={
+            **{k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")},
+            "role": "variant",
+            "variant": variant.name,
+        },
     )
     try:
         yield run.info.run_id

@@ -11,6 +11,7 @@ from keras_variants import tracking
 from keras_variants.config import PipelineConfig, VariantConfig
 from keras_variants.datasets import Dataset
 from keras_variants.encoding import encode_inputs
+from keras_variants.interrupts import StopOnRequest
 from keras_variants.training import (
     EpochProgress,
     configure_runtime,
@@ -28,6 +29,15 @@ class VariantOutcome(BaseModel):
     test_metrics: dict[str, float]
     validation_loss_min_epoch: int
     training_seconds: float
+
+
+@task(name="prepare-tracking", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def prepare_tracking(config: PipelineConfig) -> list[str]:
+    """Check the MLflow store answers (bounded retries), then end runs left by crashes."""
+    swept = tracking.open_store(config)
+    if swept:
+        get_run_logger().warning("marked %d stale run(s) FAILED: %s", len(swept), swept)
+    return swept
 
 
 @task(name="train-and-evaluate", task_run_name="train-{variant.name}", cache_policy=NO_CACHE)
@@ -50,6 +60,7 @@ def train_variant(
 
     with tracking.variant_run(config, variant, parent_run_id) as run_id:
         callbacks = [
+            StopOnRequest(),
             EpochProgress(epochs, report),
             tracking.EpochMetricsLogger(config.tracking_uri, run_id),
         ]
