@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from flows.validate import ingest_and_validate
 from keras_variants import tracking
 from keras_variants.config import PipelineConfig
+from keras_variants.interrupts import request_stop
 from keras_variants.registry import Decision
 from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, prepare_tracking, train_variant
@@ -50,7 +51,11 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
             train_variant.submit(config, v, datasets[v.dataset], parents[v.dataset])
             for v in config.selected()
         ]
-        wait(futures)
+        try:
+            wait(futures)
+        except BaseException:  # interrupted: tell training threads to stop, not finish
+            request_stop()
+            raise
         outcomes = [f.result() for f in futures]
     decisions = (
         [promote_best(config, datasets[name], run_id) for name, run_id in parents.items()]

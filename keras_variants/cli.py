@@ -174,12 +174,14 @@ def run(
         "max_parallel": max_parallel,
     }
     config = _config(profile, data_dir, tracking_uri, **overrides)
+    from prefect.exceptions import TerminationSignal
+
     from keras_variants.interrupts import install_signal_handlers
 
     install_signal_handlers()
     try:
         result = run_pipeline(config)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TerminationSignal):
         typer.secho("stopped: runs ended KILLED, nothing registered", err=True)
         raise typer.Exit(code=130) from None
     typer.echo(f"{'variant':<14} {'test acc':>9} {'test loss':>10} {'best epoch':>11}  run id")

@@ -7,6 +7,7 @@ active-run stack is thread-local.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -83,7 +84,9 @@ def git_commit() -> str:
 
 
 def _end_status(exc: BaseException) -> str:
-    return "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+    """KILLED for interruptions (Ctrl-C, SIGTERM, exit: anything that is not an Exception,
+    like Prefect's TerminationSignal), FAILED for errors."""
+    return "FAILED" if isinstance(exc, Exception) else "KILLED"
 
 
 @contextmanager
@@ -146,10 +149,28 @@ def _owner_alive(tags: dict[str, str]) -> bool | None:
         return False
 
 
+@contextmanager
+def _store_init_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialize the first touch of a SQLite store across processes: MLflow creates and
+    migrates its schema then, and two processes doing it at once collide."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def open_store(config: PipelineConfig) -> list[str]:
     """Fail clearly if the tracking store does not answer; else sweep stale runs."""
     try:
-        client_for(config).search_experiments(max_results=1)
+        with _store_init_lock(config.tracking_uri):
+            client_for(config).search_experiments(max_results=1)
     except Exception as exc:
         raise TrackingStoreError(
             f"MLflow tracking store {config.tracking_uri} is unavailable "

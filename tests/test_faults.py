@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import BIN, free_port, subprocess_env, wait_for
+from tests.helpers import BIN, free_port, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
@@ -43,10 +44,20 @@ def _start(workdir: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def _training(workdir: Path) -> bool:
-    return any(
-        r.data.tags.get("role") == "variant" and r.info.status == "RUNNING" for r in _runs(workdir)
-    )
+def _wait_for_training(proc: subprocess.Popen, timeout: float = 240) -> str:
+    """Read the command's output until a variant reports its first epoch.
+
+    (Reading output rather than the store avoids racing the command's own first write.)
+    """
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        seen.append(line)
+        if " epoch 1/" in line:
+            return "".join(seen)
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError("training never started:\n" + "".join(seen)[-3000:])
 
 
 def _versions(workdir: Path) -> list:
@@ -58,7 +69,7 @@ def _versions(workdir: Path) -> list:
 def test_sigterm_during_training_ends_runs_killed(real_data_dir: Path, tmp_path: Path) -> None:
     proc = _start(tmp_path, "--data-dir", str(real_data_dir), "--variants", "mnist_dense")
     try:
-        wait_for(lambda: _training(tmp_path), 240, "training to start")
+        _wait_for_training(proc)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=120)
     finally:
@@ -81,7 +92,7 @@ def test_sigkill_then_next_run_sweeps_and_keeps_champion(
 
     doomed = _start(tmp_path, "--data-dir", str(real_data_dir), "--variants", "mnist_dense")
     try:
-        wait_for(lambda: _training(tmp_path), 240, "training to start")
+        _wait_for_training(doomed)
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=60)
