@@ -64,8 +64,8 @@ def mnist_tables(data: Dataset) -> list[CheckTable]:
 
 def _mnist_images(split: str, ex: Examples) -> CheckTable:
     rows = min(len(ex.inputs), len(ex.labels))
-    width = max(int(np.prod(ex.inputs.shape[1:])), 1)
-    pixels = np.asarray(ex.inputs[:rows]).reshape(rows, -1)
+    width = int(np.prod(ex.inputs.shape[1:]))
+    pixels = np.asarray(ex.inputs[:rows]).reshape(rows, width)
     stats = {k: np.zeros(rows) for k in ("pixel_min", "pixel_max", "sum", "blank")}
     non_finite = np.zeros(rows, dtype=np.int64)
     for start in range(0, rows, IMAGE_CHUNK_ROWS):  # chunks: no float copy of all images
@@ -84,8 +84,8 @@ def _mnist_images(split: str, ex: Examples) -> CheckTable:
             "pixel_min": stats["pixel_min"],
             "pixel_max": stats["pixel_max"],
             "non_finite_pixels": non_finite,
-            "mean_intensity": stats["sum"] / width,
-            "blank_share": stats["blank"] / width,
+            "mean_intensity": stats["sum"] / max(width, 1),
+            "blank_share": stats["blank"] / max(width, 1),
         }
     )
     x, y = f"x_{split}", f"y_{split}"

@@ -211,12 +211,10 @@ def report(
 ) -> None:
     """Rebuild the comparison report of a past pipeline run from MLflow."""
     _prepare_environment()
-    from prefect import flow
-
-    from tasks.registry import write_comparison_report
+    from flows.report import comparison_report
 
     config = _config("full", None, tracking_uri)
-    path = flow(name="report")(write_comparison_report)(config, run_id)
+    path = comparison_report(config, run_id)
     typer.echo(f"report: {path}")
 
 
@@ -250,8 +248,9 @@ def promote(
     _prepare_environment()
     from keras_variants import registry, tracking
     from keras_variants.datasets import load_dataset
-    from keras_variants.training import make_splits
+    from keras_variants.training import configure_runtime, make_splits
 
+    configure_runtime()
     config = _config(profile, data_dir, tracking_uri, seed=seed)
     datasets = {v: k for k, v in registry.REGISTERED_MODELS.items()}
     if model not in datasets:

@@ -149,9 +149,11 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, key: str = "") -> str:
     if value is None:
         return "-"
+    if key == "training_seconds":
+        return f"{value:.1f}"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
@@ -163,7 +165,7 @@ def to_markdown(report: Report) -> str:
         lines += [f"## {dataset}", ""]
         lines.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
         lines.append("|" + " --- |" * len(COLUMNS))
-        lines += ["| " + " | ".join(_cell(row[k]) for _, k in COLUMNS) + " |" for row in rows]
+        lines += ["| " + " | ".join(_cell(row[k], k) for _, k in COLUMNS) + " |" for row in rows]
         lines += ["", *(f"- {f}" for f in report.findings.get(dataset, [])), ""]
         lines += [f"![{name}]({name})" for name in report.figures if name.startswith(dataset)]
         lines.append("")
@@ -189,7 +191,7 @@ def to_html(report: Report) -> str:
         parts += [f"<th>{html.escape(h)}</th>" for h, _ in COLUMNS]
         parts.append("</tr>")
         for row in rows:
-            cells = "".join(f"<td>{html.escape(_cell(row[k]))}</td>" for _, k in COLUMNS)
+            cells = "".join(f"<td>{html.escape(_cell(row[k], k))}</td>" for _, k in COLUMNS)
             parts.append(f"<tr>{cells}</tr>")
         parts.append("</table><ul>")
         parts += [f"<li>{html.escape(f)}</li>" for f in report.findings.get(dataset, [])]

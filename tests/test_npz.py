@@ -40,14 +40,14 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
     header = {"descr": "|O", "fortran_order": False, "shape": (1,)}
     _npz_with_member(path, "x_train", pickle.dumps(_Payload(marker)), header)
     with pytest.raises(DataError, match=r"imdb.npz: x_train: unsafe pickle payload refused"):
-        read_npz(path, ("x_train",))
+        read_npz(path, ("x_train",)).array("x_train")
     assert not marker.exists()
 
 
 def test_real_object_arrays_load_without_numpy_pickle(data_slices: Path) -> None:
     npz = read_npz(data_slices / "imdb.npz", SPLIT_KEYS)
     with np.load(data_slices / "imdb.npz", allow_pickle=True) as trusted:
-        assert npz.arrays["x_train"][3] == trusted["x_train"][3]
+        assert npz.array("x_train")[3] == trusted["x_train"][3]
     assert len(npz.sha256) == 64
 
 
@@ -73,7 +73,7 @@ def test_truncated_array_data(tmp_path: Path) -> None:
     header = {"descr": "|u1", "fortran_order": False, "shape": (10, 28, 28)}
     _npz_with_member(tmp_path / "mnist.npz", "x_train", b"\0" * 100, header)
     with pytest.raises(DataError, match=r"mnist\.npz: x_train: array data is truncated"):
-        read_npz(tmp_path / "mnist.npz", ("x_train",))
+        read_npz(tmp_path / "mnist.npz", ("x_train",)).array("x_train")
 
 
 def test_missing_key(tmp_path: Path) -> None:
@@ -97,3 +97,20 @@ def test_imdb_follows_keras_load_data_rules(tmp_path: Path) -> None:
     # start_char 1, ranks shifted by 3, 9_997 + 3 = num_words becomes oov_char 2
     assert ragged.values[ragged.offsets[0] : ragged.offsets[1]].tolist() == [1, 4, 5, 2]
     assert ragged.values[ragged.offsets[1] : ragged.offsets[2]].tolist() == [1, 8]
+
+
+def test_pickle_payload_through_the_loader_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    header = {"descr": "|O", "fortran_order": False, "shape": (1,)}
+    path = tmp_path / "imdb.npz"
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", buffer.getvalue() + pickle.dumps(_Payload(marker)))
+        for key in ("y_train", "x_test", "y_test"):
+            member = io.BytesIO()
+            np.save(member, np.zeros(1, dtype=np.int64))
+            archive.writestr(f"{key}.npy", member.getvalue())
+    with pytest.raises(DataError, match=r"imdb\.npz: x_train: unsafe pickle payload refused"):
+        load_imdb(path)
+    assert not marker.exists()

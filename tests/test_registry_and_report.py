@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
+from flows.report import comparison_report
 from keras_variants import registry
 from keras_variants.datasets import load_dataset
 from keras_variants.runs import load_pipeline
@@ -102,3 +103,6 @@ def test_report_rebuilds_from_any_run_id(smoke_run, smoke_config) -> None:
     record = load_pipeline(client, child)
     assert record.parents == smoke_run.parent_run_ids
     assert {r.variant for r in record.variants["mnist"]} == {"mnist_dense", "mnist_cnn"}
+    page = comparison_report(smoke_config, child)
+    assert page.parent.name == record.pipeline_id
+    assert "<td>imdb_l2</td>" in page.read_text()
