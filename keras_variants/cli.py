@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -258,13 +259,15 @@ def promote(
     tracking.use_store(config)
     client = tracking.client_for(config)
     if rollback:
-        typer.echo(registry.rollback(client, model).sentence())
+        with tracking.promotion_lock(config, model):
+            typer.echo(registry.rollback(client, model).sentence())
         return
     if version is None:
         version = client.get_model_version_by_alias(model, "challenger").version
     data = load_dataset(datasets[model], config.data_dir, config.num_words)
     scorer = registry.test_scorer(make_splits(data, config.profile, config.seed).test)
-    decision = registry.promote(client, model, version, scorer, margin, dry_run, force)
+    with tracking.promotion_lock(config, model):
+        decision = registry.promote(client, model, version, scorer, margin, dry_run, force)
     typer.echo(("[dry run] " if dry_run else "") + decision.sentence())
     if not decision.promoted and not dry_run:
         raise typer.Exit(code=3)
@@ -318,4 +321,11 @@ def main() -> None:
         app()
     except VariantsError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = exc.filename2 or exc.filename or "a file"
+        typer.secho(f"error: no space left on the device writing {where}; free space and run "
+                    "again", fg=typer.colors.RED, err=True)  # fmt: skip
         sys.exit(1)

@@ -36,3 +36,7 @@ class ConfigError(VariantsError):
 
 class TrackingStoreError(VariantsError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class ArtifactStoreError(VariantsError):
+    """A run's artifacts (models, reports) could not be written, e.g. the disk is full."""

@@ -68,11 +68,14 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
         **{k: v for k, v in record.tags.items() if k.startswith("data.")},
     }
     try:
-        client.get_registered_model(name)
-    except MlflowException:
         client.create_registered_model(name, description=f"Best {record.dataset} variant.")
+    except MlflowException:
+        client.get_registered_model(name)  # it exists (perhaps created a moment ago): fine
+    # The logged model's own location, not "models:/<id>": MLflow resolves that through the
+    # process-wide tracking URI, which need not be this client's store.
+    source = client.get_logged_model(model_id).artifact_location
     version = client.create_model_version(
-        name, source=f"models:/{model_id}", run_id=record.run_id, tags=tags, model_id=model_id
+        name, source=source, run_id=record.run_id, tags=tags, model_id=model_id
     )
     client.set_registered_model_alias(name, "challenger", version.version)
     return str(version.version)

@@ -7,16 +7,20 @@ active-run stack is thread-local.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 import keras
@@ -25,14 +29,15 @@ import numpy as np
 import psutil
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import Metric
+from mlflow.entities import LoggedModelStatus, Metric
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from keras_variants.config import PipelineConfig, VariantConfig
 from keras_variants.datasets import Dataset
-from keras_variants.errors import TrackingStoreError
+from keras_variants.errors import ArtifactStoreError, TrackingStoreError
 from keras_variants.training import Splits, TrainingResult
 
 TOOL_TAG = "keras_variants.pipeline_id"  # marks every run this tool starts
@@ -149,16 +154,25 @@ def _owner_alive(tags: dict[str, str]) -> bool | None:
         return False
 
 
+def _lock_path(tracking_uri: str, purpose: str) -> Path:
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        return database.with_name(f"{database.name}.{purpose}.lock")
+    store = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "keras-variants-locks" / f"{store}.{purpose}.lock"
+
+
 @contextmanager
-def _store_init_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialize the first touch of a SQLite store across processes: MLflow creates and
-    migrates its schema then, and two processes doing it at once collide."""
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "w") as lock:
+def store_lock(tracking_uri: str, purpose: str) -> Iterator[None]:
+    """Exclusive, across the processes of this host, for one ``purpose`` on one store.
+
+    The lock file sits next to a SQLite database, else in the temp folder keyed by the
+    store's URI. Processes on other hosts are not covered; there the registry gate's re-read
+    of the champion right before switching is the guard.
+    """
+    path = _lock_path(tracking_uri, purpose)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -166,10 +180,17 @@ def _store_init_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def promotion_lock(config: PipelineConfig, model: str) -> AbstractContextManager[None]:
+    """Held while one registered model's gate compares and switches aliases, so two
+    promotions at once run one after the other and the second sees the first's champion."""
+    return store_lock(config.tracking_uri, f"promote-{model}")
+
+
 def open_store(config: PipelineConfig) -> list[str]:
     """Fail clearly if the tracking store does not answer; else sweep stale runs."""
     try:
-        with _store_init_lock(config.tracking_uri):
+        # MLflow creates and migrates a new SQLite schema on first touch: one process at a time.
+        with store_lock(config.tracking_uri, "init"):
             client_for(config).search_experiments(max_results=1)
     except Exception as exc:
         raise TrackingStoreError(
@@ -295,17 +316,63 @@ def log_variant_result(
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(path)
         dataset = MetaDataset(source, name=file, digest=data.fingerprints[file][:32])
-        mlflow.log_input(dataset, context="training")
-    mlflow.log_dict(
-        {
-            "labels": list(range(len(result.confusion_matrix))),
-            "matrix": result.confusion_matrix.tolist(),
-        },
-        "confusion_matrix.json",
-    )
+        _tolerating_a_concurrent_insert(mlflow.log_input, dataset, context="training")
     signature = infer_signature(input_example, result.model.predict(input_example, verbose=0))
-    with _MODEL_LOGGING:
-        _log_model(result.model, signature, input_example)
+    with _artifact_writes(run_id):
+        mlflow.log_dict(
+            {
+                "labels": list(range(len(result.confusion_matrix))),
+                "matrix": result.confusion_matrix.tolist(),
+            },
+            "confusion_matrix.json",
+        )
+        with _MODEL_LOGGING:
+            _log_model(result.model, signature, input_example)
+
+
+@contextmanager
+def _artifact_writes(run_id: str) -> Iterator[None]:
+    """Write a run's artifacts; if that fails, leave no partial model, and say so plainly
+    when the disk is full."""
+    try:
+        yield
+    except BaseException as exc:
+        with suppress(Exception):  # the original error matters more than a failed clean-up
+            _discard_models(run_id)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = exc.filename2 or exc.filename or mlflow.get_artifact_uri()
+            raise ArtifactStoreError(
+                f"no space left on the device while writing run {run_id}'s artifacts "
+                f"({where}). Free space there, or point --tracking-uri at a store with room, "
+                "and run again; earlier runs and registered models are untouched."
+            ) from exc
+        raise
+
+
+def _discard_models(run_id: str) -> None:
+    """Mark the run's logged models FAILED and delete what was written of them locally."""
+    client = MlflowClient(mlflow.get_tracking_uri())
+    experiment = client.get_run(run_id).info.experiment_id
+    for model in client.search_logged_models(
+        [experiment], filter_string=f"source_run_id = '{run_id}'"
+    ):
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        if model.artifact_location.startswith("file:"):
+            folder = Path(local_file_uri_to_path(model.artifact_location))
+            shutil.rmtree(folder.parent if folder.name == "artifacts" else folder, True)
+
+
+def _tolerating_a_concurrent_insert(write: Callable[..., None], *args, **kwargs) -> None:
+    """Call ``write`` again if another process inserted the same row (say, a data set that
+    both runs log) between MLflow's check for it and its own insert."""
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            return write(*args, **kwargs)
+        except MlflowException as exc:
+            if "UNIQUE constraint" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 class _KerasFlavor:

@@ -24,15 +24,11 @@ def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> r
     tracking.use_store(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
-    version = registry.register_challenger(client, challenger)
-    test = make_splits(data, config.profile, config.seed).test
-    decision = registry.promote(
-        client,
-        registry.REGISTERED_MODELS[data.name],
-        version,
-        registry.test_scorer(test),
-        margin=config.promotion_margin,
-    )
+    scorer = registry.test_scorer(make_splits(data, config.profile, config.seed).test)
+    model = registry.REGISTERED_MODELS[data.name]
+    with tracking.promotion_lock(config, model):
+        version = registry.register_challenger(client, challenger)
+        decision = registry.promote(client, model, version, scorer, margin=config.promotion_margin)
     get_run_logger().info(decision.sentence())
     return decision
 

@@ -1,4 +1,4 @@
-"""Faults: signals and crashes during training, an unreachable tracking store.
+"""Faults: signals and crashes during training, an unreachable store, a full disk.
 
 Each test drives the real ``variants`` command in a subprocess, as a user would.
 """
@@ -6,6 +6,7 @@ Each test drives the real ``variants`` command in a subprocess, as a user would.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -120,3 +121,75 @@ def test_unreachable_tracking_store_fails_clearly(data_slices: Path, tmp_path: P
     assert proc.returncode == 1
     assert f"MLflow tracking store {uri} is unavailable" in output
     assert "train-" not in output  # no variant task ever started
+
+
+DISK_FULL_SCRIPT = r"""
+set -u
+mkdir -p mlruns && mount -t tmpfs -o size=8m tmpfs mlruns
+variants run $SMOKE --variants imdb_dense > first.log 2>&1 || exit 10
+(cd mlruns && find . -type f -print0 | xargs -0 sha256sum) > before.sha256
+free_kib=$(df -k --output=avail mlruns | tail -1)
+fallocate -l $(( (free_kib - 48) * 1024 )) mlruns/filler
+variants run $SMOKE --variants imdb_l2 > second.log 2>&1; echo $? > second.rc
+(cd mlruns && sha256sum --quiet -c ../before.sha256) > intact.log 2>&1; echo $? > intact.rc
+python -c "$LOAD_CHAMPION" > champion.log 2>&1; echo $? > champion.rc
+find mlruns -type f > after.txt
+"""
+LOAD_CHAMPION = """
+import mlflow, numpy as np
+mlflow.set_tracking_uri("sqlite:///mlflow.db")
+model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
+print(model.predict(np.zeros((1, 10000), dtype="float32")))
+"""
+
+
+def _private_tmpfs_works(tmp_path: Path) -> bool:
+    """Whether this machine lets us mount a small tmpfs in a private mount namespace."""
+    unshare = shutil.which("unshare")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    command = [unshare or "unshare", "-Urm", "mount", "-t", "tmpfs", "tmpfs", str(probe)]
+    return unshare is not None and subprocess.run(command, capture_output=True).returncode == 0
+
+
+def test_disk_full_while_writing_artifacts(data_slices: Path, tmp_path: Path) -> None:
+    """Artifacts go to an 8 MB tmpfs; the first run fits, then the disk is filled."""
+    if not _private_tmpfs_works(tmp_path):
+        pytest.skip("cannot mount a private tmpfs here (needs unshare and user namespaces)")
+    env = subprocess_env(
+        tmp_path,
+        SMOKE=f"--profile smoke --data-dir {data_slices}",
+        LOAD_CHAMPION=LOAD_CHAMPION,
+        PATH=f"{BIN}:{os.environ['PATH']}",
+    )
+    done = subprocess.run(
+        ["unshare", "-Urm", "bash", "-c", DISK_FULL_SCRIPT],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (tmp_path / "first.log").read_text()[-3000:] + done.stderr
+
+    second = (tmp_path / "second.log").read_text()
+    assert (tmp_path / "second.rc").read_text().strip() == "1", second[-3000:]
+    assert "error: no space left on the device while writing run" in second
+    # Earlier artifacts are intact and the champion from the first run still loads.
+    assert (tmp_path / "intact.rc").read_text().strip() == "0", (
+        tmp_path / "intact.log"
+    ).read_text()
+    assert (tmp_path / "champion.rc").read_text().strip() == "0", (
+        tmp_path / "champion.log"
+    ).read_text()
+    runs = _runs(tmp_path)
+    failed = {r.info.run_id for r in runs if r.info.status == "FAILED"}
+    assert {r.data.tags["role"] for r in runs if r.info.run_id in failed} == {"pipeline", "variant"}
+    assert not any(r.info.status == "RUNNING" for r in runs)
+    assert [v.run_id for v in _versions(tmp_path)] == [
+        r.info.run_id for r in runs if r.data.tags.get("variant") == "imdb_dense"
+    ]
+    # The failed run's partly written model is marked FAILED and removed from the disk.
+    client = _client(tmp_path)
+    experiment = runs[0].info.experiment_id
+    models = client.search_logged_models([experiment])
+    half_written = [m for m in models if str(m.status) == "FAILED"]
+    assert half_written and all(m.source_run_id in failed for m in half_written)
+    after = (tmp_path / "after.txt").read_text()
+    assert not any(m.model_id in after for m in half_written)
