@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +77,14 @@ def rewrite_npz(path: Path, **changes: np.ndarray | None) -> None:
         else:
             arrays[key] = value
     np.savez(path, **arrays)
+
+
+def npz_with_member(path: Path, key: str, payload: bytes, header: dict) -> None:
+    """Write an npz whose ``key`` member is an npy header followed by raw ``payload``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    with zipfile.ZipFile(path, "a" if path.exists() else "w") as archive:
+        archive.writestr(f"{key}.npy", buffer.getvalue() + payload)
 
 
 @pytest.fixture(scope="session")
