@@ -5,7 +5,6 @@ Tracking and progress reporting plug in as Keras callbacks passed by the caller.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,8 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_variants.config import DATASETS, Profile, VariantConfig
-from keras_variants.datasets import Dataset, Examples
-from keras_variants.encoding import encode_inputs, encode_labels
+from keras_variants.datasets import Dataset, Examples, Ragged
 from keras_variants.models import build_model
 
 HISTORY_KEYS = {
@@ -83,36 +81,51 @@ def encoded_batches(
 ) -> tf.data.Dataset:
     """Batches of float inputs and labels, encoded from the compact examples on the fly.
 
-    Row order is shuffled by tf.data with a fixed seed, reshuffled every epoch, so the
-    batches are the same on every run with that seed.
+    The encoding (the same as ``encoding.encode_inputs`` and ``encode_labels``) runs as
+    TensorFlow ops: no Python per batch, so variants training side by side do not wait on
+    each other for the GIL, and no full float matrix is ever built. Row order is shuffled
+    by tf.data with a fixed seed, reshuffled every epoch, so the batches are the same on
+    every run with that seed.
     """
     head = DATASETS[variant.dataset]
+    inputs = _input_encoder(examples, variant)
+    labels = tf.constant(examples.labels.astype(np.int64))
 
-    def encode(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        batch = examples.take(rows)
-        return (
-            encode_inputs(batch.inputs, variant.input_encoding, variant.input_shape[0]),
-            encode_labels(batch.labels, head.label_encoding, head.num_classes),
-        )
+    def encode(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        y = tf.gather(labels, rows)
+        if head.label_encoding == "one_hot":
+            y = tf.one_hot(y, head.num_classes, dtype=tf.float32)
+        return inputs(rows), tf.cast(y, tf.float32)
 
-    label_shape = (None, head.num_classes) if head.label_encoding == "one_hot" else (None,)
     rows = tf.data.Dataset.range(len(examples))
     if shuffle_seed is not None:
         rows = rows.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return (
-        rows.batch(batch_size)
-        .map(
-            lambda r: tf.numpy_function(encode, [r], (tf.float32, tf.float32)),
-            deterministic=True,
+    return rows.batch(batch_size).map(encode).prefetch(1)
+
+
+def _input_encoder(examples: Examples, variant: VariantConfig) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A function from a batch of row numbers to the float32 inputs of those rows."""
+    shape = (-1, *variant.input_shape)
+    if variant.input_encoding == "multi_hot":
+        sequences = examples.inputs
+        assert isinstance(sequences, Ragged)
+        ragged = tf.RaggedTensor.from_row_splits(
+            sequences.values.astype(np.int32), sequences.offsets.astype(np.int64)
         )
-        .map(
-            lambda x, y: (
-                tf.ensure_shape(x, (None, *variant.input_shape)),
-                tf.ensure_shape(y, label_shape),
-            )
+        width = variant.input_shape[0]
+        return lambda rows: tf.reshape(
+            tf.math.bincount(
+                tf.gather(ragged, rows),
+                minlength=width,
+                maxlength=width,
+                dtype=tf.float32,
+                binary_output=True,
+                axis=-1,
+            ),
+            shape,
         )
-        .prefetch(1)
-    )
+    pixels = tf.constant(examples.inputs)
+    return lambda rows: tf.reshape(tf.cast(tf.gather(pixels, rows), tf.float32) / 255.0, shape)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -206,10 +219,9 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     )
 
 
-@functools.cache
 def configure_runtime() -> None:
-    """Deterministic TensorFlow ops, so one seed and profile give the same metrics."""
-    import tensorflow as tf
-
+    """Deterministic TensorFlow ops, so one seed and profile give the same metrics, and no
+    Keras progress bars. Call it in every thread that runs Keras: Keras keeps its logging
+    switch per thread."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.disable_interactive_logging()  # progress goes through our own epoch lines

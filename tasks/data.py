@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib.util
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from prefect import task
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
-from data_checks import checks as checks_module
-from data_checks import runner as runner_module
-from data_checks import suites as suites_module
-from data_checks import tables as tables_module
-from data_checks.checks import validate_dataset
-from data_checks.runner import write_results
-from keras_variants import datasets as datasets_module
-from keras_variants import encoding as encoding_module
-from keras_variants import npz as npz_module
 from keras_variants.datasets import Dataset, dataset_files, load_dataset, summarize
 from keras_variants.errors import DataValidationError
 from keras_variants.npz import sha256_of
 
 
-def _source_digest(*modules: ModuleType) -> str:
+def _source_digest(*modules: str) -> str:
+    """SHA-256 of the modules' source files, read without importing them (the checks'
+    modules import Great Expectations, which a cached run never needs)."""
     digest = hashlib.sha256()
     for module in modules:
-        digest.update(Path(inspect.getfile(module)).read_bytes())
+        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     return digest.hexdigest()
 
 
@@ -41,7 +33,9 @@ def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | No
         return None  # the download fallback is never cached
     digest = hashlib.sha256(
         f"{parameters['name']}:{parameters['num_words']}".encode()
-        + _source_digest(datasets_module, npz_module, encoding_module).encode()
+        + _source_digest(
+            "keras_variants.datasets", "keras_variants.npz", "keras_variants.encoding"
+        ).encode()
     )
     for path in sorted(dataset_files(parameters["name"], Path(data_dir))):
         digest.update(path.name.encode() + sha256_of(path.read_bytes()).encode())
@@ -52,7 +46,7 @@ def _validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """The data's fingerprints and the suites' code."""
     data: Dataset = parameters["data"]
     fingerprints = ",".join(f"{k}={v}" for k, v in sorted(data.fingerprints.items()))
-    code = _source_digest(checks_module, runner_module, suites_module, tables_module)
+    code = _source_digest(*(f"data_checks.{m}" for m in ("checks", "runner", "suites", "tables")))
     return hashlib.sha256(f"{fingerprints}:{parameters['num_words']}:{code}".encode()).hexdigest()
 
 
@@ -85,6 +79,9 @@ def validate(data: Dataset, num_words: int, results_dir: Path) -> dict[str, obje
 
     The full GX result is written to ``results_dir`` either way.
     """
+    from data_checks.checks import validate_dataset
+    from data_checks.runner import write_results
+
     outcome = validate_dataset(data, num_words)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = write_results(outcome, results_dir / f"{data.name}-{stamp}.json")

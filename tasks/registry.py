@@ -14,12 +14,13 @@ from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset
 from keras_variants.report import build_report, to_markdown, write_report
 from keras_variants.runs import load_pipeline
-from keras_variants.training import make_splits
+from keras_variants.training import configure_runtime, make_splits
 
 
 @task(name="promote", task_run_name="promote-{data.name}", cache_policy=NO_CACHE)
 def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> registry.Decision:
     """Register the run's best variant on validation as challenger, then run the gate."""
+    configure_runtime()
     client = tracking.client_for(config)
     tracking.use_store(config)
     record = load_pipeline(client, parent_run_id)

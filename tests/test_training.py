@@ -1,0 +1,45 @@
+"""Training input pipeline: the TensorFlow batches equal the NumPy encoding the gate uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_variants.config import DATASETS, PROFILES, VARIANTS
+from keras_variants.datasets import load_dataset
+from keras_variants.encoding import encode_inputs, encode_labels
+from keras_variants.training import encoded_batches, make_splits
+
+
+@pytest.mark.parametrize("name", ["mnist_dense", "mnist_cnn", "imdb_dense"])
+def test_batches_match_numpy_encoding(data_slices: Path, name: str) -> None:
+    variant = VARIANTS[name]
+    head = DATASETS[variant.dataset]
+    data = load_dataset(variant.dataset, data_slices, 10_000)
+    test = make_splits(data, PROFILES["smoke"], seed=0).test
+    x = np.concatenate([x for x, _ in encoded_batches(test, variant, batch_size=64)])
+    y = np.concatenate([y for _, y in encoded_batches(test, variant, batch_size=64)])
+    assert x.dtype == np.float32 and x.shape == (len(test), *variant.input_shape)
+    expected = encode_inputs(test.inputs, variant.input_encoding, variant.input_shape[0])
+    np.testing.assert_array_equal(x, expected)
+    labels = encode_labels(test.labels, head.label_encoding, head.num_classes)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_shuffled_batches_are_a_seeded_permutation(data_slices: Path) -> None:
+    variant = VARIANTS["imdb_dense"]
+    train = make_splits(load_dataset("imdb", data_slices, 10_000), PROFILES["smoke"], 0).train
+    first = [y for _, y in encoded_batches(train, variant, batch_size=100, shuffle_seed=7)]
+    again = [y for _, y in encoded_batches(train, variant, batch_size=100, shuffle_seed=7)]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
+    assert sorted(np.concatenate(first).tolist()) == sorted(train.labels.astype(float).tolist())
+    shuffled = np.concatenate(
+        [x.numpy().sum(axis=1) for x, _ in encoded_batches(train, variant, 100, 7)]
+    )
+    stored = np.concatenate(
+        [x.numpy().sum(axis=1) for x, _ in encoded_batches(train, variant, 100)]
+    )
+    assert not np.array_equal(shuffled, stored)
+    np.testing.assert_array_equal(np.sort(shuffled), np.sort(stored))
