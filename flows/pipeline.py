@@ -57,11 +57,11 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
             request_stop()
             raise
         outcomes = [f.result() for f in futures]
-    decisions = (
-        [promote_best(config, datasets[name], run_id) for name, run_id in parents.items()]
-        if config.promote
-        else []
-    )
+    promotions = [
+        promote_best.submit(config, datasets[name], run_id)
+        for name, run_id in (parents.items() if config.promote else [])
+    ]  # one per data set, side by side
+    decisions = [promotion.result() for promotion in promotions]
     report = write_comparison_report(config, next(iter(parents.values())))
     return PipelineResult(
         parent_run_ids=parents,

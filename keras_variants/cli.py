@@ -266,7 +266,7 @@ def promote(
     if version is None:
         version = client.get_model_version_by_alias(model, "challenger").version
     data = load_dataset(datasets[model], config.data_dir, config.num_words)
-    scorer = registry.test_scorer(make_splits(data, config.profile, config.seed).test)
+    scorer = registry.AccuracyScorer(make_splits(data, config.profile, config.seed).test)
     with tracking.promotion_lock(config, model):
         decision = registry.promote(client, model, version, scorer, margin, dry_run, force)
     typer.echo(("[dry run] " if dry_run else "") + decision.sentence())

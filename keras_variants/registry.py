@@ -9,6 +9,8 @@ written onto the version as tags.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from keras_variants.config import VARIANTS, VariantConfig
-from keras_variants.datasets import Examples
+from keras_variants.datasets import Examples, Ragged
 from keras_variants.encoding import encode_inputs
 from keras_variants.errors import VariantsError
 from keras_variants.runs import VariantRecord
@@ -28,6 +30,7 @@ REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
 SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
 
 # Scores a loaded pyfunc model of the given variant on the gate's test data: its accuracy.
+# A scorer with a ``data_key`` (like AccuracyScorer) lets the gate remember scores per version.
 Scorer = Callable[[mlflow.pyfunc.PyFuncModel, VariantConfig], float]
 
 
@@ -88,26 +91,45 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def _score(client: MlflowClient, name: str, version: str, scorer: Scorer) -> float:
-    variant = client.get_model_version(name, version).tags.get("variant", "")
+def _score(client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool) -> float:
+    """The version's test accuracy; remembered on the version (a tag per test-data digest),
+    since a version and the test rows are both immutable, so a champion is scored once."""
+    tags = client.get_model_version(name, version).tags
+    memo = f"gate.test_accuracy.{scorer.data_key}" if hasattr(scorer, "data_key") else None
+    if memo in tags:
+        return float(tags[memo])
+    variant = tags.get("variant", "")
     if variant not in VARIANTS:
         raise VariantsError(f"{name} v{version} has no known 'variant' tag ({variant!r})")
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return float(scorer(model, VARIANTS[variant]))
+    score = float(scorer(mlflow.pyfunc.load_model(f"models:/{name}/{version}"), VARIANTS[variant]))
+    if memo and remember:
+        client.set_model_version_tag(name, version, memo, repr(score))
+    return score
 
 
-def test_scorer(examples: Examples, batch_size: int = 1_000) -> Scorer:
+@dataclass(frozen=True)
+class AccuracyScorer:
     """Accuracy on ``examples``, encoded for each model's own variant, batch by batch."""
 
-    def score(model: mlflow.pyfunc.PyFuncModel, variant: VariantConfig) -> float:
-        correct = 0.0
-        for start in range(0, len(examples), batch_size):
-            batch = examples.take(np.arange(start, min(start + batch_size, len(examples))))
+    examples: Examples
+    batch_size: int = 1_000
+
+    def __call__(self, model: mlflow.pyfunc.PyFuncModel, variant: VariantConfig) -> float:
+        examples, correct = self.examples, 0.0
+        for start in range(0, len(examples), self.batch_size):
+            batch = examples.take(np.arange(start, min(start + self.batch_size, len(examples))))
             inputs = encode_inputs(batch.inputs, variant.input_encoding, variant.input_shape[0])
             correct += accuracy(model.predict(inputs), batch.labels) * len(batch)
         return correct / max(len(examples), 1)
 
-    return score
+    @functools.cached_property
+    def data_key(self) -> str:
+        """A digest of the test rows: a version's score on them is computed once."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.examples.labels).tobytes())
+        inputs = self.examples.inputs
+        for array in (inputs.values, inputs.offsets) if isinstance(inputs, Ragged) else (inputs,):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def decisions_for(client: MlflowClient, run_ids: set[str]) -> list[str]:
@@ -135,7 +157,7 @@ def promote(
 ) -> Decision:
     """Run the gate for ``name`` version ``version`` and switch aliases if it passes."""
     try:
-        challenger_accuracy = _score(client, name, version, scorer)
+        challenger_accuracy = _score(client, name, version, scorer, not dry_run)
     except Exception as exc:
         decision = Decision(name, version, False, f"does not load or predict ({exc})")
         return _record(client, decision, dry_run)
@@ -143,7 +165,9 @@ def promote(
         champion = _alias_version(client, name, "champion")
         if champion == version:
             return Decision(name, version, False, "is already the champion", challenger_accuracy)
-        champion_accuracy = _score(client, name, champion, scorer) if champion else None
+        champion_accuracy = (
+            _score(client, name, champion, scorer, not dry_run) if champion else None
+        )
         beats = champion_accuracy is None or (
             challenger_accuracy > champion_accuracy
             and challenger_accuracy - champion_accuracy >= margin

@@ -25,7 +25,7 @@ def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> r
     tracking.use_store(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
-    scorer = registry.test_scorer(make_splits(data, config.profile, config.seed).test)
+    scorer = registry.AccuracyScorer(make_splits(data, config.profile, config.seed).test)
     model = registry.REGISTERED_MODELS[data.name]
     with tracking.promotion_lock(config, model):
         version = registry.register_challenger(client, challenger)

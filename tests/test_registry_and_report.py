@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -83,7 +84,7 @@ def test_worse_challenger_rejected_then_forced_and_rolled_back(
     name, challenger = "imdb-sentiment", decision.version
     champion = champions[name]
     data = load_dataset("imdb", data_slices)
-    scorer = registry.test_scorer(make_splits(data, smoke_config.profile, 0).test)
+    scorer = registry.AccuracyScorer(make_splits(data, smoke_config.profile, 0).test)
     dry = registry.promote(client, name, challenger, scorer, margin=1.0, dry_run=True, force=True)
     assert dry.promoted and _alias(client, name, "champion") == champion
     forced = registry.promote(client, name, challenger, scorer, margin=1.0, force=True)
@@ -95,6 +96,23 @@ def test_worse_challenger_rejected_then_forced_and_rolled_back(
     assert _alias(client, name, "previous") is None
     with pytest.raises(Exception, match="no 'previous' version"):
         registry.rollback(client, name)
+
+
+def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, data_slices) -> None:
+    client, name = client_for(smoke_config), "mnist-classifier"
+    champion = _alias(client, name, "champion")
+    test = make_splits(load_dataset("mnist", data_slices), smoke_config.profile, 0).test
+    scorer = registry.AccuracyScorer(test)
+    memo = f"gate.test_accuracy.{scorer.data_key}"
+    remembered = client.get_model_version(name, champion).tags[memo]
+    assert float(remembered) == registry.promote(client, name, champion, scorer).challenger_accuracy
+    # Other test rows, another digest: scored afresh.
+    assert registry.AccuracyScorer(test.take(np.arange(100))).data_key != scorer.data_key
+    # The gate trusts the remembered score instead of loading the model again.
+    client.set_model_version_tag(name, champion, memo, "0.5")
+    decision = registry.promote(client, name, champion, scorer, dry_run=True)
+    assert decision.challenger_accuracy == 0.5
+    client.set_model_version_tag(name, champion, memo, remembered)
 
 
 def test_report_rebuilds_from_any_run_id(smoke_run, smoke_config) -> None:

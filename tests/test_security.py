@@ -87,7 +87,7 @@ def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp
     ).version
 
     examples = load_dataset("imdb", data_slices, 10_000).test
-    decision = registry.promote(client, name, str(version), registry.test_scorer(examples))
+    decision = registry.promote(client, name, str(version), registry.AccuracyScorer(examples))
     assert not decision.promoted
     assert "does not load or predict" in decision.reason and "Lambda" in decision.reason
     assert not marker.exists()
