@@ -86,7 +86,8 @@ def plain(data_dir: Path, env: dict[str, str]) -> Measurement:
 
 def pipeline(label: str, workdir: Path, data_dir: Path, profile: str, env) -> Measurement:
     args = [str(BIN / "variants"), "run", "--profile", profile, "--data-dir", str(data_dir)]
-    m, _ = measure(label, args, workdir, env)
+    # Prefect's home (its task cache) lives in the working folder: a new folder is a cold run.
+    m, _ = measure(label, args, workdir, env | {"PREFECT_HOME": str(workdir / "prefect-home")})
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
@@ -142,7 +143,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", GX_ANALYTICS_ENABLED="false")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     rows: list[Measurement] = []
