@@ -6,9 +6,9 @@ Usage (inside the project's virtual environment):
 
 Runs, alternating, ``variants run --profile full`` (in a fresh working folder, with an empty
 task cache) and ``../shared/bench/bare_keras.py``; then a second pipeline run with unchanged
-inputs (the cached path) and a cold ``--profile smoke`` run. Prints wall time, CPU time, peak resident
-memory of the largest process, per-variant training time and test accuracy, and the
-pipeline/plain ratios, and writes the table to BENCHMARKS.md.
+inputs (the cached path) and a cold ``--profile smoke`` run. Prints wall time, CPU time,
+peak resident memory of the largest process, per-variant training time and test accuracy,
+and the pipeline/plain ratios, and writes the table to BENCHMARKS.md.
 """
 
 from __future__ import annotations
