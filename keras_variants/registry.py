@@ -116,10 +116,13 @@ class AccuracyScorer:
 
     def __call__(self, model: mlflow.pyfunc.PyFuncModel, variant: VariantConfig) -> float:
         examples, correct = self.examples, 0.0
+        predict = _whole_batches(model)
         for start in range(0, len(examples), self.batch_size):
             batch = examples.take(np.arange(start, min(start + self.batch_size, len(examples))))
             inputs = encode_inputs(batch.inputs, variant.input_encoding, variant.input_shape[0])
-            correct += accuracy(model.predict(inputs), batch.labels) * len(batch)
+            correct += accuracy(predict(inputs), batch.labels) * len(batch)
+            if start == 0:  # the serving path answers too, and the same
+                np.testing.assert_allclose(model.predict(inputs[:8]), predict(inputs[:8]), 1e-5)
         return correct / max(len(examples), 1)
 
     @functools.cached_property
@@ -130,6 +133,16 @@ class AccuracyScorer:
         for array in (inputs.values, inputs.offsets) if isinstance(inputs, Ragged) else (inputs,):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()[:16]
+
+
+def _whole_batches(model: mlflow.pyfunc.PyFuncModel) -> Callable[[np.ndarray], np.ndarray]:
+    """Predictions for a whole batch in one call of the Keras model MLflow loaded (its
+    pyfunc ``predict`` goes through ``keras.Model.predict`` in steps of 32 rows: 3x slower)."""
+    try:
+        keras_model = model.get_raw_model()
+    except NotImplementedError:
+        return model.predict
+    return lambda inputs: np.asarray(keras_model(inputs, training=False))
 
 
 def decisions_for(client: MlflowClient, run_ids: set[str]) -> list[str]:

@@ -45,6 +45,9 @@ def test_first_run_promotes_a_champion_per_data_set(smoke_run, smoke_config) -> 
             == 64
         )
         assert float(version.tags["val/accuracy"]) > 0
+        # The gate's score of the model loaded back is the run's own test accuracy.
+        test_accuracy = client.get_run(version.run_id).data.metrics["test/accuracy"]
+        assert decision.challenger_accuracy == pytest.approx(test_accuracy, abs=1e-6)
 
 
 def test_report_matches_mlflow_and_embeds_plots(smoke_run, smoke_config) -> None:
