@@ -117,13 +117,18 @@ class AccuracyScorer:
     def __call__(self, model: mlflow.pyfunc.PyFuncModel, variant: VariantConfig) -> float:
         examples, correct = self.examples, 0.0
         predict = _whole_batches(model)
-        for start in range(0, len(examples), self.batch_size):
-            batch = examples.take(np.arange(start, min(start + self.batch_size, len(examples))))
+
+        def encoded(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            batch = examples.take(rows)
             inputs = encode_inputs(batch.inputs, variant.input_encoding, variant.input_shape[0])
-            correct += accuracy(predict(inputs), batch.labels) * len(batch)
-            served = model.predict(inputs[:8]) if start == 0 else None  # the serving path
-            if served is not None and not np.allclose(served, predict(inputs[:8]), atol=1e-6):
-                raise VariantsError("its pyfunc predictions differ from its Keras model's")
+            return inputs, batch.labels
+
+        first, _ = encoded(np.arange(min(8, len(examples))))
+        if not np.allclose(model.predict(first), predict(first), atol=1e-6):  # serving path
+            raise VariantsError("its pyfunc predictions differ from its Keras model's")
+        for start in range(0, len(examples), self.batch_size):
+            inputs, labels = encoded(np.arange(start, min(start + self.batch_size, len(examples))))
+            correct += accuracy(predict(inputs), labels) * len(labels)
         return correct / max(len(examples), 1)
 
     @functools.cached_property
