@@ -264,7 +264,7 @@ def promote(
             typer.echo(registry.rollback(client, model).sentence())
         return
     if version is None:
-        version = client.get_model_version_by_alias(model, "challenger").version
+        version = str(client.get_model_version_by_alias(model, "challenger").version)
     data = load_dataset(datasets[model], config.data_dir, config.num_words)
     scorer = registry.AccuracyScorer(make_splits(data, config.profile, config.seed).test)
     with tracking.promotion_lock(config, model):

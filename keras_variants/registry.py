@@ -175,6 +175,7 @@ def promote(
     force: bool = False,
 ) -> Decision:
     """Run the gate for ``name`` version ``version`` and switch aliases if it passes."""
+    version = str(version)  # MLflow hands out versions as int or str
     try:
         challenger_accuracy = _score(client, name, version, scorer, not dry_run)
     except Exception as exc:

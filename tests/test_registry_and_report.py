@@ -108,7 +108,9 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     scorer = registry.AccuracyScorer(test)
     memo = f"gate.test_accuracy.{scorer.data_key}"
     remembered = client.get_model_version(name, champion).tags[memo]
-    assert float(remembered) == registry.promote(client, name, champion, scorer).challenger_accuracy
+    again = registry.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
+    assert again.reason == "is already the champion" and not again.promoted
+    assert float(remembered) == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
     assert registry.AccuracyScorer(test.take(np.arange(100))).data_key != scorer.data_key
     # The gate trusts the remembered score instead of loading the model again.
