@@ -193,10 +193,14 @@ def open_store(config: PipelineConfig) -> list[str]:
         with store_lock(config.tracking_uri, "init"):
             client_for(config).search_experiments(max_results=1)
     except Exception as exc:
+        cause = str(exc).split("\n[SQL:")[0][:300]
+        if "database is locked" in cause:
+            hint = "Another process holds a write lock on it; run again when that one is done"
+        else:
+            hint = "Start it, or pass --tracking-uri / MLFLOW_TRACKING_URI to one that runs"
         raise TrackingStoreError(
             f"MLflow tracking store {config.tracking_uri} is unavailable "
-            f"({type(exc).__name__}: {str(exc)[:300]}). Start it, or pass --tracking-uri / "
-            "MLFLOW_TRACKING_URI to one that runs; nothing was trained or registered."
+            f"({type(exc).__name__}: {cause}). {hint}; nothing was trained or registered."
         ) from exc
     return sweep_stale_runs(config)
 

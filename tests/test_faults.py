@@ -1,4 +1,4 @@
-"""Faults: signals and crashes during training, an unreachable store, a full disk.
+"""Faults: signals and crashes during training, a locked or unreachable store, a full disk.
 
 Each test drives the real ``variants`` command in a subprocess, as a user would.
 """
@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +122,38 @@ def test_unreachable_tracking_store_fails_clearly(data_slices: Path, tmp_path: P
     assert proc.returncode == 1
     assert f"MLflow tracking store {uri} is unavailable" in output
     assert "train-" not in output  # no variant task ever started
+
+
+def test_locked_tracking_store_fails_clearly(data_slices: Path, tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock on the store for the whole run."""
+    _client(tmp_path).search_experiments()  # create the store
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "mlflow.db")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = _start(tmp_path, "--profile", "smoke", "--data-dir", str(data_slices))
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 1, output[-3000:]
+    assert "is unavailable (OperationalError: (sqlite3.OperationalError) database is locked)" in (
+        output
+    )
+    assert "Another process holds a write lock on it" in output
+    assert "train-" not in output  # no variant task ever started
+    assert _runs(tmp_path) == [] and _versions(tmp_path) == []
+
+
+LOCK_HOLDER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(600)
+"""
 
 
 DISK_FULL_SCRIPT = r"""
