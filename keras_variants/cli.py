@@ -59,6 +59,9 @@ def _prepare_environment() -> None:
     """Offline-friendly defaults for the libraries, set when a command runs, not on import."""
     _return_large_buffers_to_the_os()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect waits 20 s for its temporary server, then starts another one and leaves the
+    # first running; two runs starting at once on two cores can need longer than that.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -81,7 +84,17 @@ def _start_prefect_server_early() -> threading.Thread | None:
         return None
     from prefect.server.api.server import SubprocessASGIServer
 
-    thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
+    server = SubprocessASGIServer()
+
+    def start() -> None:
+        try:
+            server.start()
+        except Exception:  # the flow call retries; never leave this attempt's process behind
+            if server.server_process is not None:
+                server.server_process.kill()
+            raise
+
+    thread = threading.Thread(target=start, daemon=True)
     thread.start()
     return thread
 

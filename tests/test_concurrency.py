@@ -6,6 +6,9 @@ database and artifact folder) and the Prefect home, as two users or two schedule
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +32,32 @@ class Finished:
 
 
 def _together(workdir: Path, *commands: list[str]) -> list[Finished]:
-    """Start every command at once in ``workdir``; wait for all of them."""
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "variants"), *args],
-            cwd=workdir,
-            env=subprocess_env(workdir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for args in commands
-    ]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    return [Finished(p.returncode, output) for p, output in zip(procs, outputs, strict=True)]
+    """Start every command at once in ``workdir``; wait for all of them to exit.
+
+    Output goes to files and each command runs in its own process group, removed at the
+    end, so nothing a command leaves behind can keep the test waiting.
+    """
+    logs = [workdir / f"command-{i}.log" for i in range(len(commands))]
+    procs = []
+    for args, log in zip(commands, logs, strict=True):
+        with log.open("w") as out:
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "variants"), *args],
+                    cwd=workdir,
+                    env=subprocess_env(workdir),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    try:
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+    return [Finished(code, log.read_text()) for code, log in zip(codes, logs, strict=True)]
 
 
 def _client(workdir: Path) -> MlflowClient:
