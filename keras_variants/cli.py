@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import os
 import sys
@@ -13,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from keras_variants.errors import VariantsError
+from keras_variants.errors import VariantsError, disk_full
 
 app = typer.Typer(
     help="Train, track and compare the Keras lecture's model variants.",
@@ -337,7 +336,7 @@ def main() -> None:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not disk_full(exc):
             raise
         where = exc.filename2 or exc.filename or "a file"
         typer.secho(f"error: no space left on the device writing {where}; free space and run "

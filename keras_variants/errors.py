@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class VariantsError(Exception):
     """Base class for every error this tool reports to the user without a traceback."""
@@ -40,3 +42,8 @@ class TrackingStoreError(VariantsError):
 
 class ArtifactStoreError(VariantsError):
     """A run's artifacts (models, reports) could not be written, e.g. the disk is full."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota on it) has no room left."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -7,7 +7,6 @@ active-run stack is thread-local.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
@@ -37,7 +36,7 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 
 from keras_variants.config import PipelineConfig, VariantConfig
 from keras_variants.datasets import Dataset
-from keras_variants.errors import ArtifactStoreError, TrackingStoreError
+from keras_variants.errors import ArtifactStoreError, TrackingStoreError, disk_full
 from keras_variants.training import Splits, TrainingResult
 
 TOOL_TAG = "keras_variants.pipeline_id"  # marks every run this tool starts
@@ -343,7 +342,7 @@ def _artifact_writes(run_id: str) -> Iterator[None]:
     except BaseException as exc:
         with suppress(Exception):  # the original error matters more than a failed clean-up
             _discard_models(run_id)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if disk_full(exc):
             where = exc.filename2 or exc.filename or mlflow.get_artifact_uri()
             raise ArtifactStoreError(
                 f"no space left on the device while writing run {run_id}'s artifacts "
