@@ -64,17 +64,25 @@ def is_local_store(tracking_uri: str) -> bool:
     return not tracking_uri.startswith(("http://", "https://", "databricks"))
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says otherwise;
+# with it, the experiment opens on its training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(config: PipelineConfig, name: str) -> str:
     """The experiment for one data set, created with artifacts under ``mlruns/`` if new."""
     client = client_for(config)
     existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    location = config.artifact_root.as_uri() if is_local_store(config.tracking_uri) else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by a concurrent run
-        return client.get_experiment_by_name(name).experiment_id
+    if existing is None:
+        location = config.artifact_root.as_uri() if is_local_store(config.tracking_uri) else None
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        except MlflowException:  # created meanwhile by a concurrent run
+            existing = client.get_experiment_by_name(name)
+    for key, value in EXPERIMENT_KIND.items():
+        if existing.tags.get(key) != value:  # experiments made by an earlier version
+            client.set_experiment_tag(existing.experiment_id, key, value)
+    return existing.experiment_id
 
 
 def git_commit() -> str:
