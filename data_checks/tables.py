@@ -9,7 +9,7 @@ import pandas as pd
 
 from keras_variants.config import DATASETS, VARIANTS
 from keras_variants.datasets import IMDB_FILE, MNIST_FILE, Dataset, Examples, Ragged
-from keras_variants.encoding import encode_inputs, encode_labels
+from keras_variants.preprocessing import encode_inputs, encode_labels
 
 ENCODED_SAMPLE_ROWS = 512
 IMAGE_CHUNK_ROWS = 5_000
@@ -141,12 +141,12 @@ def encoded_tables(data: Dataset) -> list[CheckTable]:
         sample = ex.take(np.arange(min(len(ex), ENCODED_SAMPLE_ROWS)))
         columns: dict[str, np.ndarray] = {}
         for variant in (v for v in VARIANTS.values() if v.dataset == data.name):
-            inputs = encode_inputs(sample.inputs, variant.input_encoding, variant.input_shape[0])
+            inputs = encode_inputs(sample.inputs, variant)
             flat = inputs.reshape(len(inputs), -1)
             columns[f"{variant.input_encoding}_min"] = flat.min(axis=1, initial=np.inf)
             columns[f"{variant.input_encoding}_max"] = flat.max(axis=1, initial=-np.inf)
             columns[f"{variant.input_encoding}_width"] = np.full(len(flat), flat.shape[1])
-        labels = encode_labels(sample.labels, head.label_encoding, head.num_classes)
+        labels = encode_labels(sample.labels, head)
         columns["label_sum"] = labels.reshape(len(labels), -1).sum(axis=1)
         if isinstance(sample.inputs, Ragged):
             columns["max_word_id"] = _row_max(sample.inputs)

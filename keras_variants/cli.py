@@ -260,30 +260,52 @@ def promote(
 ) -> None:
     """Promote a registered version to champion through the same gate, or roll back."""
     _prepare_environment()
-    from keras_variants import registry, tracking
+    from keras_variants import registry
     from keras_variants.datasets import load_dataset
-    from keras_variants.training import configure_runtime, make_splits
+    from keras_variants.store import client_for
 
-    configure_runtime()
     config = _config(profile, data_dir, tracking_uri, seed=seed)
     datasets = {v: k for k, v in registry.REGISTERED_MODELS.items()}
     if model not in datasets:
         raise typer.BadParameter(f"unknown model {model!r}; choose from {', '.join(datasets)}")
-    tracking.use_store(config)
-    client = tracking.client_for(config)
+    client = client_for(config)
     if rollback:
-        with tracking.promotion_lock(config, model):
-            typer.echo(registry.rollback(client, model).sentence())
+        typer.echo(registry.rollback(client, config.tracking_uri, model).sentence())
         return
-    if version is None:
-        version = str(client.get_model_version_by_alias(model, "challenger").version)
     data = load_dataset(datasets[model], config.data_dir, config.num_words)
-    scorer = registry.AccuracyScorer(make_splits(data, config.profile, config.seed).test)
-    with tracking.promotion_lock(config, model):
-        decision = registry.promote(client, model, version, scorer, margin, dry_run, force)
+    decision = registry.gate(
+        client, config, data, version=version, margin=margin, dry_run=dry_run, force=force
+    )
     typer.echo(("[dry run] " if dry_run else "") + decision.sentence())
     if not decision.promoted and not dry_run:
         raise typer.Exit(code=3)
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Review texts (imdb-sentiment) or image files (mnist-classifier).",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option("--model", help="Registered model: imdb-sentiment or mnist-classifier.")
+    ],
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version to ask (default: the champion).")
+    ] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Ask a registered model, as it is served: one line per input with label and probability."""
+    _prepare_environment()
+    from keras_variants import serving
+    from keras_variants.store import client_for
+
+    config = _config("full", None, tracking_uri)
+    for line in serving.predict_lines(client_for(config), model, inputs, version):
+        typer.echo(line)
 
 
 @app.command()

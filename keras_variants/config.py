@@ -11,9 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from keras_variants.encoding import InputEncoding, LabelEncoding
-
 DatasetName = Literal["mnist", "imdb"]
+# How stored examples become model inputs and targets (see keras_variants.preprocessing).
+InputEncoding = Literal["pixels_flat", "pixels_image", "multi_hot"]
+LabelEncoding = Literal["one_hot", "binary"]
+# IMDb vocabulary: the most frequent words kept, and so the width of the multi-hot input.
+NUM_WORDS = 10_000
 
 
 class _Frozen(BaseModel):
@@ -91,7 +94,7 @@ _MNIST = {"dataset": "mnist", "epochs": 5}
 _IMDB = {
     "dataset": "imdb",
     "architecture": "dense",
-    "input_shape": (10_000,),
+    "input_shape": (NUM_WORDS,),
     "input_encoding": "multi_hot",
     "epochs": 20,
     "batch_size": 512,
@@ -153,7 +156,7 @@ class PipelineConfig(_Frozen):
     reports_dir: Path
     seed: int = 0
     variants: tuple[str, ...] = tuple(VARIANTS)
-    num_words: int = 10_000
+    num_words: int = NUM_WORDS
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
     runner: Literal["threads", "dask"] = Field(
         "threads", description="where variant tasks run: threads here, or a Dask cluster"

@@ -1,7 +1,7 @@
 """Ingestion: read MNIST and IMDb from a folder in the Keras file layout.
 
 Pure functions over files: no tracking, no orchestration. Arrays stay compact (uint8 images,
-ragged word ids); float inputs are built per batch by :mod:`keras_variants.batches`.
+ragged word ids); :mod:`keras_variants.preprocessing` turns them into model inputs.
 """
 
 from __future__ import annotations
@@ -12,40 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_variants.config import DATASETS, Profile
 from keras_variants.errors import DataError
 from keras_variants.npz import read_npz, sha256_of
+from keras_variants.preprocessing import keras_word_ids
+from keras_variants.ragged import Ragged
 
 MNIST_FILE = "mnist.npz"
 IMDB_FILE = "imdb.npz"
 IMDB_WORD_INDEX_FILE = "imdb_word_index.json"
+IMDB_REVIEWS_FILE = "imdb_reviews.parquet"  # raw texts, row for row (optional)
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-# Keras's load_data conventions, so a local folder and the download give the same data.
-IMDB_START_CHAR, IMDB_OOV_CHAR, IMDB_INDEX_FROM = 1, 2, 3
 KERAS_IMDB_VOCABULARY = 88584  # size of Keras's own imdb_word_index.json
-
-
-@dataclass(frozen=True)
-class Ragged:
-    """Variable-length integer sequences stored flat: row i is values[offsets[i]:offsets[i+1]]."""
-
-    values: np.ndarray
-    offsets: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def take(self, rows: np.ndarray) -> Ragged:
-        """The sequences at ``rows``, in that order."""
-        starts, lengths = self.offsets[rows], self.lengths[rows]
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        # Index of every kept value: each row's start repeated, plus its position in the row.
-        positions = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-        return Ragged(self.values[np.repeat(starts, lengths) + positions], offsets)
 
 
 @dataclass(frozen=True)
@@ -74,6 +53,42 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)  # file name -> absolute path
     raw_stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     vocabulary_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The rows a variant trains on, selects epochs with, and is finally scored on."""
+
+    train: Examples
+    validation: Examples
+    test: Examples
+    test_rows: np.ndarray  # the test rows' positions in the file's test split
+
+
+def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
+    """Hold out validation rows from the training split and apply the profile's row caps."""
+    rng = np.random.default_rng(seed)
+    holdout = DATASETS[dataset.name].validation_holdout
+    rows = np.arange(len(dataset.train))
+    if holdout == "first_after_shuffle":
+        rows = rng.permutation(rows)
+    if profile.train_rows is not None:
+        rows = rows[: profile.train_rows]
+    n_validation = min(profile.validation_rows, len(rows) // 2)
+    if holdout == "last":
+        train_rows, validation_rows = rows[:-n_validation], rows[-n_validation:]
+    else:
+        validation_rows, train_rows = rows[:n_validation], rows[n_validation:]
+    test_rows = np.arange(len(dataset.test))
+    if profile.test_rows is not None and profile.test_rows < len(test_rows):
+        # A random subset, since a test split may be sorted by label.
+        test_rows = np.sort(rng.choice(test_rows, profile.test_rows, replace=False))
+    return Splits(
+        train=dataset.train.take(train_rows),
+        validation=dataset.train.take(validation_rows),
+        test=dataset.test.take(test_rows),
+        test_rows=test_rows,
+    )
 
 
 def resolve_data_file(data_dir: Path | None, name: str) -> Path:
@@ -136,7 +151,7 @@ def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = Non
         # One split's Python lists at a time: they take ~20x the memory of the ragged form.
         ranks = _ragged_from_object_array(npz.array(f"x_{split}"), path.name, f"x_{split}")
         raw_stats[split] = _sequence_stats(ranks)
-        splits[split] = Examples(_keras_word_ids(ranks, num_words), labels)
+        splits[split] = Examples(keras_word_ids(ranks, num_words), labels)
     return Dataset(
         name="imdb",
         train=splits["train"],
@@ -203,16 +218,6 @@ def _sequence_stats(ranks: Ragged) -> dict[str, np.ndarray]:
         "non_integer_values": non_integer,
         "top100_word_share": common_share,
     }
-
-
-def _keras_word_ids(ranks: Ragged, num_words: int) -> Ragged:
-    """Keras's id rules: shift by index_from, prepend start_char, cap at num_words with oov."""
-    finite = np.nan_to_num(ranks.values, nan=0.0, posinf=0.0, neginf=0.0)
-    ids = finite.astype(np.int64) + IMDB_INDEX_FROM
-    ids[(ids >= num_words) | (ids < IMDB_INDEX_FROM)] = IMDB_OOV_CHAR
-    values = np.insert(ids, ranks.offsets[:-1], IMDB_START_CHAR).astype(np.int32)
-    offsets = ranks.offsets + np.arange(len(ranks.offsets))
-    return Ragged(values, offsets)
 
 
 def dataset_files(name: str, data_dir: Path) -> list[Path]:

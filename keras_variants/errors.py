@@ -32,6 +32,10 @@ class DataValidationError(VariantsError):
         super().__init__("\n".join(lines))
 
 
+class InputError(VariantsError):
+    """An input to a served model (a review text, an image) cannot be used; says which."""
+
+
 class ConfigError(VariantsError):
     """A configuration value (profile, variant name, option) is not valid."""
 

@@ -2,36 +2,51 @@
 
 A run's best variant per data set (by final validation accuracy) is registered as a new
 version with the alias ``challenger``. It becomes ``champion`` only if it loads back and
-predicts, and beats the current champion, re-evaluated now on the same test data, by at
-least ``margin``. The replaced champion keeps the alias ``previous``. Every decision is
-written onto the version as tags.
+answers through the served path, and its test accuracy there beats the current champion's
+on the same test inputs by more than ``margin`` (the rule is :func:`decide`). The replaced
+champion keeps the alias ``previous``. Every decision is written onto the version as tags.
+
+The gate scores what users call: the registered pyfunc model, fed review texts or PNG
+digit images, so what is promoted is exactly what is served.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
-from keras_variants.config import VARIANTS, VariantConfig
-from keras_variants.datasets import Examples, Ragged
-from keras_variants.encoding import encode_inputs
+from keras_variants.config import NUM_WORDS, PipelineConfig
+from keras_variants.datasets import (
+    IMDB_FILE,
+    IMDB_REVIEWS_FILE,
+    IMDB_WORD_INDEX_FILE,
+    Dataset,
+    make_splits,
+)
 from keras_variants.errors import VariantsError
+from keras_variants.locks import promotion_lock
+from keras_variants.preprocessing import png_base64, texts_from_word_ids
 from keras_variants.runs import VariantRecord
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
 SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
+GATE_BATCH = 1_000  # inputs per predict call while scoring
 
-# Scores a loaded pyfunc model of the given variant on the gate's test data: its accuracy.
-# A scorer with a ``data_key`` (like AccuracyScorer) lets the gate remember scores per version.
-Scorer = Callable[[mlflow.pyfunc.PyFuncModel, VariantConfig], float]
+# Scores a loaded pyfunc model on the gate's test inputs: its accuracy. A scorer with a
+# ``key`` (like ServedAccuracy) lets the gate remember scores per version.
+Scorer = Callable[[mlflow.pyfunc.PyFuncModel], float]
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,12 @@ class Decision:
     def sentence(self) -> str:
         verdict = "promoted to champion" if self.promoted else "not promoted"
         return f"{self.model} v{self.version}: {verdict}: {self.reason}"
+
+
+def decide(challenger: float, champion: float | None, margin: float, force: bool) -> bool:
+    """The promotion rule: promote when there is no champion, when the challenger's test
+    accuracy beats the champion's by more than ``margin``, or when forced."""
+    return champion is None or challenger - champion > margin or force
 
 
 def select_challenger(records: list[VariantRecord]) -> VariantRecord:
@@ -84,6 +105,102 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
     return str(version.version)
 
 
+def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered version's served model, read from this client's store."""
+    source = client.get_model_version(name, version).source
+    if source.startswith("file:"):
+        return mlflow.pyfunc.load_model(local_file_uri_to_path(source))
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=source, tracking_uri=client.tracking_uri
+    )
+    return mlflow.pyfunc.load_model(local)
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Test inputs as a user sends them (review texts, base64 PNG digits) and their labels."""
+
+    inputs: list[str]
+    labels: np.ndarray
+    word_index_sha256: str | None = None  # of the index the stored sequences came from
+
+    @functools.cached_property
+    def key(self) -> str:
+        """A digest of the inputs, labels and the preprocessing code: a version's score on
+        them is computed once, and again whenever any of them changes."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.labels).tobytes())
+        for text in self.inputs:
+            digest.update(text.encode())
+        for module in ("keras_variants.preprocessing", "keras_variants.serving"):
+            digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
+        return digest.hexdigest()[:16]
+
+
+def gate_inputs(data: Dataset, test_rows: np.ndarray) -> GateInputs:
+    """The test rows ``test_rows`` of ``data`` as served inputs.
+
+    IMDb: the raw review texts from ``imdb_reviews.parquet`` beside ``imdb.npz`` when it is
+    there (checked against the stored labels), else texts rebuilt from the stored word ids
+    with the word index (they tokenize back to exactly those ids). MNIST: PNG images.
+    """
+    test = data.test.take(test_rows)
+    if data.name == "mnist":
+        return GateInputs([png_base64(image) for image in test.inputs], test.labels)
+    sha = data.fingerprints.get(IMDB_WORD_INDEX_FILE)
+    if IMDB_WORD_INDEX_FILE not in data.files:
+        raise VariantsError(
+            f"the gate needs {IMDB_WORD_INDEX_FILE} beside {IMDB_FILE} to turn the test "
+            "reviews into text; put it in the data folder"
+        )
+    reviews = Path(data.files[IMDB_FILE]).with_name(IMDB_REVIEWS_FILE)
+    if reviews.is_file():
+        import pandas as pd
+
+        frame = pd.read_parquet(reviews, columns=["split", "label", "text"])
+        rows = frame[frame["split"] == "test"].iloc[test_rows]
+        if not np.array_equal(rows["label"].to_numpy(), test.labels):
+            raise VariantsError(
+                f"{IMDB_REVIEWS_FILE}: its test labels differ from {IMDB_FILE}'s; the files "
+                "must hold the same reviews row for row"
+            )
+        return GateInputs(rows["text"].tolist(), test.labels, sha)
+    word_index = json.loads(Path(data.files[IMDB_WORD_INDEX_FILE]).read_bytes())
+    return GateInputs(texts_from_word_ids(test.inputs, word_index, NUM_WORDS), test.labels, sha)
+
+
+@dataclass(frozen=True)
+class ServedAccuracy:
+    """Accuracy of a served model on the gate's inputs, through its pyfunc ``predict``."""
+
+    gate: GateInputs
+
+    @property
+    def key(self) -> str:
+        return self.gate.key
+
+    def __call__(self, model: mlflow.pyfunc.PyFuncModel) -> float:
+        served = model.unwrap_python_model()
+        trained_with = getattr(served, "word_index_sha256", None)
+        if trained_with and self.gate.word_index_sha256 not in (None, trained_with):
+            raise VariantsError(
+                f"it was trained with word index sha256 {trained_with[:12]}..., the test "
+                f"data's {IMDB_WORD_INDEX_FILE} is {self.gate.word_index_sha256[:12]}...; "
+                "score it on data made with its own word index"
+            )
+        correct = 0
+        for start in range(0, len(self.gate.inputs), GATE_BATCH):
+            answers = model.predict(self.gate.inputs[start : start + GATE_BATCH])
+            predicted = np.array([_predicted_class(answer) for answer in answers])
+            correct += int((predicted == self.gate.labels[start : start + GATE_BATCH]).sum())
+        return correct / max(len(self.gate.inputs), 1)
+
+
+def _predicted_class(answer: object) -> int:
+    if hasattr(answer, "digit"):
+        return int(answer.digit)
+    return int(answer.label == "positive")
+
+
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
@@ -92,63 +209,16 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 
 
 def _score(client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool) -> float:
-    """The version's test accuracy; remembered on the version (a tag per test-data digest),
-    since a version and the test rows are both immutable, so a champion is scored once."""
+    """The version's test accuracy; remembered on the version (a tag per input digest),
+    since a version and the test inputs are both immutable, so a champion is scored once."""
     tags = client.get_model_version(name, version).tags
-    memo = f"gate.test_accuracy.{scorer.data_key}" if hasattr(scorer, "data_key") else None
+    memo = f"gate.test_accuracy.{scorer.key}" if hasattr(scorer, "key") else None
     if memo in tags:
         return float(tags[memo])
-    variant = tags.get("variant", "")
-    if variant not in VARIANTS:
-        raise VariantsError(f"{name} v{version} has no known 'variant' tag ({variant!r})")
-    score = float(scorer(mlflow.pyfunc.load_model(f"models:/{name}/{version}"), VARIANTS[variant]))
+    score = float(scorer(load_version(client, name, version)))
     if memo and remember:
         client.set_model_version_tag(name, version, memo, repr(score))
     return score
-
-
-@dataclass(frozen=True)
-class AccuracyScorer:
-    """Accuracy on ``examples``, encoded for each model's own variant, batch by batch."""
-
-    examples: Examples
-    batch_size: int = 1_000
-
-    def __call__(self, model: mlflow.pyfunc.PyFuncModel, variant: VariantConfig) -> float:
-        examples, correct = self.examples, 0.0
-        predict = _whole_batches(model)
-
-        def encoded(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            batch = examples.take(rows)
-            inputs = encode_inputs(batch.inputs, variant.input_encoding, variant.input_shape[0])
-            return inputs, batch.labels
-
-        first, _ = encoded(np.arange(min(8, len(examples))))
-        if not np.allclose(model.predict(first), predict(first), atol=1e-6):  # serving path
-            raise VariantsError("its pyfunc predictions differ from its Keras model's")
-        for start in range(0, len(examples), self.batch_size):
-            inputs, labels = encoded(np.arange(start, min(start + self.batch_size, len(examples))))
-            correct += accuracy(predict(inputs), labels) * len(labels)
-        return correct / max(len(examples), 1)
-
-    @functools.cached_property
-    def data_key(self) -> str:
-        """A digest of the test rows: a version's score on them is computed once."""
-        digest = hashlib.sha256(np.ascontiguousarray(self.examples.labels).tobytes())
-        inputs = self.examples.inputs
-        for array in (inputs.values, inputs.offsets) if isinstance(inputs, Ragged) else (inputs,):
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()[:16]
-
-
-def _whole_batches(model: mlflow.pyfunc.PyFuncModel) -> Callable[[np.ndarray], np.ndarray]:
-    """Predictions for a whole batch in one call of the Keras model MLflow loaded (its
-    pyfunc ``predict`` goes through ``keras.Model.predict`` in steps of 32 rows: 3x slower)."""
-    try:
-        keras_model = model.get_raw_model()
-    except NotImplementedError:
-        return model.predict
-    return lambda inputs: np.asarray(keras_model(inputs, training=False))
 
 
 def decisions_for(client: MlflowClient, run_ids: set[str]) -> list[str]:
@@ -165,6 +235,39 @@ def decisions_for(client: MlflowClient, run_ids: set[str]) -> list[str]:
     return sentences
 
 
+def gate(
+    client: MlflowClient,
+    config: PipelineConfig,
+    data: Dataset,
+    *,
+    version: str | None = None,
+    challenger: VariantRecord | None = None,
+    margin: float | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> Decision:
+    """The gate, as both the pipeline and ``variants promote`` run it.
+
+    Registers ``challenger`` first when given, else takes ``version`` (default: the version
+    aliased ``challenger``); scores it and the champion through the served path on
+    ``data``'s test rows for ``config``'s profile and seed; switches aliases if it passes.
+    One promotion of a registered model at a time, across this host's processes.
+    """
+    name = REGISTERED_MODELS[data.name]
+    scorer = ServedAccuracy(
+        gate_inputs(data, make_splits(data, config.profile, config.seed).test_rows)
+    )
+    margin = config.promotion_margin if margin is None else margin
+    with promotion_lock(config.tracking_uri, name):
+        if challenger is not None:
+            version = register_challenger(client, challenger)
+        elif version is None:
+            version = _alias_version(client, name, "challenger")
+            if version is None:
+                raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
+        return promote(client, name, version, scorer, margin, dry_run, force)
+
+
 def promote(
     client: MlflowClient,
     name: str,
@@ -174,7 +277,8 @@ def promote(
     dry_run: bool = False,
     force: bool = False,
 ) -> Decision:
-    """Run the gate for ``name`` version ``version`` and switch aliases if it passes."""
+    """Score ``name`` version ``version`` and the champion, apply :func:`decide`, and
+    switch aliases if it says so. Callers hold the promotion lock (see :func:`gate`)."""
     version = str(version)  # MLflow hands out versions as int or str
     try:
         challenger_accuracy = _score(client, name, version, scorer, not dry_run)
@@ -188,11 +292,8 @@ def promote(
         champion_accuracy = (
             _score(client, name, champion, scorer, not dry_run) if champion else None
         )
-        beats = champion_accuracy is None or (
-            challenger_accuracy > champion_accuracy
-            and challenger_accuracy - champion_accuracy >= margin
-        )
-        if not beats and not force:
+        promoted = decide(challenger_accuracy, champion_accuracy, margin, force)
+        if not promoted:
             reason = (
                 f"test accuracy {challenger_accuracy:.4f} does not beat champion v{champion} "
                 f"({champion_accuracy:.4f}) by more than the margin {margin}"
@@ -206,7 +307,9 @@ def promote(
         if champion_accuracy is None:
             reason = f"first champion (test accuracy {challenger_accuracy:.4f})"
         else:
-            forced = " (forced)" if not beats else ""
+            forced = (
+                "" if decide(challenger_accuracy, champion_accuracy, margin, False) else " (forced)"
+            )
             reason = (
                 f"test accuracy {challenger_accuracy:.4f} vs champion v{champion} "
                 f"{champion_accuracy:.4f}, margin {margin}{forced}"
@@ -238,26 +341,17 @@ def _record(client: MlflowClient, decision: Decision, dry_run: bool) -> Decision
     return decision
 
 
-def rollback(client: MlflowClient, name: str) -> Decision:
+def rollback(client: MlflowClient, tracking_uri: str, name: str) -> Decision:
     """Make ``previous`` the champion again; the demoted version is tagged as rolled back."""
-    previous = _alias_version(client, name, "previous")
-    champion = _alias_version(client, name, "champion")
-    if previous is None:
-        raise VariantsError(f"{name} has no 'previous' version to roll back to")
-    client.set_registered_model_alias(name, "champion", previous)
-    client.delete_registered_model_alias(name, "previous")
-    if champion:
-        client.set_model_version_tag(name, champion, "promotion.decision", "rolled back")
-    decision = Decision(name, previous, True, f"rollback from v{champion}", None, champion)
-    client.set_model_version_tag(name, previous, "promotion.reason", decision.reason)
+    with promotion_lock(tracking_uri, name):
+        previous = _alias_version(client, name, "previous")
+        champion = _alias_version(client, name, "champion")
+        if previous is None:
+            raise VariantsError(f"{name} has no 'previous' version to roll back to")
+        client.set_registered_model_alias(name, "champion", previous)
+        client.delete_registered_model_alias(name, "previous")
+        if champion:
+            client.set_model_version_tag(name, champion, "promotion.decision", "rolled back")
+        decision = Decision(name, previous, True, f"rollback from v{champion}", None, champion)
+        client.set_model_version_tag(name, previous, "promotion.reason", decision.reason)
     return decision
-
-
-def accuracy(predictions: object, labels: np.ndarray) -> float:
-    """Share of correct predictions from class probabilities (softmax rows or sigmoid)."""
-    scores = np.asarray(predictions, dtype=np.float64)
-    if scores.ndim == 2 and scores.shape[1] > 1:
-        predicted = scores.argmax(axis=1)
-    else:
-        predicted = (scores.reshape(-1) > 0.5).astype(np.int64)
-    return float((predicted == labels.astype(np.int64)).mean())

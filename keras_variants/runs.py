@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from keras_variants.errors import VariantsError
-from keras_variants.tracking import TOOL_TAG
+from keras_variants.store import TOOL_TAG
 
 CURVES = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
 

@@ -1,104 +1,61 @@
-"""MLflow at one edge: experiments, parent and child runs, metrics, inputs and models.
+"""MLflow at one edge: parent and child runs, per-epoch curves, results, data inputs and
+the served model of each variant.
 
-Runs are always ended: FINISHED on success, KILLED on interruption, FAILED otherwise, so no
-run of this tool stays RUNNING. Worker threads pass run ids explicitly, since MLflow's
-active-run stack is thread-local.
+Everything goes through an explicit :class:`MlflowClient` and run id: nothing relies on
+MLflow's process-wide tracking URI or on a thread's active run, so worker threads (and
+Dask workers) log safely side by side. Runs are always ended: FINISHED on success, KILLED
+on interruption, FAILED otherwise, so no run of this tool stays RUNNING.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import keras
-import mlflow
-import numpy as np
-import psutil
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import LoggedModelStatus, Metric
+from mlflow.entities import (
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
+from keras_variants import serving
 from keras_variants.config import PipelineConfig, VariantConfig
-from keras_variants.datasets import Dataset
-from keras_variants.errors import ArtifactStoreError, TrackingStoreError, disk_full
-from keras_variants.training import Splits, TrainingResult
+from keras_variants.datasets import IMDB_WORD_INDEX_FILE, Dataset
+from keras_variants.errors import ArtifactStoreError, disk_full
+from keras_variants.store import TOOL_TAG, client_for, experiment_id, git_commit, owner_tags
+from keras_variants.training import HISTORY_KEYS, Splits, TrainingResult
 
-TOOL_TAG = "keras_variants.pipeline_id"  # marks every run this tool starts
-OWNER_HOST_TAG = "keras_variants.host"
-OWNER_PID_TAG = "keras_variants.pid"
-OWNER_STARTED_TAG = "keras_variants.pid_started"
-REPO = Path(__file__).resolve().parents[1]
 # MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time.
 _MODEL_LOGGING = threading.Lock()
-
-
-def client_for(config: PipelineConfig) -> MlflowClient:
-    """A client bound to the configured store for runs and registry alike (never to a
-    registry URI set globally by an earlier call in this process)."""
-    return MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
-
-
-def use_store(config: PipelineConfig) -> None:
-    """Point MLflow's fluent API (model loading, registration) at the configured store."""
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
-
-
-def is_local_store(tracking_uri: str) -> bool:
-    return not tracking_uri.startswith(("http://", "https://", "databricks"))
-
-
-# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says otherwise;
-# with it, the experiment opens on its training runs.
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-
-
-def experiment_id(config: PipelineConfig, name: str) -> str:
-    """The experiment for one data set, created with artifacts under ``mlruns/`` if new."""
-    client = client_for(config)
-    existing = client.get_experiment_by_name(name)
-    if existing is None:
-        location = config.artifact_root.as_uri() if is_local_store(config.tracking_uri) else None
-        try:
-            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
-        except MlflowException:  # created meanwhile by a concurrent run
-            existing = client.get_experiment_by_name(name)
-    for key, value in EXPERIMENT_KIND.items():
-        if existing.tags.get(key) != value:  # experiments made by an earlier version
-            client.set_experiment_tag(existing.experiment_id, key, value)
-    return existing.experiment_id
-
-
-def git_commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
+MODEL_NAME = "model"  # the logged model of every variant run
 
 
 def _end_status(exc: BaseException) -> str:
     """KILLED for interruptions (Ctrl-C, SIGTERM, exit: anything that is not an Exception,
     like Prefect's TerminationSignal), FAILED for errors."""
     return "FAILED" if isinstance(exc, Exception) else "KILLED"
+
+
+def _params(values: dict[str, object]) -> list[Param]:
+    return [Param(key, str(value)) for key, value in values.items()]
 
 
 @contextmanager
@@ -117,15 +74,14 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
             runs[name] = run.info.run_id
             client.log_batch(
                 run.info.run_id,
-                params=[
-                    mlflow.entities.Param(k, str(v))
-                    for k, v in {
+                params=_params(
+                    {
                         "profile": config.profile.name,
                         "seed": config.seed,
                         "variants": ",".join(v.name for v in config.selected()),
                         **{f"data.{f}.sha256": d for f, d in data.fingerprints.items()},
-                    }.items()
-                ],
+                    }
+                ),
             )
         yield runs
     except BaseException as exc:
@@ -137,139 +93,43 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
 
 
 def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict[str, str]:
-    owner = psutil.Process()
     return {
         TOOL_TAG: pipeline_id,
         "dataset": dataset,
         "profile": config.profile.name,
         "git_commit": git_commit(),
-        # Who runs it, so a later start-up can tell a crashed run from a live one.
-        OWNER_HOST_TAG: socket.gethostname(),
-        OWNER_PID_TAG: str(owner.pid),
-        OWNER_STARTED_TAG: f"{owner.create_time():.3f}",
+        **owner_tags(),
     }
 
 
-def _owner_alive(tags: dict[str, str]) -> bool | None:
-    """Whether the process that started a run still lives; None if it ran elsewhere."""
-    if tags.get(OWNER_HOST_TAG) != socket.gethostname() or OWNER_PID_TAG not in tags:
-        return None
-    try:
-        process = psutil.Process(int(tags[OWNER_PID_TAG]))
-        return f"{process.create_time():.3f}" == tags.get(OWNER_STARTED_TAG)
-    except (psutil.NoSuchProcess, ValueError):
-        return False
-
-
-def _lock_path(tracking_uri: str, purpose: str) -> Path:
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        return database.with_name(f"{database.name}.{purpose}.lock")
-    store = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "keras-variants-locks" / f"{store}.{purpose}.lock"
-
-
 @contextmanager
-def store_lock(tracking_uri: str, purpose: str) -> Iterator[None]:
-    """Exclusive, across the processes of this host, for one ``purpose`` on one store.
-
-    The lock file sits next to a SQLite database, else in the temp folder keyed by the
-    store's URI. Processes on other hosts are not covered; there the registry gate's re-read
-    of the champion right before switching is the guard.
-    """
-    path = _lock_path(tracking_uri, purpose)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def promotion_lock(config: PipelineConfig, model: str) -> AbstractContextManager[None]:
-    """Held while one registered model's gate compares and switches aliases, so two
-    promotions at once run one after the other and the second sees the first's champion."""
-    return store_lock(config.tracking_uri, f"promote-{model}")
-
-
-def open_store(config: PipelineConfig) -> list[str]:
-    """Fail clearly if the tracking store does not answer; else sweep stale runs."""
-    try:
-        # MLflow creates and migrates a new SQLite schema on first touch: one process at a time.
-        with store_lock(config.tracking_uri, "init"):
-            client_for(config).search_experiments(max_results=1)
-    except Exception as exc:
-        cause = str(exc).split("\n[SQL:")[0][:300]
-        if "database is locked" in cause:
-            hint = "Another process holds a write lock on it; run again when that one is done"
-        else:
-            hint = "Start it, or pass --tracking-uri / MLFLOW_TRACKING_URI to one that runs"
-        raise TrackingStoreError(
-            f"MLflow tracking store {config.tracking_uri} is unavailable "
-            f"({type(exc).__name__}: {cause}). {hint}; nothing was trained or registered."
-        ) from exc
-    return sweep_stale_runs(config)
-
-
-def sweep_stale_runs(config: PipelineConfig) -> list[str]:
-    """End as FAILED this tool's RUNNING runs whose process on this host has died.
-
-    A run killed with SIGKILL cannot end itself; the next pipeline start does it. Runs of
-    live processes, and of other hosts, are left alone. Returns the swept run ids.
-    """
-    client = client_for(config)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    if not experiments:
-        return []
-    stale = [
-        run
-        for run in client.search_runs(
-            experiments, f"attributes.status = 'RUNNING' and tags.`{TOOL_TAG}` != ''"
-        )
-        if _owner_alive(run.data.tags) is False
-    ]
-    for run in stale:
-        client.set_tag(run.info.run_id, "keras_variants.swept", "owner process died")
-        client.set_terminated(run.info.run_id, "FAILED")
-    return [run.info.run_id for run in stale]
-
-
-@contextmanager
-def variant_run(
-    config: PipelineConfig, variant: VariantConfig, parent_run_id: str
-) -> Iterator[str]:
-    """A child run of ``parent_run_id``, active in this thread while the block runs."""
-    parent = client_for(config).get_run(parent_run_id)
-    use_store(config)
-    run = mlflow.start_run(
-        experiment_id=parent.info.experiment_id,
+def variant_run(client: MlflowClient, variant: VariantConfig, parent_run_id: str) -> Iterator[str]:
+    """A child run of ``parent_run_id`` for one variant; yields its run id."""
+    parent = client.get_run(parent_run_id)
+    inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    run = client.create_run(
+        parent.info.experiment_id,
         run_name=variant.name,
-        parent_run_id=parent_run_id,
-        tags={
-            **{k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")},
-            "role": "variant",
-            "variant": variant.name,
-        },
+        tags=inherited
+        | {"role": "variant", "variant": variant.name, MLFLOW_PARENT_RUN_ID: parent_run_id},
     )
+    run_id = run.info.run_id
     try:
-        yield run.info.run_id
+        yield run_id
     except BaseException as exc:
-        mlflow.end_run(_end_status(exc))
+        client.set_terminated(run_id, _end_status(exc))
         raise
-    mlflow.end_run("FINISHED")
+    client.set_terminated(run_id, "FINISHED")
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):
     """Logs ``train/*`` and ``val/*`` after every epoch, so curves grow live in the UI."""
 
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
         super().__init__()
-        self.client, self.run_id = MlflowClient(tracking_uri), run_id
+        self.client, self.run_id = client, run_id
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from keras_variants.training import HISTORY_KEYS
-
         stamp = int(time.time() * 1000)
         metrics = [
             Metric(HISTORY_KEYS[k], float(v), stamp, epoch + 1)
@@ -280,6 +140,7 @@ class EpochMetricsLogger(keras.callbacks.Callback):
 
 
 def log_variant_result(
+    client: MlflowClient,
     run_id: str,
     config: PipelineConfig,
     variant: VariantConfig,
@@ -287,71 +148,122 @@ def log_variant_result(
     splits: Splits,
     epochs: int,
     result: TrainingResult,
-    input_example: np.ndarray,
-) -> None:
-    """Params, test metrics, data inputs, confusion matrix and the model of one variant."""
-    mlflow.log_params(
-        {
-            "architecture": variant.architecture,
-            "hidden_units": list(variant.hidden_units),
-            "conv_filters": list(variant.conv_filters),
-            "input_shape": list(variant.input_shape),
-            "optimizer": variant.optimizer,
-            "learning_rate": variant.learning_rate,
-            "epochs": epochs,
-            "batch_size": variant.batch_size,
-            "l2": variant.l2,
-            "dropout": variant.dropout,
-            "seed": config.seed,
-            "profile": config.profile.name,
-            "parameter_count": result.parameter_count,
-            "train_rows": len(splits.train),
-            "validation_rows": len(splits.validation),
-            "test_rows": len(splits.test),
-        }
+    input_example: str,
+) -> str:
+    """Params, data inputs, confusion matrix, the served model and its test metrics of one
+    variant run; returns the logged model's id."""
+    client.log_batch(
+        run_id,
+        params=_params(
+            {
+                "architecture": variant.architecture,
+                "hidden_units": list(variant.hidden_units),
+                "conv_filters": list(variant.conv_filters),
+                "input_shape": list(variant.input_shape),
+                "optimizer": variant.optimizer,
+                "learning_rate": variant.learning_rate,
+                "epochs": epochs,
+                "batch_size": variant.batch_size,
+                "l2": variant.l2,
+                "dropout": variant.dropout,
+                "seed": config.seed,
+                "profile": config.profile.name,
+                "parameter_count": result.parameter_count,
+                "train_rows": len(splits.train),
+                "validation_rows": len(splits.validation),
+                "test_rows": len(splits.test),
+            }
+        ),
+        tags=[RunTag(f"data.{f}.sha256", d) for f, d in data.fingerprints.items()],
     )
-    validation_loss = result.history["val/loss"]
-    best = result.validation_loss_min_epoch - 1
-    mlflow.log_metrics(
-        result.test_metrics
-        | {
-            "validation_loss_min_epoch": result.validation_loss_min_epoch,
-            "val/loss_min": validation_loss[best],
-            "val/accuracy_at_loss_min": result.history["val/accuracy"][best],
-            "training_seconds": result.training_seconds,
-        }
-    )
-    mlflow.set_tags({f"data.{f}.sha256": d for f, d in data.fingerprints.items()})
-    for file, path in data.files.items():
-        with warnings.catch_warnings():  # a local path matches two equivalent source kinds
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(path)
-        dataset = MetaDataset(source, name=file, digest=data.fingerprints[file][:32])
-        _tolerating_a_concurrent_insert(mlflow.log_input, dataset, context="training")
-    signature = infer_signature(input_example, result.model.predict(input_example, verbose=0))
-    with _artifact_writes(run_id):
-        mlflow.log_dict(
+    _tolerating_a_concurrent_insert(client.log_inputs, run_id, _dataset_inputs(data))
+    with _artifact_writes(client, run_id):
+        client.log_dict(
+            run_id,
             {
                 "labels": list(range(len(result.confusion_matrix))),
                 "matrix": result.confusion_matrix.tolist(),
             },
             "confusion_matrix.json",
         )
+        word_index = data.files.get(IMDB_WORD_INDEX_FILE)
         with _MODEL_LOGGING:
-            _log_model(result.model, signature, input_example)
+            model_id = _log_served_model(
+                client, run_id, variant, result.model, input_example, word_index
+            )
+    validation_loss = result.history["val/loss"]
+    best = result.validation_loss_min_epoch - 1
+    stamp = int(time.time() * 1000)
+    summary = result.test_metrics | {
+        "validation_loss_min_epoch": result.validation_loss_min_epoch,
+        "val/loss_min": validation_loss[best],
+        "val/accuracy_at_loss_min": result.history["val/accuracy"][best],
+        "training_seconds": result.training_seconds,
+    }
+    # Logged with the model's id, so the UI's model pages show them too.
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), stamp, 0, model_id=model_id) for k, v in summary.items()],
+    )
+    return model_id
+
+
+def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
+    inputs = []
+    for file, path in data.files.items():
+        with warnings.catch_warnings():  # a local path matches two equivalent source kinds
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path)
+        dataset = MetaDataset(source, name=file, digest=data.fingerprints[file][:32])
+        context = InputTag(MLFLOW_DATASET_CONTEXT, "training")
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context]))
+    return inputs
+
+
+def _log_served_model(
+    client: MlflowClient,
+    run_id: str,
+    variant: VariantConfig,
+    model: keras.Model,
+    input_example: str,
+    word_index: str | None,
+) -> str:
+    """The variant's pyfunc model (Keras model plus preprocessing) as the run's logged model."""
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        params={"variant": variant.name},
+        model_type=variant.dataset,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / MODEL_NAME
+        serving.save_model(
+            path,
+            variant,
+            model,
+            input_example,
+            Path(word_index) if word_index else None,
+            pip_requirements=serving.requirements(),
+        )
+        client.log_model_artifacts(logged.model_id, str(path))
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged.model_id
 
 
 @contextmanager
-def _artifact_writes(run_id: str) -> Iterator[None]:
+def _artifact_writes(client: MlflowClient, run_id: str) -> Iterator[None]:
     """Write a run's artifacts; if that fails, leave no partial model, and say so plainly
     when the disk is full."""
     try:
         yield
     except BaseException as exc:
         with suppress(Exception):  # the original error matters more than a failed clean-up
-            _discard_models(run_id)
+            _discard_models(client, run_id)
         if disk_full(exc):
-            where = exc.filename2 or exc.filename or mlflow.get_artifact_uri()
+            where = exc.filename2 or exc.filename or client.get_run(run_id).info.artifact_uri
             raise ArtifactStoreError(
                 f"no space left on the device while writing run {run_id}'s artifacts "
                 f"({where}). Free space there, or point --tracking-uri at a store with room, "
@@ -360,9 +272,8 @@ def _artifact_writes(run_id: str) -> Iterator[None]:
         raise
 
 
-def _discard_models(run_id: str) -> None:
+def _discard_models(client: MlflowClient, run_id: str) -> None:
     """Mark the run's logged models FAILED and delete what was written of them locally."""
-    client = MlflowClient(mlflow.get_tracking_uri())
     experiment = client.get_run(run_id).info.experiment_id
     for model in client.search_logged_models(
         [experiment], filter_string=f"source_run_id = '{run_id}'"
@@ -384,34 +295,3 @@ def _tolerating_a_concurrent_insert(write: Callable[..., None], *args, **kwargs)
             if "UNIQUE constraint" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
-
-
-class _KerasFlavor:
-    """``mlflow.keras``, except that the model folder exists before the input example is
-    written into it (MLflow 3.17's keras ``save_model`` writes the example first and fails)."""
-
-    __name__ = "mlflow.keras"
-
-    @staticmethod
-    def save_model(path: str, **kwargs: object) -> None:
-        os.makedirs(path, exist_ok=True)
-        mlflow.keras.save_model(path=path, **kwargs)
-
-
-def _log_model(model: keras.Model, signature, input_example: np.ndarray) -> None:
-    Model.log(
-        artifact_path=None,
-        name="model",
-        flavor=_KerasFlavor,
-        model=model,
-        signature=signature,
-        input_example=input_example,
-        # Explicit requirements skip MLflow's slow inference of them (it reloads the model).
-        pip_requirements=[f"keras=={keras.__version__}", f"tensorflow-cpu=={_tf_version()}"],
-    )
-
-
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__

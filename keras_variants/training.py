@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_variants.config import DATASETS, Profile, VariantConfig
-from keras_variants.datasets import Dataset, Examples, Ragged
+from keras_variants.config import DATASETS, VariantConfig
+from keras_variants.datasets import Examples, Splits
 from keras_variants.models import build_model
+from keras_variants.preprocessing import encode_batch, encode_label_batch, stored_tensor
 
 HISTORY_KEYS = {
     "loss": "train/loss",
@@ -23,15 +24,6 @@ HISTORY_KEYS = {
     "val_loss": "val/loss",
     "val_accuracy": "val/accuracy",
 }
-
-
-@dataclass(frozen=True)
-class Splits:
-    """The rows a variant trains on, selects epochs with, and is finally scored on."""
-
-    train: Examples
-    validation: Examples
-    test: Examples
 
 
 @dataclass
@@ -48,31 +40,6 @@ class TrainingResult:
         return int(self.model.count_params())
 
 
-def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
-    """Hold out validation rows from the training split and apply the profile's row caps."""
-    rng = np.random.default_rng(seed)
-    holdout = DATASETS[dataset.name].validation_holdout
-    rows = np.arange(len(dataset.train))
-    if holdout == "first_after_shuffle":
-        rows = rng.permutation(rows)
-    if profile.train_rows is not None:
-        rows = rows[: profile.train_rows]
-    n_validation = min(profile.validation_rows, len(rows) // 2)
-    if holdout == "last":
-        train_rows, validation_rows = rows[:-n_validation], rows[-n_validation:]
-    else:
-        validation_rows, train_rows = rows[:n_validation], rows[n_validation:]
-    test_rows = np.arange(len(dataset.test))
-    if profile.test_rows is not None and profile.test_rows < len(test_rows):
-        # A random subset, since a test split may be sorted by label.
-        test_rows = np.sort(rng.choice(test_rows, profile.test_rows, replace=False))
-    return Splits(
-        train=dataset.train.take(train_rows),
-        validation=dataset.train.take(validation_rows),
-        test=dataset.test.take(test_rows),
-    )
-
-
 def encoded_batches(
     examples: Examples,
     variant: VariantConfig,
@@ -81,51 +48,26 @@ def encoded_batches(
 ) -> tf.data.Dataset:
     """Batches of float inputs and labels, encoded from the compact examples on the fly.
 
-    The encoding (the same as ``encoding.encode_inputs`` and ``encode_labels``) runs as
-    TensorFlow ops: no Python per batch, so variants training side by side do not wait on
-    each other for the GIL, and no full float matrix is ever built. Row order is shuffled
-    by tf.data with a fixed seed, reshuffled every epoch, so the batches are the same on
-    every run with that seed.
+    The encoding is :mod:`keras_variants.preprocessing`'s, the one the gate and the served
+    model use, as TensorFlow ops: no Python per batch, so variants training side by side do
+    not wait on each other for the GIL, and no full float matrix is ever built. Row order is
+    shuffled by tf.data with a fixed seed, reshuffled every epoch, so the batches are the
+    same on every run with that seed.
     """
     head = DATASETS[variant.dataset]
-    inputs = _input_encoder(examples, variant)
+    inputs = stored_tensor(examples.inputs)
     labels = tf.constant(examples.labels.astype(np.int64))
 
     def encode(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        y = tf.gather(labels, rows)
-        if head.label_encoding == "one_hot":
-            y = tf.one_hot(y, head.num_classes, dtype=tf.float32)
-        return inputs(rows), tf.cast(y, tf.float32)
+        return (
+            encode_batch(tf.gather(inputs, rows), variant),
+            encode_label_batch(tf.gather(labels, rows), head),
+        )
 
     rows = tf.data.Dataset.range(len(examples))
     if shuffle_seed is not None:
         rows = rows.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
     return rows.batch(batch_size).map(encode).prefetch(1)
-
-
-def _input_encoder(examples: Examples, variant: VariantConfig) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A function from a batch of row numbers to the float32 inputs of those rows."""
-    shape = (-1, *variant.input_shape)
-    if variant.input_encoding == "multi_hot":
-        sequences = examples.inputs
-        assert isinstance(sequences, Ragged)
-        ragged = tf.RaggedTensor.from_row_splits(
-            sequences.values.astype(np.int32), sequences.offsets.astype(np.int64)
-        )
-        width = variant.input_shape[0]
-        return lambda rows: tf.reshape(
-            tf.math.bincount(
-                tf.gather(ragged, rows),
-                minlength=width,
-                maxlength=width,
-                dtype=tf.float32,
-                binary_output=True,
-                axis=-1,
-            ),
-            shape,
-        )
-    pixels = tf.constant(examples.inputs)
-    return lambda rows: tf.reshape(tf.cast(tf.gather(pixels, rows), tf.float32) / 255.0, shape)
 
 
 class EpochProgress(keras.callbacks.Callback):

@@ -34,7 +34,7 @@ def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | No
     digest = hashlib.sha256(
         f"{parameters['name']}:{parameters['num_words']}".encode()
         + _source_digest(
-            "keras_variants.datasets", "keras_variants.npz", "keras_variants.encoding"
+            "keras_variants.datasets", "keras_variants.npz", "keras_variants.preprocessing"
         ).encode()
     )
     for path in sorted(dataset_files(parameters["name"], Path(data_dir))):

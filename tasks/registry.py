@@ -9,27 +9,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from keras_variants import registry, tracking
+from keras_variants import registry
 from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset
 from keras_variants.report import build_report, to_markdown, write_report
 from keras_variants.runs import load_pipeline
-from keras_variants.training import configure_runtime, make_splits
+from keras_variants.store import client_for
 
 
 @task(name="promote", task_run_name="promote-{data.name}", cache_policy=NO_CACHE)
 def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> registry.Decision:
     """Register the run's best variant on validation as challenger, then run the gate."""
-    configure_runtime()
-    client = tracking.client_for(config)
-    tracking.use_store(config)
+    client = client_for(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
-    scorer = registry.AccuracyScorer(make_splits(data, config.profile, config.seed).test)
-    model = registry.REGISTERED_MODELS[data.name]
-    with tracking.promotion_lock(config, model):
-        version = registry.register_challenger(client, challenger)
-        decision = registry.promote(client, model, version, scorer, margin=config.promotion_margin)
+    decision = registry.gate(client, config, data, challenger=challenger)
     get_run_logger().info(decision.sentence())
     return decision
 
@@ -37,7 +31,7 @@ def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> r
 @task(name="report", cache_policy=NO_CACHE)
 def write_comparison_report(config: PipelineConfig, run_id: str | None = None) -> Path:
     """Rebuild the comparison report of a pipeline run from MLflow and publish it."""
-    client = tracking.client_for(config)
+    client = client_for(config)
     record = load_pipeline(client, run_id)
     run_ids = {r.run_id for records in record.variants.values() for r in records}
     report = build_report(record, registry.decisions_for(client, run_ids))

@@ -9,17 +9,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from keras_variants import tracking
+from keras_variants import store, tracking
 from keras_variants.config import PipelineConfig, VariantConfig
-from keras_variants.datasets import Dataset
-from keras_variants.encoding import encode_inputs
+from keras_variants.datasets import Dataset, make_splits
 from keras_variants.interrupts import StopOnRequest
-from keras_variants.training import (
-    EpochProgress,
-    configure_runtime,
-    make_splits,
-    train_and_evaluate,
-)
+from keras_variants.registry import gate_inputs
+from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 
 
 class VariantOutcome(BaseModel):
@@ -36,7 +31,7 @@ class VariantOutcome(BaseModel):
 @task(name="prepare-tracking", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def prepare_tracking(config: PipelineConfig) -> list[str]:
     """Check the MLflow store answers (bounded retries), then end runs left by crashes."""
-    swept = tracking.open_store(config)
+    swept = store.open_store(config)
     if swept:
         get_run_logger().warning("marked %d stale run(s) FAILED: %s", len(swept), swept)
     return swept
@@ -60,17 +55,21 @@ def train_variant(
             logs.get("val_accuracy", float("nan")), seconds,
         )  # fmt: skip
 
-    with tracking.variant_run(config, variant, parent_run_id) as run_id:
+    client = store.client_for(config)
+    with tracking.variant_run(client, variant, parent_run_id) as run_id:
         callbacks = [
             StopOnRequest(),
             EpochProgress(epochs, report),
-            tracking.EpochMetricsLogger(config.tracking_uri, run_id),
+            tracking.EpochMetricsLogger(client, run_id),
         ]
         result = train_and_evaluate(
             variant, splits, epochs, config.seed, callbacks, config.steps_per_execution
         )
-        example = encode_inputs(splits.test.take([0]).inputs, variant.input_encoding)
-        tracking.log_variant_result(run_id, config, variant, data, splits, epochs, result, example)
+        # A test example as a user sends it: a review text or a PNG digit.
+        example = gate_inputs(data, splits.test_rows[:1]).inputs[0]
+        tracking.log_variant_result(
+            client, run_id, config, variant, data, splits, epochs, result, example
+        )
     logger.info(
         "%s: test %s, lowest val_loss at epoch %d, %.1f s",
         variant.name,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ def real_data_dir() -> Path:
 
 
 def write_slices(source: Path, target: Path, train: int, test: int, seed: int = 0) -> Path:
-    """Copy random rows of the real files (both IMDb classes included) into ``target``."""
+    """Copy random rows of the real files (both IMDb classes included, with their review
+    texts) into ``target``."""
     target.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     with np.load(source / "mnist.npz") as m:
@@ -44,13 +46,17 @@ def write_slices(source: Path, target: Path, train: int, test: int, seed: int = 
             x_test=m["x_test"][:test],
             y_test=m["y_test"][:test],
         )
+    reviews = pd.read_parquet(source / "imdb_reviews.parquet")
+    texts = []
     with np.load(source / "imdb.npz", allow_pickle=True) as d:  # trusted: our own mirror
         arrays = {}
         for split, rows in (("train", train), ("test", test)):
             pick = np.sort(rng.choice(len(d[f"y_{split}"]), rows, replace=False))
             arrays[f"x_{split}"] = d[f"x_{split}"][pick]
             arrays[f"y_{split}"] = d[f"y_{split}"][pick]
+            texts.append(reviews[reviews["split"] == split].iloc[pick])
     np.savez(target / "imdb.npz", **arrays)
+    pd.concat(texts).to_parquet(target / "imdb_reviews.parquet")
     shutil.copy(source / "imdb_word_index.json", target / "imdb_word_index.json")
     return target
 

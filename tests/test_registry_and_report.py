@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from flows.report import comparison_report
 from keras_variants import registry
-from keras_variants.datasets import load_dataset
+from keras_variants.datasets import load_dataset, make_splits
 from keras_variants.runs import load_pipeline
-from keras_variants.tracking import client_for
-from keras_variants.training import make_splits
+from keras_variants.store import client_for
 
 pytestmark = pytest.mark.slow
 
@@ -87,32 +85,34 @@ def test_worse_challenger_rejected_then_forced_and_rolled_back(
     name, challenger = "imdb-sentiment", decision.version
     champion = champions[name]
     data = load_dataset("imdb", data_slices)
-    scorer = registry.AccuracyScorer(make_splits(data, smoke_config.profile, 0).test)
+    rows = make_splits(data, smoke_config.profile, 0).test_rows
+    scorer = registry.ServedAccuracy(registry.gate_inputs(data, rows))
     dry = registry.promote(client, name, challenger, scorer, margin=1.0, dry_run=True, force=True)
     assert dry.promoted and _alias(client, name, "champion") == champion
     forced = registry.promote(client, name, challenger, scorer, margin=1.0, force=True)
     assert forced.promoted and "(forced)" in forced.reason
     assert _alias(client, name, "champion") == challenger
     assert _alias(client, name, "previous") == champion
-    registry.rollback(client, name)
+    registry.rollback(client, smoke_config.tracking_uri, name)
     assert _alias(client, name, "champion") == champion
     assert _alias(client, name, "previous") is None
     with pytest.raises(Exception, match="no 'previous' version"):
-        registry.rollback(client, name)
+        registry.rollback(client, smoke_config.tracking_uri, name)
 
 
 def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, data_slices) -> None:
     client, name = client_for(smoke_config), "mnist-classifier"
     champion = _alias(client, name, "champion")
-    test = make_splits(load_dataset("mnist", data_slices), smoke_config.profile, 0).test
-    scorer = registry.AccuracyScorer(test)
-    memo = f"gate.test_accuracy.{scorer.data_key}"
+    data = load_dataset("mnist", data_slices)
+    rows = make_splits(data, smoke_config.profile, 0).test_rows
+    scorer = registry.ServedAccuracy(registry.gate_inputs(data, rows))
+    memo = f"gate.test_accuracy.{scorer.key}"
     remembered = client.get_model_version(name, champion).tags[memo]
     again = registry.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
     assert again.reason == "is already the champion" and not again.promoted
     assert float(remembered) == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
-    assert registry.AccuracyScorer(test.take(np.arange(100))).data_key != scorer.data_key
+    assert registry.ServedAccuracy(registry.gate_inputs(data, rows[:100])).key != scorer.key
     # The gate trusts the remembered score instead of loading the model again.
     client.set_model_version_tag(name, champion, memo, "0.5")
     decision = registry.promote(client, name, champion, scorer, dry_run=True)

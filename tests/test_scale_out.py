@@ -10,7 +10,7 @@ import pytest
 
 from flows.pipeline import run_pipeline
 from keras_variants.config import build_config
-from keras_variants.tracking import client_for
+from keras_variants.store import client_for
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 
 pytestmark = pytest.mark.slow

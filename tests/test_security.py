@@ -86,8 +86,9 @@ def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp
         name, source, run.info.run_id, tags={"variant": "imdb_dense"}, model_id=info.model_id
     ).version
 
-    examples = load_dataset("imdb", data_slices, 10_000).test
-    decision = registry.promote(client, name, str(version), registry.AccuracyScorer(examples))
+    data = load_dataset("imdb", data_slices, 10_000)
+    scorer = registry.ServedAccuracy(registry.gate_inputs(data, np.arange(len(data.test))))
+    decision = registry.promote(client, name, str(version), scorer)
     assert not decision.promoted
     assert "does not load or predict" in decision.reason and "Lambda" in decision.reason
     assert not marker.exists()

@@ -1,4 +1,5 @@
-"""Training input pipeline: the TensorFlow batches equal the NumPy encoding the gate uses."""
+"""Training input pipeline: the tf.data batches equal the preprocessing the gate and the
+served model use, row for row."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import numpy as np
 import pytest
 
 from keras_variants.config import DATASETS, PROFILES, VARIANTS
-from keras_variants.datasets import load_dataset
-from keras_variants.encoding import encode_inputs, encode_labels
-from keras_variants.training import encoded_batches, make_splits
+from keras_variants.datasets import load_dataset, make_splits
+from keras_variants.preprocessing import encode_inputs, encode_labels
+from keras_variants.training import encoded_batches
 
 
 @pytest.mark.parametrize("name", ["mnist_dense", "mnist_cnn", "imdb_dense"])
-def test_batches_match_numpy_encoding(data_slices: Path, name: str) -> None:
+def test_batches_match_the_preprocessing(data_slices: Path, name: str) -> None:
     variant = VARIANTS[name]
     head = DATASETS[variant.dataset]
     data = load_dataset(variant.dataset, data_slices, 10_000)
@@ -22,9 +23,9 @@ def test_batches_match_numpy_encoding(data_slices: Path, name: str) -> None:
     x = np.concatenate([x for x, _ in encoded_batches(test, variant, batch_size=64)])
     y = np.concatenate([y for _, y in encoded_batches(test, variant, batch_size=64)])
     assert x.dtype == np.float32 and x.shape == (len(test), *variant.input_shape)
-    expected = encode_inputs(test.inputs, variant.input_encoding, variant.input_shape[0])
+    expected = encode_inputs(test.inputs, variant)
     np.testing.assert_array_equal(x, expected)
-    labels = encode_labels(test.labels, head.label_encoding, head.num_classes)
+    labels = encode_labels(test.labels, head)
     np.testing.assert_array_equal(y, labels)
 
 

@@ -1,0 +1,30 @@
+"""Variable-length integer sequences (IMDb reviews as word ranks or ids), stored flat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ragged:
+    """Variable-length integer sequences stored flat: row i is values[offsets[i]:offsets[i+1]]."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, rows: np.ndarray) -> Ragged:
+        """The sequences at ``rows``, in that order."""
+        starts, lengths = self.offsets[rows], self.lengths[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        # Index of every kept value: each row's start repeated, plus its position in the row.
+        positions = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        return Ragged(self.values[np.repeat(starts, lengths) + positions], offsets)
