@@ -16,6 +16,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +68,8 @@ class Decision:
 def decide(challenger: float, champion: float | None, margin: float, force: bool) -> bool:
     """The promotion rule: promote when there is no champion, when the challenger's test
     accuracy beats the champion's by more than ``margin``, or when forced."""
-    return champion is None or challenger - champion > margin or force
+    # Accuracies are ratios of counts: compare their difference without float noise.
+    return champion is None or round(challenger - champion, 9) > margin or force
 
 
 def select_challenger(records: list[VariantRecord]) -> VariantRecord:
@@ -109,11 +111,14 @@ def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc
     """A registered version's served model, read from this client's store."""
     source = client.get_model_version(name, version).source
     if source.startswith("file:"):
-        return mlflow.pyfunc.load_model(local_file_uri_to_path(source))
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=source, tracking_uri=client.tracking_uri
-    )
-    return mlflow.pyfunc.load_model(local)
+        local = local_file_uri_to_path(source)
+    else:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, tracking_uri=client.tracking_uri
+        )
+    with warnings.catch_warnings():  # MLflow suggests a decorator the model does without
+        warnings.filterwarnings("ignore", "Decorate your function", UserWarning)
+        return mlflow.pyfunc.load_model(local)
 
 
 @dataclass(frozen=True)

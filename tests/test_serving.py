@@ -1,0 +1,248 @@
+"""Serving: one preprocessing from raw input to model input, the pyfunc models users call,
+bad requests, and a real `mlflow models serve` answering text and PNG digits."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from keras_variants import registry, serving
+from keras_variants.config import NUM_WORDS, VARIANTS
+from keras_variants.datasets import IMDB_WORD_INDEX_FILE, load_dataset
+from keras_variants.errors import VariantsError
+from keras_variants.models import build_model
+from keras_variants.preprocessing import (
+    encode_inputs,
+    keras_word_ids,
+    pixels_from_image,
+    png_base64,
+    ranks_from_texts,
+    texts_from_word_ids,
+)
+from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+
+
+def _word_index(folder: Path) -> dict[str, int]:
+    return json.loads((folder / IMDB_WORD_INDEX_FILE).read_text())
+
+
+def test_tokenizing_every_review_reproduces_the_stored_sequences(real_data_dir: Path) -> None:
+    """No skew: all 50,000 raw texts, tokenized the served way, give imdb.npz's word ids."""
+    data = load_dataset("imdb", real_data_dir)
+    reviews = pd.read_parquet(real_data_dir / "imdb_reviews.parquet")
+    word_index = _word_index(real_data_dir)
+    for split, stored in (("train", data.train), ("test", data.test)):
+        texts = reviews.loc[reviews["split"] == split, "text"].tolist()
+        ids = keras_word_ids(ranks_from_texts(texts, word_index), NUM_WORDS)
+        np.testing.assert_array_equal(ids.offsets, stored.inputs.offsets)
+        np.testing.assert_array_equal(ids.values, stored.inputs.values)
+
+
+def test_texts_rebuilt_from_word_ids_tokenize_back_to_them(data_slices: Path) -> None:
+    test = load_dataset("imdb", data_slices).test
+    word_index = _word_index(data_slices)
+    texts = texts_from_word_ids(test.inputs, word_index, NUM_WORDS)
+    again = keras_word_ids(ranks_from_texts(texts, word_index), NUM_WORDS)
+    np.testing.assert_array_equal(again.values, test.inputs.values)
+    assert (test.inputs.values == 2).any()  # out-of-vocabulary ids survive the round trip
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, data_slices: Path):
+    """Both served models, saved and loaded back the way the registry loads them."""
+    folder = tmp_path_factory.mktemp("served")
+    models = {}
+    for name, example in (("imdb_dense", "A fine film."), ("mnist_cnn", None)):
+        variant = VARIANTS[name]
+        data = load_dataset(variant.dataset, data_slices)
+        example = example or png_base64(data.test.inputs[0])
+        serving.save_model(
+            folder / name,
+            variant,
+            build_model(variant, seed=1),
+            example,
+            data_slices / IMDB_WORD_INDEX_FILE,
+            serving.requirements(),
+        )
+        models[variant.dataset] = (mlflow.pyfunc.load_model(str(folder / name)), data)
+    return models
+
+
+def test_served_sentiment_equals_the_keras_model_on_stored_sequences(served, data_slices):
+    model, data = served["imdb"]
+    keras_model = model.unwrap_python_model().keras_model
+    texts = pd.read_parquet(data_slices / "imdb_reviews.parquet").query("split == 'test'")
+    answers = model.predict(texts["text"].tolist())
+    expected = np.asarray(keras_model(encode_inputs(data.test.inputs, VARIANTS["imdb_dense"])))
+    probabilities = np.array([a.probability for a in answers])
+    np.testing.assert_allclose(probabilities, expected[:, 0], atol=1e-6)
+    assert {a.label for a in answers} <= {"positive", "negative"}
+    assert all((a.label == "positive") == (a.probability > 0.5) for a in answers)
+
+
+def test_served_digits_equal_the_keras_model_on_stored_pixels(served) -> None:
+    model, data = served["mnist"]
+    keras_model = model.unwrap_python_model().keras_model
+    images = data.test.inputs[:50]
+    answers = model.predict([png_base64(image) for image in images])
+    expected = np.asarray(keras_model(encode_inputs(images, VARIANTS["mnist_cnn"])))
+    np.testing.assert_allclose([a.probabilities for a in answers], expected, atol=1e-6)
+    assert [a.digit for a in answers] == expected.argmax(axis=1).tolist()
+
+
+def _png(pixels: np.ndarray, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_images_are_converted_the_way_mnist_digits_were(data_slices: Path) -> None:
+    digit = load_dataset("mnist", data_slices).test.inputs[0]
+    np.testing.assert_array_equal(pixels_from_image(_png(digit)), digit)  # 28x28: as it is
+    np.testing.assert_array_equal(pixels_from_image(_png(255 - digit, "RGB")), digit)  # inverted
+    # A large dark-on-light scan is fitted into 20x20 and centred by its mass.
+    scan = np.full((200, 150), 255, np.uint8)
+    scan[40:160, 60:90] = 0  # a vertical bar, like a "1"
+    pixels = pixels_from_image(_png(scan))
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    rows, cols = np.nonzero(pixels > 127)
+    assert rows.max() - rows.min() + 1 == 20  # the long side fills the 20-pixel box
+    assert abs(rows.mean() - 13.5) <= 1 and abs(cols.mean() - 13.5) <= 1
+    assert pixels[0].max() == 0 and pixels[:, 0].max() == 0  # black background
+
+
+BAD_REQUESTS = [
+    ("imdb", [""], "input 0 is an empty string; send a review text"),
+    ("imdb", ["fine", 5], "input 1 is a number; send a review text"),
+    ("imdb", "just a string", '"inputs" must be a list of review texts, not a str'),
+    ("imdb", [], '"inputs" is empty; send a list of review texts'),
+    ("imdb", ["qqqzzx vvbbnn"], "input 0 has no word the model knows; send the text of a"),
+    ("imdb", ["x" * 100_001], "input 0 has 100,001 characters, over the limit of 100,000"),
+    ("imdb", ["good"] * 10_001, "10,001 inputs is over the limit of 10,000 per request"),
+    ("mnist", ["bm90IGFuIGltYWdl"], "input 0: the bytes are not an image Pillow can read"),
+    ("mnist", ["%%%"], "input 0: the string is not base64"),
+    ("mnist", [[0] * 784], "input 0 is a list; send a base64-encoded image"),
+]
+
+
+@pytest.mark.parametrize(("dataset", "inputs", "message"), BAD_REQUESTS)
+def test_bad_requests_get_one_sentence_naming_the_problem(served, dataset, inputs, message):
+    model, _ = served[dataset]
+    with pytest.raises(serving.BadRequest) as raised:
+        model.predict(inputs)
+    assert raised.value.message.startswith(message)
+    assert raised.value.get_http_status_code() == 400
+    raised.value.message = "Failed to predict data ..."  # what MLflow's server does to it
+    assert raised.value.message.startswith(message)
+
+
+def test_the_gate_refuses_a_model_scored_with_another_word_index(served, data_slices) -> None:
+    model, data = served["imdb"]
+    gate = registry.gate_inputs(data, np.arange(20))
+    assert gate.word_index_sha256 == model.unwrap_python_model().word_index_sha256
+    assert registry.ServedAccuracy(gate)(model) == pytest.approx(
+        np.mean([(a.label == "positive") == y for a, y in zip(
+            model.predict(gate.inputs), gate.labels, strict=True)])
+    )  # fmt: skip
+    other = registry.GateInputs(gate.inputs, gate.labels, word_index_sha256="0" * 64)
+    with pytest.raises(VariantsError, match=r"trained with word index sha256 .* score it on data"):
+        registry.ServedAccuracy(other)(model)
+
+
+PROMOTION_RULE = [
+    # challenger, champion, margin, force, promoted
+    (0.80, None, 0.0, False, True),  # no champion yet
+    (0.81, 0.80, 0.0, False, True),
+    (0.80, 0.80, 0.0, False, False),  # a tie does not replace the champion
+    (0.79, 0.80, 0.0, False, False),
+    (0.805, 0.80, 0.01, False, False),  # better, but not by more than the margin
+    (0.82, 0.80, 0.01, False, True),
+    (0.81, 0.80, 0.01, False, False),  # exactly the margin is not more than it
+    (0.50, 0.80, 0.0, True, True),  # forced
+]
+
+
+@pytest.mark.parametrize(("challenger", "champion", "margin", "force", "promoted"), PROMOTION_RULE)
+def test_promotion_rule(challenger, champion, margin, force, promoted) -> None:
+    assert registry.decide(challenger, champion, margin, force) is promoted
+
+
+def _post(url: str, body: object) -> httpx.Response:
+    return httpx.post(f"{url}/invocations", json=body, timeout=60)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_text_png_and_bad_requests(
+    smoke_run, smoke_config, data_slices, tmp_path
+) -> None:
+    """The stock scoring server on the registered champions, as the README runs it."""
+    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=smoke_config.tracking_uri)
+    digit = load_dataset("mnist", data_slices).test.inputs[0]
+    label = int(load_dataset("mnist", data_slices).test.labels[0])
+    for model in ("imdb-sentiment", "mnist-classifier"):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        args = [
+            str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model}@champion",
+            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+        with process(args, env, tmp_path, tmp_path / f"{model}.log"):
+            wait_for(lambda: httpx.get(f"{url}/ping").status_code == 200, 120, model)  # noqa: B023
+            if model == "imdb-sentiment":
+                answer = _post(url, {"inputs": ["A wonderful film, I loved it.", "Awful."]})
+                assert answer.status_code == 200, answer.text
+                predictions = answer.json()["predictions"]
+                assert [set(p) for p in predictions] == [{"label", "probability"}] * 2
+                bad = _post(url, {"inputs": [12345, "x" * 50_000]})
+                assert bad.status_code == 400
+                assert bad.json()["message"] == "input 0 is a number; send a review text"
+            else:
+                answer = _post(url, {"inputs": [png_base64(digit)]})
+                assert answer.status_code == 200, answer.text
+                (prediction,) = answer.json()["predictions"]
+                assert len(prediction["probabilities"]) == 10
+                assert prediction["probability"] == max(prediction["probabilities"])
+                garbage = base64.b64encode(b"not an image" * 1000).decode()
+                bad = _post(url, {"inputs": [garbage]})
+                assert bad.status_code == 400 and len(bad.text) < 300
+                assert "input 0: the bytes are not an image" in bad.json()["message"]
+            assert _post(url, {"inputs": []}).status_code == 400
+            assert httpx.get(f"{url}/ping").status_code == 200  # still up after bad requests
+    assert label in range(10)
+
+
+@pytest.mark.slow
+def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, tmp_path):
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(_png(np.full((28, 28), 255, np.uint8)))
+    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=smoke_config.tracking_uri)
+    variants = str(BIN / "variants")
+    text = subprocess.run(
+        [variants, "predict", "--model", "imdb-sentiment", "A wonderful film, I loved it."],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(("positive (probability positive 0.", "negative (prob"))
+    image = subprocess.run(
+        [variants, "predict", "--model", "mnist-classifier", str(digit), "--version", "1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert image.returncode == 0, image.stderr
+    assert image.stdout.startswith(f"{digit}: ") and "(probability 0." in image.stdout
+    missing = subprocess.run(
+        [variants, "predict", "--model", "mnist-classifier", str(tmp_path / "nope.png")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert "nope.png: cannot read the image" in missing.stderr
+    assert "Traceback" not in missing.stderr
