@@ -10,11 +10,15 @@ import base64
 import html
 import io
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from keras_variants.runs import PipelineRecord, VariantRecord
 
 BASELINE = {"imdb": "imdb_dense", "mnist": "mnist_dense"}
+# Where the README's `mlflow ui ... --port 5000` serves the UI; a tracking server serves its own.
+MLFLOW_UI = "http://127.0.0.1:5000"
+OVERFIT_GAP = "val_loss_minus_train_loss"
 COLUMNS = [
     ("variant", "variant"),
     ("parameters", "parameters"),
@@ -22,7 +26,7 @@ COLUMNS = [
     ("test loss", "test/loss"),
     ("test AUC", "test/auc"),
     ("lowest val loss at epoch", "validation_loss_min_epoch"),
-    ("train - val loss (last epoch)", "gap"),
+    ("val loss - train loss (last epoch; > 0: overfitting)", OVERFIT_GAP),
     ("training s", "training_seconds"),
 ]
 
@@ -34,11 +38,14 @@ class Report:
     findings: dict[str, list[str]]
     figures: dict[str, bytes]  # file name -> PNG bytes
     decisions: list[str] = field(default_factory=list)
+    about: dict[str, str] = field(default_factory=dict)  # "date", "profile", "seed" -> text
+    fingerprints: dict[str, str] = field(default_factory=dict)  # data file -> SHA-256
+    runs: dict[str, str] = field(default_factory=dict)  # data set -> MLflow UI page of its run
 
 
 def variant_row(record: VariantRecord) -> dict[str, object]:
     curves = record.curves
-    gap = curves["train/loss"][-1] - curves["val/loss"][-1] if curves["val/loss"] else None
+    gap = curves["val/loss"][-1] - curves["train/loss"][-1] if curves["val/loss"] else None
     return {
         "variant": record.variant,
         "parameters": int(record.params.get("parameter_count", 0)),
@@ -46,9 +53,59 @@ def variant_row(record: VariantRecord) -> dict[str, object]:
         "test/loss": record.metrics.get("test/loss"),
         "test/auc": record.metrics.get("test/auc"),
         "validation_loss_min_epoch": int(record.metrics.get("validation_loss_min_epoch", 0)),
-        "gap": gap,
+        OVERFIT_GAP: gap,
         "training_seconds": record.metrics.get("training_seconds"),
     }
+
+
+def mlflow_ui_for(tracking_uri: str) -> str:
+    """The MLflow UI of a store: a tracking server serves its own, a local store the README's."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return MLFLOW_UI
+
+
+def run_page(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
+    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def about_run(record: PipelineRecord) -> dict[str, str]:
+    """When the pipeline started, and the profile and seed(s) its variants ran with."""
+    records = [r for rs in record.variants.values() for r in rs]
+    profiles = sorted({r.params["profile"] for r in records if "profile" in r.params})
+    seeds = sorted({r.params["seed"] for r in records if "seed" in r.params}, key=int)
+    started = (
+        datetime.fromtimestamp(record.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if record.start_time is not None
+        else "-"
+    )
+    return {
+        "date": started,
+        "profile": ", ".join(profiles) or "-",
+        "seeds" if len(seeds) > 1 else "seed": ", ".join(seeds) or "-",
+    }
+
+
+def data_fingerprints(record: PipelineRecord) -> dict[str, str]:
+    """The SHA-256 of every data file the variants were trained on, by file name."""
+    prefix, suffix = "data.", ".sha256"
+    return dict(
+        sorted(
+            (key[len(prefix) : -len(suffix)], digest)
+            for rs in record.variants.values()
+            for r in rs
+            for key, digest in r.tags.items()
+            if key.startswith(prefix) and key.endswith(suffix)
+        )
+    )
+
+
+def _trend(record: VariantRecord) -> str:
+    epoch = int(record.metrics["validation_loss_min_epoch"])
+    epochs = len(record.curves["val/loss"])
+    if epoch < epochs:
+        return f"starts to overfit after epoch {epoch} of {epochs}"
+    return f"was still improving at its last epoch ({epochs})"
 
 
 def findings_for(dataset: str, records: list[VariantRecord]) -> list[str]:
@@ -59,19 +116,11 @@ def findings_for(dataset: str, records: list[VariantRecord]) -> list[str]:
     by_name = {r.variant: r for r in records}
     baseline = by_name.get(BASELINE[dataset])
     for r in records:
-        epoch = int(r.metrics["validation_loss_min_epoch"])
-        epochs = len(r.curves["val/loss"])
-        trend = (
-            f"starts to overfit after epoch {epoch} of {epochs}"
-            if epoch < epochs
-            else f"was still improving at its last epoch ({epochs})"
-        )
-        line = f"{r.variant} {trend} (lowest validation loss {min(r.curves['val/loss']):.4f})"
+        line = f"{r.variant} {_trend(r)} (lowest validation loss {min(r.curves['val/loss']):.4f})"
         if baseline is not None and r is not baseline:
-            base_epoch = int(baseline.metrics["validation_loss_min_epoch"])
             delta = r.curves["val/loss"][-1] - baseline.curves["val/loss"][-1]
             line += (
-                f"; {baseline.variant} overfits after epoch {base_epoch}, and its final "
+                f"; {baseline.variant} {_trend(baseline)}, and its final "
                 f"validation loss is {abs(delta):.4f} {'higher' if delta < 0 else 'lower'}"
             )
         lines.append(line + ".")
@@ -85,7 +134,10 @@ def findings_for(dataset: str, records: list[VariantRecord]) -> list[str]:
     return lines
 
 
-def build_report(record: PipelineRecord, decisions: list[str] | None = None) -> Report:
+def build_report(
+    record: PipelineRecord, decisions: list[str] | None = None, mlflow_ui: str = MLFLOW_UI
+) -> Report:
+    """The report of one pipeline run; ``mlflow_ui`` is where its run links point."""
     tables = {d: [variant_row(r) for r in rs] for d, rs in record.variants.items()}
     findings = {d: findings_for(d, rs) for d, rs in record.variants.items()}
     return Report(
@@ -94,6 +146,13 @@ def build_report(record: PipelineRecord, decisions: list[str] | None = None) -> 
         findings=findings,
         figures=figures(record),
         decisions=list(decisions or []),
+        about=about_run(record),
+        fingerprints=data_fingerprints(record),
+        runs={
+            dataset: run_page(mlflow_ui, record.experiments[dataset], run_id)
+            for dataset, run_id in record.parents.items()
+            if dataset in record.experiments
+        },
     )
 
 
@@ -103,6 +162,7 @@ def figures(record: PipelineRecord) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out: dict[str, bytes] = {}
     imdb = {r.variant: r for r in record.variants.get("imdb", [])}
@@ -114,6 +174,7 @@ def figures(record: PipelineRecord) -> dict[str, bytes]:
                 losses = imdb[variant].curves["val/loss"]
                 ax.plot(range(1, len(losses) + 1), losses, style, label=variant, markersize=3)
             ax.set(title=f"original vs {name}", xlabel="epoch", ylabel="validation loss")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()
         out["imdb_validation_loss.png"] = _png(fig)
     for dataset, records in record.variants.items():
@@ -125,6 +186,7 @@ def figures(record: PipelineRecord) -> dict[str, bytes]:
             ax.plot(epochs, r.curves["train/loss"], "o-", label="training", markersize=3)
             ax.plot(epochs, r.curves["val/loss"], "s-", label="validation", markersize=3)
             ax.set(title=r.variant, xlabel="epoch", ylabel="loss")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()
         out[f"{dataset}_training_vs_validation.png"] = _png(fig)
     mnist = record.variants.get("mnist", [])
@@ -134,6 +196,7 @@ def figures(record: PipelineRecord) -> dict[str, bytes]:
             for ax, key in zip(axes, ("val/accuracy", "val/loss"), strict=True):
                 ax.plot(range(1, len(r.curves[key]) + 1), r.curves[key], "o-", label=r.variant)
                 ax.set(title=f"MNIST {key}", xlabel="epoch")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.legend()
         out["mnist_dense_vs_cnn.png"] = _png(fig)
     return out
@@ -154,20 +217,38 @@ def _cell(value: object, key: str = "") -> str:
         return "-"
     if key == "training_seconds":
         return f"{value:.1f}"
+    if key == OVERFIT_GAP:
+        return f"{value:+.4f}"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
 
 
-def to_markdown(report: Report) -> str:
+def _png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def to_markdown(report: Report, embed_images: bool = True) -> str:
+    """Markdown with the plots as data URIs (Prefect's UI shows those, not file names), or,
+    with ``embed_images=False``, referring to the PNG files written beside it."""
     lines = [f"# {report.title}", ""]
+    lines += [f"- **{label}**: {text}" for label, text in report.about.items()]
+    lines += [f"- **{file}** SHA-256: `{digest}`" for file, digest in report.fingerprints.items()]
+    if report.runs:
+        links = ", ".join(f"[{dataset}]({url})" for dataset, url in report.runs.items())
+        lines.append(f"- **MLflow runs**: {links}")
+    lines.append("")
     for dataset, rows in report.tables.items():
         lines += [f"## {dataset}", ""]
         lines.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
         lines.append("|" + " --- |" * len(COLUMNS))
         lines += ["| " + " | ".join(_cell(row[k], k) for _, k in COLUMNS) + " |" for row in rows]
         lines += ["", *(f"- {f}" for f in report.findings.get(dataset, [])), ""]
-        lines += [f"![{name}]({name})" for name in report.figures if name.startswith(dataset)]
+        lines += [
+            f"![{name}]({_png_uri(png) if embed_images else name})"
+            for name, png in report.figures.items()
+            if name.startswith(dataset)
+        ]
         lines.append("")
     if report.decisions:
         lines += ["## Registry decisions", "", *(f"- {d}" for d in report.decisions), ""]
@@ -183,9 +264,25 @@ def to_html(report: Report) -> str:
         "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;",
         "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
         "td:first-child{text-align:left}",
-        "img{max-width:100%;margin:.5rem 0}</style></head><body>",
-        f"<h1>{html.escape(report.title)}</h1>",
+        "img{max-width:100%;margin:.5rem 0}dl{display:grid;grid-template-columns:auto 1fr;",
+        "gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1><dl>",
     ]
+    parts += [
+        f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
+        for label, text in report.about.items()
+    ]
+    parts += [
+        f"<dt>{html.escape(file)} SHA-256</dt><dd><code>{html.escape(digest)}</code></dd>"
+        for file, digest in report.fingerprints.items()
+    ]
+    if report.runs:
+        links = ", ".join(
+            f"<a href='{html.escape(url)}'>{html.escape(dataset)}</a>"
+            for dataset, url in report.runs.items()
+        )
+        parts.append(f"<dt>MLflow runs</dt><dd>{links}</dd>")
+    parts.append("</dl>")
     for dataset, rows in report.tables.items():
         parts.append(f"<h2>{html.escape(dataset)}</h2><table><tr>")
         parts += [f"<th>{html.escape(h)}</th>" for h, _ in COLUMNS]
@@ -198,8 +295,7 @@ def to_html(report: Report) -> str:
         parts.append("</ul>")
         for name, png in report.figures.items():
             if name.startswith(dataset):
-                data = base64.b64encode(png).decode()
-                parts.append(f"<img alt='{name}' src='data:image/png;base64,{data}'>")
+                parts.append(f"<img alt='{html.escape(name)}' src='{_png_uri(png)}'>")
     if report.decisions:
         parts.append("<h2>Registry decisions</h2><ul>")
         parts += [f"<li>{html.escape(d)}</li>" for d in report.decisions]
@@ -214,7 +310,7 @@ def write_report(report: Report, folder: Path, pipeline_id: str) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name, png in report.figures.items():
         (target / name).write_bytes(png)
-    (target / "report.md").write_text(to_markdown(report))
+    (target / "report.md").write_text(to_markdown(report, embed_images=False))
     page = to_html(report)
     (target / "report.html").write_text(page)
     (folder / "latest.html").write_text(page)

@@ -28,6 +28,8 @@ class PipelineRecord:
     pipeline_id: str
     parents: dict[str, str]  # data set -> parent run id
     variants: dict[str, list[VariantRecord]] = field(default_factory=dict)  # by data set
+    experiments: dict[str, str] = field(default_factory=dict)  # data set -> experiment id
+    start_time: int | None = None  # of the earliest parent run, ms since the epoch (UTC)
 
 
 def load_pipeline(client: MlflowClient, run_id: str | None = None) -> PipelineRecord:
@@ -51,7 +53,14 @@ def load_pipeline(client: MlflowClient, run_id: str | None = None) -> PipelineRe
     parents = {
         r.data.tags["dataset"]: r.info.run_id for r in runs if r.data.tags.get("role") == "pipeline"
     }
-    record = PipelineRecord(pipeline_id, parents, {d: [] for d in parents})
+    parent_runs = [r for r in runs if r.data.tags.get("role") == "pipeline"]
+    record = PipelineRecord(
+        pipeline_id,
+        parents,
+        {d: [] for d in parents},
+        experiments={r.data.tags["dataset"]: r.info.experiment_id for r in parent_runs},
+        start_time=min((r.info.start_time for r in parent_runs), default=None),
+    )
     for run in sorted(runs, key=lambda r: r.info.start_time):
         if run.data.tags.get("role") != "variant" or run.info.status != "FINISHED":
             continue

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from datetime import UTC, datetime
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -11,6 +13,7 @@ from flows.pipeline import pipeline
 from flows.report import comparison_report
 from keras_variants import registry
 from keras_variants.datasets import load_dataset, make_splits
+from keras_variants.report import build_report, to_markdown
 from keras_variants.runs import load_pipeline
 from keras_variants.store import client_for
 
@@ -51,18 +54,67 @@ def test_first_run_promotes_a_champion_per_data_set(smoke_run, smoke_config) -> 
 def test_report_matches_mlflow_and_embeds_plots(smoke_run, smoke_config) -> None:
     html = smoke_run.report.read_text()
     assert (smoke_config.reports_dir / "latest.html").read_text().startswith("<!doctype html>")
-    assert html.count("data:image/png;base64,") >= 4
+    assert html.count("src='data:image/png;base64,") == 4
     client = client_for(smoke_config)
+    rows = dict(re.findall(r"<tr><td>(\w+)</td>((?:<td>[^<]*</td>){7})</tr>", html))
+    assert set(rows) == set(smoke_run.variants)
     for name, outcome in smoke_run.variants.items():
-        accuracy = client.get_run(outcome.run_id).data.metrics["test/accuracy"]
-        row = re.search(rf"<td>{name}</td><td>\d+</td><td>([0-9.]+)</td>", html)
-        assert row and float(row.group(1)) == pytest.approx(accuracy, abs=5e-5)
-    assert "starts to overfit" in html or "still improving" in html
-    assert "promoted" in html
+        run = client.get_run(outcome.run_id)
+        _, accuracy, *_, min_epoch, gap, _ = re.findall(r"<td>([^<]*)</td>", rows[name])
+        assert float(accuracy) == pytest.approx(run.data.metrics["test/accuracy"], abs=5e-5)
+        assert int(min_epoch) == run.data.metrics["validation_loss_min_epoch"]
+        last = {
+            key: max(client.get_metric_history(outcome.run_id, key), key=lambda m: m.step).value
+            for key in ("train/loss", "val/loss")
+        }
+        assert gap == f"{last['val/loss'] - last['train/loss']:+.4f}"
+        trend = (
+            f"starts to overfit after epoch {int(min_epoch)} of 2"
+            if int(min_epoch) < 2
+            else "was still improving at its last epoch (2)"
+        )
+        assert f"<li>{name} {trend} (lowest validation loss" in html
+    assert "<th>val loss - train loss (last epoch; &gt; 0: overfitting)</th>" in html
+    for decision in smoke_run.decisions:
+        assert f"<li>{decision.model} v{decision.version} (" in html
     markdown = (smoke_run.report.parent / "report.md").read_text()
     assert "| imdb_reduced |" in markdown
+    assert "![imdb_validation_loss.png](imdb_validation_loss.png)" in markdown
     parent = smoke_run.parent_run_ids["imdb"]
     assert {a.path for a in client.list_artifacts(parent, "report")} >= {"report/report.html"}
+
+
+def test_report_header_names_date_profile_seed_data_and_runs(
+    smoke_run, smoke_config, data_slices
+) -> None:
+    client = client_for(smoke_config)
+    record = load_pipeline(client, smoke_run.parent_run_ids["mnist"])
+    report = build_report(record)
+    parents = {d: client.get_run(run_id).info for d, run_id in smoke_run.parent_run_ids.items()}
+    started = min(info.start_time for info in parents.values()) / 1000
+    assert report.about == {
+        "date": datetime.fromtimestamp(started, tz=UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "profile": "smoke",
+        "seed": str(smoke_config.seed),
+    }
+    assert {"mnist.npz", "imdb.npz"} <= set(report.fingerprints)
+    for file, digest in report.fingerprints.items():
+        assert digest == hashlib.sha256((data_slices / file).read_bytes()).hexdigest()
+    assert report.runs == {
+        d: f"http://127.0.0.1:5000/#/experiments/{info.experiment_id}/runs/{info.run_id}"
+        for d, info in parents.items()
+    }
+    html = smoke_run.report.read_text()
+    for label, text in report.about.items():
+        assert f"<dt>{label}</dt><dd>{text}</dd>" in html
+    for file, digest in report.fingerprints.items():
+        assert f"<dt>{file} SHA-256</dt><dd><code>{digest}</code></dd>" in html
+    for dataset, url in report.runs.items():
+        assert f"<a href='{url}'>{dataset}</a>" in html
+    # Prefect's UI shows images only as data URIs: the artifact embeds all four plots.
+    artifact = to_markdown(report)
+    assert len(re.findall(r"!\[\w+\.png\]\(data:image/png;base64,", artifact)) == 4
+    assert f"[mnist]({report.runs['mnist']})" in artifact
 
 
 def test_worse_challenger_rejected_then_forced_and_rolled_back(
