@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 DatasetName = Literal["mnist", "imdb"]
 # How stored examples become model inputs and targets (see keras_variants.preprocessing).
@@ -45,14 +45,14 @@ class VariantConfig(_Frozen):
     architecture: Literal["dense", "cnn"]
     input_shape: tuple[int, ...]
     input_encoding: InputEncoding
-    hidden_units: tuple[int, ...]
-    conv_filters: tuple[int, ...] = ()
-    l2: float = 0.0
-    dropout: float = 0.0
-    optimizer: str = "rmsprop"
-    learning_rate: float = 0.001
-    epochs: int
-    batch_size: int
+    hidden_units: tuple[PositiveInt, ...]
+    conv_filters: tuple[PositiveInt, ...] = ()
+    l2: float = Field(0.0, ge=0.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    learning_rate: float = Field(0.001, gt=0.0)
+    epochs: PositiveInt
+    batch_size: PositiveInt
 
 
 class Profile(_Frozen):

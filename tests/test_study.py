@@ -1,0 +1,155 @@
+"""Studies: seeds and sweeps parsed and validated, trials expanded, aggregates and the
+lecture claims' verdicts on small hand-made metric tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from keras_variants.errors import ConfigError
+from keras_variants.study import (
+    LECTURE_CLAIMS,
+    Claim,
+    decide_claim,
+    parse_seeds,
+    parse_sweeps,
+    run_measures,
+    summarize,
+    trials,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"), [("1", (0,)), ("5", (0, 1, 2, 3, 4)), ("0,3,7", (0, 3, 7)), ("4,", None)]
+)
+def test_seeds(text: str, seeds: tuple[int, ...] | None) -> None:
+    if seeds is None:
+        with pytest.raises(ConfigError, match="--seeds '4,'"):
+            parse_seeds(text)
+    else:
+        assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "a", "1,1", "2,-1"])
+def test_bad_seeds_are_one_line(text: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_seeds(text)
+    assert str(raised.value).startswith(f"--seeds {text!r}:") and "\n" not in str(raised.value)
+
+
+def test_sweeps_are_typed_against_the_variant() -> None:
+    sweeps = parse_sweeps(
+        [
+            "imdb_dropout.dropout=0.2,0.5",
+            "imdb_l2.l2=0.0001,0.001,0.01",
+            "imdb_dense.hidden_units=8x8",
+        ]
+    )
+    assert sweeps == {
+        "imdb_dropout": {"dropout": (0.2, 0.5)},
+        "imdb_l2": {"l2": (0.0001, 0.001, 0.01)},
+        "imdb_dense": {"hidden_units": ((8, 8),)},
+    }
+
+
+BAD_SWEEPS = [
+    ("imdb_foo.dropout=0.2", "--set imdb_foo.dropout=0.2: unknown variant 'imdb_foo'; choose"),
+    ("imdb_l2.colour=1", "--set imdb_l2.colour=1: 'colour' cannot be swept; choose from"),
+    ("imdb_l2.l2=", "--set imdb_l2.l2=: no values; write it as imdb_l2.l2=VALUE,VALUE"),
+    ("imdb_l2.l2=big", "--set imdb_l2.l2=big: l2='big' is not valid (input should be a valid"),
+    ("imdb_dropout.dropout=1.5", "--set imdb_dropout.dropout=1.5: dropout='1.5' is not valid"),
+    ("imdb_dense.epochs=0", "--set imdb_dense.epochs=0: epochs='0' is not valid (input should"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_SWEEPS)
+def test_bad_sweeps_are_one_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_sweeps([text])
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_trials_are_variant_by_point_by_seed() -> None:
+    sweeps = parse_sweeps(["imdb_dropout.dropout=0.2,0.5"])
+    runs = trials(["imdb_dense", "imdb_dropout"], (0, 1), sweeps)
+    assert [t.run_name for t in runs] == [
+        "imdb_dense seed 0",
+        "imdb_dense seed 1",
+        "imdb_dropout dropout:0.2 seed 0",
+        "imdb_dropout dropout:0.2 seed 1",
+        "imdb_dropout seed 0",  # 0.5 is the lecture's value: the plain name
+        "imdb_dropout seed 1",
+    ]
+    assert [t.variant.dropout for t in runs] == [0.0, 0.0, 0.2, 0.2, 0.5, 0.5]
+
+
+def test_summary_mean_std_and_t_interval() -> None:
+    summary = summarize([0.80, 0.82, 0.84])
+    assert summary.mean == pytest.approx(0.82) and summary.std == pytest.approx(0.02)
+    # mean +- t(0.975, 2) * std / sqrt(3), t = 4.302653
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert (summary.low, summary.high) == pytest.approx((0.82 - half, 0.82 + half), abs=1e-6)
+    one = summarize([0.5])
+    assert one.n == 1 and one.mean == 0.5 and math.isnan(one.low) and math.isnan(one.std)
+
+
+def test_run_measures_from_the_curve() -> None:
+    measures = run_measures(
+        {"test/accuracy": 0.86, "validation_loss_min_epoch": 2}, [0.40, 0.30, 0.35, 0.50]
+    )
+    assert measures == {
+        "test/accuracy": 0.86,
+        "val/loss_min": 0.30,
+        "validation_loss_min_epoch": 2,
+        "val/loss_last": 0.50,
+        "val/loss_rise": pytest.approx(0.20),
+    }
+
+
+LATER = Claim("1", "B overfits later", "validation_loss_min_epoch", "b", "a", "higher")
+
+
+def _table(a: list[float], b: list[float]) -> dict:
+    key = LATER.measure
+    return {
+        "a": {seed: {key: value} for seed, value in enumerate(a)},
+        "b": {seed: {key: value} for seed, value in enumerate(b)},
+    }
+
+
+VERDICTS = [
+    # baseline a, subject b, verdict
+    ([4, 3, 4, 5, 4], [8, 9, 8, 9, 10], "holds"),
+    ([8, 9, 8, 9, 10], [4, 3, 4, 5, 4], "does not hold"),
+    ([4, 6, 4, 6, 5], [5, 5, 5, 5, 5], "inconclusive"),  # differences +1 -1 +1 -1 0
+    ([4, 4], [9, 9], "inconclusive"),  # two seeds only
+    ([4, 4, 4], [4, 4, 4], "does not hold"),  # no difference at all
+    ([4, 4, 4], [6, 6, 6], "holds"),  # the same difference on every seed
+]
+
+
+@pytest.mark.parametrize(("a", "b", "verdict"), VERDICTS)
+def test_claim_verdicts(a: list[float], b: list[float], verdict: str) -> None:
+    decided = decide_claim(LATER, _table(a, b))
+    assert decided.verdict == verdict
+    assert decided.n == min(len(a), len(b))
+    assert decided.mean_difference == pytest.approx(sum(b) / len(b) - sum(a) / len(a))
+
+
+def test_a_lower_is_better_claim_and_missing_seeds() -> None:
+    lower = Claim("2", "B has lower loss", "val/loss_min", "b", "a", "lower")
+    table = {
+        "a": {0: {"val/loss_min": 0.30}, 1: {"val/loss_min": 0.31}, 2: {"val/loss_min": 0.29}},
+        "b": {0: {"val/loss_min": 0.27}, 1: {"val/loss_min": 0.28}, 2: {"val/loss_min": 0.27}},
+    }
+    assert decide_claim(lower, table).verdict == "holds"
+    del table["b"][2]
+    assert decide_claim(lower, table).verdict == "inconclusive"  # only two pairs left
+    assert decide_claim(lower, {"a": table["a"]}).why.startswith("no seed has both")
+
+
+def test_the_lecture_claims_name_the_lecture_variants() -> None:
+    assert [c.number for c in LECTURE_CLAIMS] == ["1", "2a", "2b", "3", "4a", "4b", "5"]
+    names = {"imdb_dense", "imdb_reduced", "imdb_l2", "imdb_dropout", "mnist_dense", "mnist_cnn"}
+    assert {c.subject for c in LECTURE_CLAIMS} | {c.baseline for c in LECTURE_CLAIMS} == names
