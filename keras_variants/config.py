@@ -7,9 +7,20 @@ builds a :class:`PipelineConfig` from its options and passes it to the flow.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+if TYPE_CHECKING:
+    from keras_variants.study import Trial
 
 DatasetName = Literal["mnist", "imdb"]
 # How stored examples become model inputs and targets (see keras_variants.preprocessing).
@@ -146,6 +157,27 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+class Study(_Frozen):
+    """A named set of runs: variants, seeds and sweeps, run as one command."""
+
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    sweeps: dict[str, dict[str, tuple[Any, ...]]] = Field(default_factory=dict)
+
+
+STUDIES: dict[str, Study] = {
+    "lecture": Study(
+        name="lecture",
+        description="the lecture's six models on 5 seeds, dropout 0.2 beside the lecture's 0.5: "
+        "enough to decide its claims",
+        seeds=(0, 1, 2, 3, 4),
+        sweeps={"imdb_dropout": {"dropout": (0.2, 0.5)}},
+    ),
+}
+
+
 class PipelineConfig(_Frozen):
     """Everything one pipeline run needs; the flow's single parameter."""
 
@@ -154,8 +186,11 @@ class PipelineConfig(_Frozen):
     tracking_uri: str
     artifact_root: Path
     reports_dir: Path
-    seed: int = 0
+    seeds: tuple[NonNegativeInt, ...] = Field((0,), min_length=1, description="one run each")
     variants: tuple[str, ...] = tuple(VARIANTS)
+    sweeps: dict[str, dict[str, tuple[Any, ...]]] = Field(
+        default_factory=dict, description="variant -> field -> values, every combination run"
+    )
     num_words: int = NUM_WORDS
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
     runner: Literal["threads", "dask"] = Field(
@@ -172,6 +207,15 @@ class PipelineConfig(_Frozen):
     )
     promote: bool = Field(True, description="register and gate the best variant per data set")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed(cls, values: Any) -> Any:
+        """``seed=N`` is short for ``seeds=(N,)``."""
+        if isinstance(values, dict) and "seed" in values:
+            values = dict(values)
+            values["seeds"] = (values.pop("seed"),)
+        return values
+
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -180,8 +224,19 @@ class PipelineConfig(_Frozen):
             raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
         return names
 
+    @property
+    def seed(self) -> int:
+        """The first seed: it fixes the test rows the gate scores on."""
+        return self.seeds[0]
+
     def selected(self) -> list[VariantConfig]:
         return [VARIANTS[name] for name in self.variants]
+
+    def trials(self) -> list[Trial]:
+        """Every selected variant x sweep point x seed: one training run each."""
+        from keras_variants.study import trials
+
+        return trials(self.variants, self.seeds, self.sweeps)
 
     def datasets(self) -> list[str]:
         """The data sets the selected variants need, in a stable order."""

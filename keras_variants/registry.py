@@ -73,9 +73,19 @@ def decide(challenger: float, champion: float | None, margin: float, force: bool
 
 
 def select_challenger(records: list[VariantRecord]) -> VariantRecord:
+    """The run with the best validation accuracy; when seeds vary, the variant (or sweep
+    point) with the best mean validation accuracy across its seeds, then its best seed."""
     if not records:
         raise VariantsError("no finished variant run to choose a challenger from")
-    return max(records, key=lambda r: r.metrics.get(SELECTION_METRIC, float("-inf")))
+
+    def accuracy(record: VariantRecord) -> float:
+        return record.metrics.get(SELECTION_METRIC, float("-inf"))
+
+    by_label: dict[str, list[VariantRecord]] = {}
+    for record in records:
+        by_label.setdefault(record.tags.get("label", record.variant), []).append(record)
+    best = max(by_label.values(), key=lambda runs: float(np.mean([accuracy(r) for r in runs])))
+    return max(best, key=accuracy)
 
 
 def register_challenger(client: MlflowClient, record: VariantRecord) -> str:

@@ -166,6 +166,36 @@ def summarize(values: Sequence[float]) -> Summary:
     return Summary(n, mean, std, float(low), float(high))
 
 
+def aggregate(runs: Sequence[tuple[str, Mapping[str, float]]]) -> dict[str, dict[str, Summary]]:
+    """Per label, every measure summarized across its runs (one per seed)."""
+    by_label: dict[str, list[Mapping[str, float]]] = {}
+    for label, measures in runs:
+        by_label.setdefault(label, []).append(measures)
+    return {
+        label: {m: summarize([r[m] for r in rows]) for m in AGGREGATED if all(m in r for r in rows)}
+        for label, rows in by_label.items()
+    }
+
+
+def summary_metrics(summaries: Mapping[str, Mapping[str, Summary]]) -> dict[str, float]:
+    """MLflow metric keys for aggregates: ``"<label>/<measure>/mean"`` (also ``std``,
+    ``ci95_low``, ``ci95_high`` and ``n``); NaN statistics of single runs are left out."""
+    metrics = {}
+    for label, measures in summaries.items():
+        for measure, s in measures.items():
+            stats_ = {
+                "mean": s.mean,
+                "std": s.std,
+                "ci95_low": s.low,
+                "ci95_high": s.high,
+                "n": s.n,
+            }
+            for stat, value in stats_.items():
+                if not math.isnan(value):
+                    metrics[f"{label}/{measure}/{stat}"] = float(value)
+    return metrics
+
+
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 
 

@@ -41,6 +41,7 @@ from keras_variants.config import PipelineConfig, VariantConfig
 from keras_variants.datasets import IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.errors import ArtifactStoreError, disk_full
 from keras_variants.store import TOOL_TAG, client_for, experiment_id, git_commit, owner_tags
+from keras_variants.study import Trial
 from keras_variants.training import HISTORY_KEYS, Splits, TrainingResult
 
 # MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time.
@@ -77,8 +78,13 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
                 params=_params(
                     {
                         "profile": config.profile.name,
-                        "seed": config.seed,
+                        "seeds": ",".join(map(str, config.seeds)),
                         "variants": ",".join(v.name for v in config.selected()),
+                        **{
+                            f"sweep.{name}.{key}": ",".join(map(str, values))
+                            for name, grid in config.sweeps.items()
+                            for key, values in grid.items()
+                        },
                         **{f"data.{f}.sha256": d for f, d in data.fingerprints.items()},
                     }
                 ),
@@ -92,6 +98,14 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
         client.set_terminated(run_id, "FINISHED")
 
 
+def log_study_summary(client: MlflowClient, parent_run_id: str, summary: dict[str, float]) -> None:
+    """Aggregates across seeds (``study.summary_metrics``) on a pipeline's parent run."""
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(key, value, stamp, 0) for key, value in summary.items()]
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1,000 per batch
+        client.log_batch(parent_run_id, metrics=metrics[start : start + 1000])
+
+
 def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict[str, str]:
     return {
         TOOL_TAG: pipeline_id,
@@ -103,15 +117,20 @@ def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict
 
 
 @contextmanager
-def variant_run(client: MlflowClient, variant: VariantConfig, parent_run_id: str) -> Iterator[str]:
-    """A child run of ``parent_run_id`` for one variant; yields its run id."""
+def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str) -> Iterator[str]:
+    """A child run of ``parent_run_id`` for one trial; yields its run id."""
     parent = client.get_run(parent_run_id)
     inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
     run = client.create_run(
         parent.info.experiment_id,
-        run_name=variant.name,
+        run_name=trial.run_name,
         tags=inherited
-        | {"role": "variant", "variant": variant.name, MLFLOW_PARENT_RUN_ID: parent_run_id},
+        | {
+            "role": "variant",
+            "variant": trial.variant.name,
+            "label": trial.label,
+            MLFLOW_PARENT_RUN_ID: parent_run_id,
+        },
     )
     run_id = run.info.run_id
     try:
@@ -143,7 +162,7 @@ def log_variant_result(
     client: MlflowClient,
     run_id: str,
     config: PipelineConfig,
-    variant: VariantConfig,
+    trial: Trial,
     data: Dataset,
     splits: Splits,
     epochs: int,
@@ -152,6 +171,7 @@ def log_variant_result(
 ) -> str:
     """Params, data inputs, confusion matrix, the served model and its test metrics of one
     variant run; returns the logged model's id."""
+    variant = trial.variant
     client.log_batch(
         run_id,
         params=_params(
@@ -166,7 +186,7 @@ def log_variant_result(
                 "batch_size": variant.batch_size,
                 "l2": variant.l2,
                 "dropout": variant.dropout,
-                "seed": config.seed,
+                "seed": trial.seed,
                 "profile": config.profile.name,
                 "parameter_count": result.parameter_count,
                 "train_rows": len(splits.train),

@@ -1,4 +1,5 @@
-"""Train-and-evaluate task: one variant, one MLflow child run."""
+"""Train-and-evaluate task: one trial (a variant at a sweep point, with a seed), one MLflow
+child run."""
 
 from __future__ import annotations
 
@@ -10,22 +11,27 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from keras_variants import store, tracking
-from keras_variants.config import PipelineConfig, VariantConfig
+from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset, make_splits
 from keras_variants.interrupts import StopOnRequest
 from keras_variants.registry import gate_inputs
+from keras_variants.study import Trial, run_measures
 from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 
 
 class VariantOutcome(BaseModel):
-    """What a flow returns about one trained variant."""
+    """What a flow returns about one trained variant (one trial of a study)."""
 
     variant: str
+    label: str  # the variant plus its sweep values, e.g. "imdb_dropout dropout:0.2"
+    seed: int
     dataset: str
     run_id: str
+    validation_accuracy: float  # of the last epoch: what selects the challenger
     test_metrics: dict[str, float]
     validation_loss_min_epoch: int
     training_seconds: float
+    measures: dict[str, float]  # what a study compares across seeds (study.run_measures)
 
 
 @task(name="prepare-tracking", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -37,53 +43,60 @@ def prepare_tracking(config: PipelineConfig) -> list[str]:
     return swept
 
 
-@task(name="train-and-evaluate", task_run_name="train-{variant.name}", cache_policy=NO_CACHE)
+@task(name="train-and-evaluate", task_run_name="train-{trial.run_name}", cache_policy=NO_CACHE)
 def train_variant(
-    config: PipelineConfig, variant: VariantConfig, data: Dataset, parent_run_id: str
+    config: PipelineConfig, trial: Trial, data: Dataset, parent_run_id: str
 ) -> VariantOutcome:
-    """Train ``variant`` on its data set's splits, score it on test, log it all to MLflow."""
+    """Train ``trial``'s variant on its data set's splits for its seed, score it on test,
+    log it all to MLflow."""
     logger = get_run_logger()
     configure_runtime()
-    splits = make_splits(data, config.profile, config.seed)
+    variant, seed = trial.variant, trial.seed
+    splits = make_splits(data, config.profile, seed)
     epochs = config.profile.epochs_for(variant)
 
     def report(epoch: int, total: int, logs: dict, seconds: float) -> None:
         logger.info(
             "%s epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f (%.1f s)",
-            variant.name, epoch, total, logs.get("loss", float("nan")),
+            trial.run_name, epoch, total, logs.get("loss", float("nan")),
             logs.get("accuracy", float("nan")), logs.get("val_loss", float("nan")),
             logs.get("val_accuracy", float("nan")), seconds,
         )  # fmt: skip
 
     client = store.client_for(config)
-    with tracking.variant_run(client, variant, parent_run_id) as run_id:
+    with tracking.variant_run(client, trial, parent_run_id) as run_id:
         callbacks = [
             StopOnRequest(),
             EpochProgress(epochs, report),
             tracking.EpochMetricsLogger(client, run_id),
         ]
         result = train_and_evaluate(
-            variant, splits, epochs, config.seed, callbacks, config.steps_per_execution
+            variant, splits, epochs, seed, callbacks, config.steps_per_execution
         )
         # A test example as a user sends it: a review text or a PNG digit.
         example = gate_inputs(data, splits.test_rows[:1]).inputs[0]
         tracking.log_variant_result(
-            client, run_id, config, variant, data, splits, epochs, result, example
+            client, run_id, config, trial, data, splits, epochs, result, example
         )
     logger.info(
         "%s: test %s, lowest val_loss at epoch %d, %.1f s",
-        variant.name,
+        trial.run_name,
         ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in result.test_metrics.items()),
         result.validation_loss_min_epoch,
         result.training_seconds,
     )
+    metrics = result.test_metrics | {"validation_loss_min_epoch": result.validation_loss_min_epoch}
     outcome = VariantOutcome(
         variant=variant.name,
+        label=trial.label,
+        seed=seed,
         dataset=variant.dataset,
         run_id=run_id,
+        validation_accuracy=result.history["val/accuracy"][-1],
         test_metrics=result.test_metrics,
         validation_loss_min_epoch=result.validation_loss_min_epoch,
         training_seconds=result.training_seconds,
+        measures=run_measures(metrics, result.history["val/loss"]),
     )
     del result, callbacks  # the model and its compiled functions hold reference cycles:
     gc.collect()  # free them now, not whenever the collector next runs (~50 MB a variant)
