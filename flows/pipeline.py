@@ -1,24 +1,28 @@
 """The whole pipeline: ingest, validate, train and evaluate every variant, track in MLflow."""
 
+import time
 from pathlib import Path
 
 from prefect import flow
-from prefect.futures import wait
+from prefect.futures import as_completed
+from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.validate import ingest_and_validate
 from keras_variants import tracking
 from keras_variants.config import PipelineConfig
-from keras_variants.interrupts import request_stop
+from keras_variants.interrupts import clear_stop_request, request_stop
+from keras_variants.progress import progress_line
 from keras_variants.registry import Decision
 from tasks.registry import promote_best, write_comparison_report
-from tasks.train import VariantOutcome, prepare_tracking, train_variant
+from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
 
 
 class PipelineResult(BaseModel):
     parent_run_ids: dict[str, str]  # data set -> parent MLflow run id
-    variants: dict[str, VariantOutcome]
+    outcomes: list[VariantOutcome]  # every trial: variant x sweep point x seed
+    variants: dict[str, VariantOutcome]  # the first seed's outcomes by label
     decisions: list[Decision]
     report: Path
 
@@ -43,20 +47,25 @@ def run_pipeline(config: PipelineConfig) -> "PipelineResult":
 @flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def pipeline(config: PipelineConfig) -> PipelineResult:
     """Validate the data, then train every selected variant (two at a time)."""
+    clear_stop_request()  # a stop asked for in an earlier run of this process is over
+    logger = get_run_logger()
     store = prepare_tracking.submit(config)
     _, datasets = ingest_and_validate(config)
     store.result()
     with tracking.parent_runs(config, datasets) as parents:
+        started = time.monotonic()
         futures = [
-            train_variant.submit(config, v, datasets[v.dataset], parents[v.dataset])
-            for v in config.selected()
+            train_variant.submit(config, t, datasets[t.variant.dataset], parents[t.variant.dataset])
+            for t in config.trials()
         ]
         try:
-            wait(futures)
+            for done, _ in enumerate(as_completed(futures), start=1):
+                logger.info(progress_line(done, len(futures), time.monotonic() - started))
         except BaseException:  # interrupted: tell training threads to stop, not finish
             request_stop()
             raise
         outcomes = [f.result() for f in futures]
+        summarize_study(config, parents, outcomes)
     promotions = [
         promote_best.submit(config, datasets[name], run_id)
         for name, run_id in (parents.items() if config.promote else [])
@@ -65,7 +74,8 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
     report = write_comparison_report(config, next(iter(parents.values())))
     return PipelineResult(
         parent_run_ids=parents,
-        variants={o.variant: o for o in outcomes},
+        outcomes=outcomes,
+        variants={o.label: o for o in outcomes if o.seed == config.seed},
         decisions=decisions,
         report=report,
     )

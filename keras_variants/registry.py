@@ -16,7 +16,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from keras_variants.errors import VariantsError
 from keras_variants.locks import promotion_lock
 from keras_variants.preprocessing import png_base64, texts_from_word_ids
 from keras_variants.runs import VariantRecord
+from keras_variants.serving import quiet_mlflow_notices
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
 SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
@@ -126,9 +126,8 @@ def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=source, tracking_uri=client.tracking_uri
         )
-    with warnings.catch_warnings():  # MLflow suggests a decorator the model does without
-        warnings.filterwarnings("ignore", "Decorate your function", UserWarning)
-        return mlflow.pyfunc.load_model(local)
+    quiet_mlflow_notices()
+    return mlflow.pyfunc.load_model(local)
 
 
 @dataclass(frozen=True)

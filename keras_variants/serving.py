@@ -9,9 +9,9 @@ request it cannot answer gets HTTP 400 and one sentence naming the problem.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -233,32 +233,37 @@ def save_model(
                 raise VariantsError("an IMDb model needs imdb_word_index.json to be served")
             artifacts[WORD_INDEX] = str(word_index)
             config["word_index_sha256"] = sha256_of(word_index.read_bytes())
-        with _quiet_pyfunc_logging(), warnings.catch_warnings():
-            # MLflow suggests its validation decorator, which this model does without.
-            warnings.simplefilter("ignore", UserWarning)
-            mlflow.pyfunc.save_model(
-                str(path),
-                python_model=MODELS[variant.dataset](),
-                artifacts=artifacts,
-                model_config=config,
-                input_example=[input_example],
-                pip_requirements=pip_requirements,
-            )
+        quiet_mlflow_notices()
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=MODELS[variant.dataset](),
+            artifacts=artifacts,
+            model_config=config,
+            input_example=[input_example],
+            pip_requirements=pip_requirements,
+        )
 
 
-@contextlib.contextmanager
-def _quiet_pyfunc_logging():
-    """MLflow warns that a Python object is pickled (here: a reference to a class of this
-    installed package, with no state) and logs how it infers the signature."""
-    loggers = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models.signature")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+class _MlflowNotices(logging.Filter):
+    """Drops MLflow's notices about what this module does on purpose: pickling a bare
+    reference to one of its classes, and inferring the signature from the type hints."""
+
+    NOTICES = ("Passing a Python object as `python_model`", "Running the predict function",
+               "Inferring model signature", "Downloading artifacts")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTICES)
+
+
+def quiet_mlflow_notices() -> None:
+    """Install the filters (again is harmless). Global on purpose: ``catch_warnings`` is
+    not thread-safe, and models are saved and loaded from several threads at once."""
+    warnings.filterwarnings("ignore", ".*Decorate your function", UserWarning)  # coloured
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # per model load
+    for name in ("mlflow.pyfunc", "mlflow.models.signature", "mlflow.models.model"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _MlflowNotices) for f in logger.filters):
+            logger.addFilter(_MlflowNotices())
 
 
 def predict_lines(

@@ -15,7 +15,7 @@ from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset, make_splits
 from keras_variants.interrupts import StopOnRequest
 from keras_variants.registry import gate_inputs
-from keras_variants.study import Trial, run_measures
+from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
 from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 
 
@@ -101,3 +101,18 @@ def train_variant(
     del result, callbacks  # the model and its compiled functions hold reference cycles:
     gc.collect()  # free them now, not whenever the collector next runs (~50 MB a variant)
     return outcome
+
+
+@task(name="summarize-study", cache_policy=NO_CACHE)
+def summarize_study(
+    config: PipelineConfig, parents: dict[str, str], outcomes: list[VariantOutcome]
+) -> dict[str, float]:
+    """Aggregates across seeds per variant (and sweep point) on each data set's parent run."""
+    logged: dict[str, float] = {}
+    client = store.client_for(config)
+    for dataset, parent_run_id in parents.items():
+        runs = [(o.label, o.measures) for o in outcomes if o.dataset == dataset]
+        metrics = summary_metrics(aggregate(runs))
+        tracking.log_study_summary(client, parent_run_id, metrics)
+        logged |= metrics
+    return logged
