@@ -1,18 +1,28 @@
-"""The ``variants`` command line: builds a typed config from options and runs a flow."""
+"""The ``variants`` command line: checks what the user typed, builds a typed config and
+runs a flow or a plain function.
+
+Every command follows the same order, so that a mistake answers in a second: parse and
+check the options and the data folder (:mod:`keras_variants.preflight`), and only then
+import TensorFlow, MLflow or Prefect inside the function. Process set-up (quiet libraries,
+memory, the Prefect server) lives in :mod:`keras_variants.runtime`; :func:`main` turns
+every error into a few ``error:`` lines. A new command is one more ``@app.command()``
+function taking the shared options below.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
 import sys
-import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keras_variants.errors import VariantsError, disk_full
+from keras_variants import runtime
+from keras_variants.errors import ConfigError, VariantsError, disk_full
+
+if TYPE_CHECKING:
+    from flows.pipeline import PipelineResult
+    from keras_variants.config import PipelineConfig
 
 app = typer.Typer(
     help="Train, track and compare the Keras lecture's model variants.",
@@ -20,10 +30,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+VERBOSE_FLAGS = ("--verbose", "-v", "--debug")
+
 
 @app.callback()
-def _commands() -> None:
+def _commands(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            *VERBOSE_FLAGS,
+            help="Show the libraries' logs and the full traceback of an error "
+            "(allowed anywhere on the command line).",
+        ),
+    ] = False,
+) -> None:
     """Train, track and compare the Keras lecture's model variants."""
+    runtime.prepare(verbose)
 
 
 DataDirOption = Annotated[
@@ -54,92 +76,64 @@ VariantsOption = Annotated[
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling, splits.")]
 
 
-def _prepare_environment() -> None:
-    """Offline-friendly defaults for the libraries, set when a command runs, not on import."""
-    _return_large_buffers_to_the_os()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect waits 20 s for its temporary server, then starts another one and leaves the
-    # first running; two runs starting at once on two cores can need longer than that.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # Bounded retries against an MLflow server, then a clear failure (defaults wait minutes).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+# Config fields whose option is not simply "--" + the field name with dashes.
+OPTION_OF_FIELD = {"promotion_margin": "--margin"}
 
 
-def _start_prefect_server_early() -> threading.Thread | None:
-    """Start Prefect's temporary server in the background while TensorFlow imports.
+def _config(
+    profile: str, data_dir: Path | None, tracking_uri: str | None, **overrides: object
+) -> PipelineConfig:
+    """The typed config; a value it refuses is a usage error naming the option."""
+    from pydantic import ValidationError
 
-    Only when no server is configured. The caller joins the thread before the first flow
-    call, which then finds the server already up instead of waiting ~10 s for it.
-    """
-    from prefect.settings import get_current_settings
+    from keras_variants.config import PROFILES, build_config
 
-    settings = get_current_settings()
-    if settings.api.url or not settings.server.ephemeral.enabled:
-        return None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-
-    def start() -> None:
-        try:
-            server.start()
-        except Exception:  # the flow call retries; never leave this attempt's process behind
-            if server.server_process is not None:
-                server.server_process.kill()
-            raise
-
-    thread = threading.Thread(target=start, daemon=True)
-    thread.start()
-    return thread
-
-
-def _return_large_buffers_to_the_os() -> None:
-    """Serve allocations over 128 KiB from mmap, always (glibc only).
-
-    Per-batch input tensors are tens of MB. glibc raises its mmap threshold after such a
-    buffer is freed, so later ones land in per-thread heaps that never shrink: resident
-    memory then grows by ~70 MB per epoch. A fixed threshold keeps it flat.
-    """
-    import ctypes
-    import ctypes.util
-
-    libc_name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and libc_name:
-        m_mmap_threshold = -3
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(libc_name).mallopt(m_mmap_threshold, 128 * 1024)
-
-
-def _config(profile: str, data_dir: Path | None, tracking_uri: str | None, **overrides):
-    from keras_variants.config import build_config
-
+    if profile not in PROFILES:
+        raise typer.BadParameter(
+            f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}",
+            param_hint="--profile",
+        )
     try:
         return build_config(
             profile=profile, data_dir=data_dir, tracking_uri=tracking_uri, **overrides
         )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+        message = error["msg"].removeprefix("Value error, ")
+        raise typer.BadParameter(message, param_hint=option) from None
+
+
+def _data_source(ctx: typer.Context) -> str:
+    """Where --data-dir's value came from, for messages about the folder."""
+    source = ctx.get_parameter_source("data_dir")
+    return "VARIANTS_DATA_DIR" if source and source.name == "ENVIRONMENT" else "--data-dir"
+
+
+def _check_data(ctx: typer.Context, config: PipelineConfig) -> None:
+    from keras_variants.preflight import check_data_dir
+
+    check_data_dir(config.data_dir, config.selected(), _data_source(ctx))
 
 
 @app.command()
 def validate(
+    ctx: typer.Context,
     data_dir: DataDirOption = None,
     profile: ProfileOption = "full",
 ) -> None:
     """Ingest MNIST and IMDb and check them with Great Expectations; no training."""
-    _prepare_environment()
-    server = _start_prefect_server_early()
+    config = _config(profile, data_dir, None)
+    _check_data(ctx, config)
+    server = runtime.start_prefect()
     from flows.validate import validate_data
 
-    if server:
-        server.join()
-    config = _config(profile, data_dir, None)
-    summaries = validate_data(config)
+    server.wait()
+    try:
+        summaries = validate_data(config)
+    finally:
+        runtime.stop_prefect_server()
     for name, summary in summaries.items():
         typer.echo(
             f"{name}: OK, {summary['expectations']} expectations passed; "
@@ -153,6 +147,7 @@ def validate(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     data_dir: DataDirOption = None,
     profile: ProfileOption = "full",
     variants: VariantsOption = None,
@@ -175,12 +170,6 @@ def run(
     ] = 2,
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
-    _prepare_environment()
-    server = _start_prefect_server_early()
-    from flows.pipeline import run_pipeline
-
-    if server:
-        server.join()
     overrides = _variant_overrides(variants, seed) | {
         "runner": runner,
         "dask_address": dask_address,
@@ -188,27 +177,59 @@ def run(
         "max_parallel": max_parallel,
     }
     config = _config(profile, data_dir, tracking_uri, **overrides)
+    _check_data(ctx, config)
+    server = runtime.start_prefect()
+    runtime.import_tensorflow()  # while the server starts
     from prefect.exceptions import TerminationSignal
 
+    from flows.pipeline import run_pipeline
     from keras_variants.interrupts import install_signal_handlers
 
+    server.wait()
     install_signal_handlers()
     try:
         result = run_pipeline(config)
     except (KeyboardInterrupt, TerminationSignal):
+        runtime.stop_prefect_server()
         typer.secho("stopped: runs ended KILLED, nothing registered", err=True)
         raise typer.Exit(code=130) from None
-    typer.echo(f"{'variant':<14} {'test acc':>9} {'test loss':>10} {'best epoch':>11}  run id")
-    for name, outcome in result.variants.items():
-        metrics = outcome.test_metrics
-        typer.echo(
-            f"{name:<14} {metrics['test/accuracy']:>9.4f} {metrics['test/loss']:>10.4f} "
-            f"{outcome.validation_loss_min_epoch:>11}  {outcome.run_id}"
+    finally:
+        runtime.stop_prefect_server()
+    for line in _summary(config, result):
+        typer.echo(line)
+
+
+def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
+    """The run's last lines: the variants, the registry decisions, the report, the UI."""
+    from keras_variants.progress import SummaryRow, mlflow_ui_lines, summary_table
+    from keras_variants.store import client_for
+
+    client = client_for(config)
+    rows = [
+        SummaryRow(
+            variant=name,
+            dataset=outcome.dataset,
+            validation_accuracy=client.get_run(outcome.run_id).data.metrics["val/accuracy"],
+            test_accuracy=outcome.test_metrics["test/accuracy"],
+            test_loss=outcome.test_metrics["test/loss"],
+            validation_loss_min_epoch=outcome.validation_loss_min_epoch,
+            run_id=outcome.run_id,
         )
-    for decision in result.decisions:
-        typer.echo(decision.sentence())
-    typer.echo(f"report: {result.report}")
-    typer.echo(f"MLflow store: {config.tracking_uri}")
+        for name, outcome in result.variants.items()
+    ]
+    experiments = {
+        dataset: client.get_run(run_id).info.experiment_id
+        for dataset, run_id in result.parent_run_ids.items()
+    }
+    return [
+        *summary_table(rows),
+        "* best validation accuracy of its data set: the challenger registered for the gate"
+        if config.promote
+        else "* best validation accuracy of its data set",
+        *(decision.sentence() for decision in result.decisions),
+        f"report: {result.report}",
+        *mlflow_ui_lines(config.tracking_uri, experiments),
+    ]
 
 
 @app.command()
@@ -224,16 +245,33 @@ def report(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Rebuild the comparison report of a past pipeline run from MLflow."""
-    _prepare_environment()
-    from flows.report import comparison_report
-
     config = _config("full", None, tracking_uri)
-    path = comparison_report(config, run_id)
-    typer.echo(f"report: {path}")
+    from keras_variants.preflight import check_store_exists
+
+    check_store_exists(config.tracking_uri)
+    # Plain functions, no flow: no Prefect server and no TensorFlow, so it takes seconds.
+    # (The pipeline's own report task also publishes the report as Prefect artifacts.)
+    from keras_variants import registry
+    from keras_variants.report import build_report, write_report
+    from keras_variants.runs import load_pipeline
+    from keras_variants.store import client_for
+
+    client = client_for(config)
+    record = load_pipeline(client, run_id)
+    run_ids = {r.run_id for records in record.variants.values() for r in records}
+    folder = write_report(
+        build_report(record, registry.decisions_for(client, run_ids)),
+        config.reports_dir,
+        record.pipeline_id,
+    )
+    for parent in record.parents.values():
+        client.log_artifacts(parent, str(folder), artifact_path="report")
+    typer.echo(f"report: {folder / 'report.html'}")
 
 
 @app.command()
 def promote(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option("--model", help="Registered model: mnist-classifier or imdb-sentiment.")
     ],
@@ -259,15 +297,24 @@ def promote(
     seed: SeedOption = 0,
 ) -> None:
     """Promote a registered version to champion through the same gate, or roll back."""
-    _prepare_environment()
-    from keras_variants import registry
+    from keras_variants import registry  # MLflow, not TensorFlow
+    from keras_variants.config import VARIANTS
+    from keras_variants.preflight import check_data_dir, check_store_exists
+
+    datasets = {v: k for k, v in registry.REGISTERED_MODELS.items()}
+    if model not in datasets:
+        raise typer.BadParameter(
+            f"unknown model {model!r}; choose from {', '.join(datasets)}", param_hint="--model"
+        )
+    config = _config(profile, data_dir, tracking_uri, seed=seed)
+    check_store_exists(config.tracking_uri)
+    if not rollback:
+        needs = [v for v in VARIANTS.values() if v.dataset == datasets[model]]
+        check_data_dir(config.data_dir, needs, _data_source(ctx))
+    runtime.import_tensorflow()
     from keras_variants.datasets import load_dataset
     from keras_variants.store import client_for
 
-    config = _config(profile, data_dir, tracking_uri, seed=seed)
-    datasets = {v: k for k, v in registry.REGISTERED_MODELS.items()}
-    if model not in datasets:
-        raise typer.BadParameter(f"unknown model {model!r}; choose from {', '.join(datasets)}")
     client = client_for(config)
     if rollback:
         typer.echo(registry.rollback(client, config.tracking_uri, model).sentence())
@@ -299,7 +346,7 @@ def predict(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Ask a registered model, as it is served: one line per input with label and probability."""
-    _prepare_environment()
+    runtime.import_tensorflow()
     from keras_variants import serving
     from keras_variants.store import client_for
 
@@ -310,6 +357,7 @@ def predict(
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     cron: Annotated[
         str, typer.Option("--cron", help='Schedule, e.g. "0 3 * * *" for 03:00 every day.')
     ],
@@ -322,7 +370,9 @@ def serve(
 ) -> None:
     """Serve the pipeline as a Prefect deployment on a cron schedule (needs a Prefect
     server: see the README). Runs until stopped with Ctrl-C."""
-    _prepare_environment()
+    config = _config(profile, data_dir, tracking_uri, **_variant_overrides(variants, seed))
+    _check_data(ctx, config)
+    runtime.start_prefect(early_server=False)
     from prefect.settings import get_current_settings
 
     if not get_current_settings().api.url:
@@ -332,9 +382,9 @@ def serve(
             "PREFECT_API_URL=http://127.0.0.1:4200/api",
             param_hint="PREFECT_API_URL",
         )
+    runtime.import_tensorflow()
     from flows.pipeline import pipeline
 
-    config = _config(profile, data_dir, tracking_uri, **_variant_overrides(variants, seed))
     pipeline.serve(
         name=name,
         cron=cron,
@@ -350,21 +400,54 @@ def _variant_overrides(variants: str | None, seed: int) -> dict[str, object]:
     return overrides
 
 
-def main() -> None:
-    """Console entry point: user errors print one clear message and exit 1."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. Every failure ends as a few ``error:`` lines, exit 2 for a usage
+    error and 1 for anything else; ``--verbose`` adds the whole traceback before them."""
+    args = _verbose_flags_first(sys.argv[1:] if argv is None else list(argv)) or ["--help"]
     try:
-        app()
-    except VariantsError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(1)
-    except OSError as exc:
-        if not disk_full(exc):
-            raise
-        where = exc.filename2 or exc.filename or "a file"
-        typer.secho(f"error: no space left on the device writing {where}; free space and run "
-                    "again", fg=typer.colors.RED, err=True)  # fmt: skip
-        sys.exit(1)
+        code = app(args=args, prog_name="variants", standalone_mode=False)
+    except typer.TyperException as exc:  # a usage error (exit code 2) or a bad file option
+        message = exc.format_message()
+        if exc.exit_code == 2:
+            ctx = getattr(exc, "ctx", None)
+            message += f" (see '{ctx.command_path if ctx else 'variants'} --help')"
+        code = _fail(exc, message, exc.exit_code)
+    except typer.Abort as exc:
+        code = _fail(exc, "aborted", 1)
+    except Exception as exc:
+        code = _fail(exc, error_message(exc), 2 if isinstance(exc, ConfigError) else 1)
     finally:
-        # Everything alive now dies with the process: without this, the interpreter's last
-        # garbage collections walk millions of TensorFlow/MLflow/Prefect objects (~5 s).
-        gc.freeze()
+        runtime.freeze_gc()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _verbose_flags_first(args: list[str]) -> list[str]:
+    """``variants run --verbose`` means ``variants --verbose run``: the flag belongs to the
+    whole program, so it is accepted anywhere (before a ``--``)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in VERBOSE_FLAGS]
+    return flags + [a for a in args[:end] if a not in VERBOSE_FLAGS] + args[end:]
+
+
+def error_message(exc: BaseException) -> str:
+    """What went wrong in the user's terms: our own errors as they are (also when a library
+    wrapped them), a full disk as such, anything else by type, with where to look next."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, VariantsError):
+            return str(cause)
+        if disk_full(cause):
+            where = cause.filename2 or cause.filename or "a file"  # type: ignore[attr-defined]
+            return f"no space left on the device writing {where}; free space and run again"
+        cause = cause.__cause__ or cause.__context__
+    hint = "" if runtime.is_verbose() else " (run again with --verbose for the traceback)"
+    return f"unexpected {type(exc).__name__}: {exc}{hint}"
+
+
+def _fail(exc: BaseException, message: str, code: int) -> int:
+    if runtime.is_verbose():
+        import traceback
+
+        traceback.print_exception(exc)
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return code

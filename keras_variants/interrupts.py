@@ -1,8 +1,9 @@
 """Stopping cleanly on Ctrl-C or SIGTERM while variants train in worker threads.
 
 Signals reach only the main thread. :func:`request_stop` (called from the CLI's signal
-handler) sets an event that :class:`StopOnRequest` checks after every batch in every
-training thread; it then raises KeyboardInterrupt there, so each run ends KILLED.
+handler, and by the pipeline flow when it is interrupted) sets an event that
+:class:`StopOnRequest` checks after every batch in every training thread; it then raises
+KeyboardInterrupt there, so each run ends KILLED. The flow clears it as it starts.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def request_stop() -> None:
     _STOP.set()
 
 
-def stop_requested() -> bool:
-    return _STOP.is_set()
+def clear_stop_request() -> None:
+    """Called as a run starts: a stop asked for during an earlier run is not for this one."""
+    _STOP.clear()
 
 
 class StopOnRequest(keras.callbacks.Callback):

@@ -1,0 +1,66 @@
+"""What the user reads during and after a run: the overall progress line and the summary.
+
+Pure formatting; the flow and the command line pass in the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+def progress_line(done: int, total: int, elapsed_seconds: float) -> str:
+    """'3/6 runs done, ~40 s left' (one run per variant and seed): the rest estimated
+    at the pace so far."""
+    if done >= total:
+        return f"{done}/{total} runs done in {elapsed_seconds:.0f} s"
+    left = elapsed_seconds / max(done, 1) * (total - done)
+    return f"{done}/{total} runs done, ~{left:.0f} s left"
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    variant: str
+    dataset: str
+    validation_accuracy: float  # of the last epoch: what selects the challenger
+    test_accuracy: float
+    test_loss: float
+    validation_loss_min_epoch: int
+    run_id: str
+
+
+def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
+    """One line per variant; ``*`` marks the best validation accuracy of each data set."""
+    best = {
+        dataset: max(
+            (r for r in rows if r.dataset == dataset), key=lambda r: r.validation_accuracy
+        ).variant
+        for dataset in dict.fromkeys(r.dataset for r in rows)
+    }
+    lines = [
+        f"{'variant':<15} {'val acc':>8} {'test acc':>9} {'test loss':>10} "
+        f"{'min val loss at epoch':>22}  run id"
+    ]
+    for r in rows:
+        name = r.variant + ("*" if best[r.dataset] == r.variant else "")
+        lines.append(
+            f"{name:<15} {r.validation_accuracy:>8.4f} {r.test_accuracy:>9.4f} "
+            f"{r.test_loss:>10.4f} {r.validation_loss_min_epoch:>22}  {r.run_id}"
+        )
+    return lines
+
+
+def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[str]:
+    """How to open the runs in MLflow's UI: the command for a local store, then one link
+    per data set (``experiments``: data set -> experiment id)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        base, lines = tracking_uri.rstrip("/"), ["MLflow UI:"]
+    else:
+        base = "http://127.0.0.1:5000"
+        lines = [
+            f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+        ]
+    lines += [
+        f"  {name} runs: {base}/#/experiments/{eid}/runs" for name, eid in experiments.items()
+    ]
+    return lines

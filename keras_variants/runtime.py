@@ -1,0 +1,246 @@
+"""How the ``variants`` process runs: library noise, memory, the Prefect server, exit.
+
+Nothing happens on import. The command line calls :func:`prepare` first (environment
+defaults, the malloc threshold, quiet or verbose library logging), then what its command
+needs: :func:`start_prefect`, :func:`import_tensorflow`, :func:`stop_prefect_server`, and
+:func:`freeze_gc` on the way out.
+
+Quiet (the default) means the user sees our own lines (progress, results, errors) and
+library warnings that matter; with ``--verbose`` every library logs as it normally would and
+errors come with their traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+
+from keras_variants.errors import VariantsError
+
+_verbose = False
+
+ENVIRONMENT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # Prefect waits 20 s for its temporary server, then starts another one and leaves the
+    # first running; two runs starting at once on two cores can need longer than that.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "GX_ANALYTICS_ENABLED": "false",
+    "KERAS_BACKEND": "tensorflow",
+    # Bounded retries against an MLflow server, then a clear failure (defaults wait minutes).
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+# Read by the libraries when they load, so they are set before any of them is imported.
+QUIET_ENVIRONMENT = {
+    # TensorFlow's C++ logs, the "E0000 ... NodeDef mentions attribute" lines included.
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    # MLflow's "Creating initial MLflow database tables" and alembic's migration lines.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Prefect's own lines ("Starting/Stopping temporary server"); flow and task run logs,
+    # which carry our progress lines, stay at INFO.
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+}
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+# Libraries whose warnings are not the user's business (tf.function retracing, GX's
+# temporary directories, Python warnings that Prefect logs): shown from ERROR up.
+NOISY_LOGGERS = ("tensorflow", "absl", "great_expectations", "h5py", "matplotlib", "py.warnings")
+
+
+def prepare(verbose: bool) -> None:
+    """Set up this process for a command: call it before importing any library."""
+    global _verbose
+    _verbose = verbose
+    _return_large_buffers_to_the_os()
+    for name, value in (ENVIRONMENT_DEFAULTS | ({} if verbose else QUIET_ENVIRONMENT)).items():
+        os.environ.setdefault(name, value)
+    if not verbose:
+        warnings.simplefilter("ignore")  # libraries' deprecation and usage warnings
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def is_verbose() -> bool:
+    return _verbose
+
+
+def _return_large_buffers_to_the_os() -> None:
+    """Serve allocations over 128 KiB from mmap, always (glibc only).
+
+    Per-batch input tensors are tens of MB. glibc raises its mmap threshold after such a
+    buffer is freed, so later ones land in per-thread heaps that never shrink: resident
+    memory then grows by ~70 MB per epoch. A fixed threshold keeps it flat.
+    """
+    libc_name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc_name:
+        m_mmap_threshold = -3
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(libc_name).mallopt(m_mmap_threshold, 128 * 1024)
+
+
+def expected_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a failure the CLI reports in its own words:
+    a user mistake or bad input, or an interruption."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, VariantsError | KeyboardInterrupt):
+            return True
+        if type(exc).__name__ == "TerminationSignal":  # Prefect's SIGTERM
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class QuietConsole(logging.Filter):
+    """Without ``--verbose``, what Prefect's console handler shows.
+
+    Flow and task run lines (our progress and results) stay, except Prefect's "Finished in
+    state" bookkeeping; other loggers show warnings and errors, the noisy ones errors only.
+    Failures the CLI reports itself are dropped, and other errors lose their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            if expected_failure(record.exc_info[1]):
+                return False
+            # Safe to change: the console handler sits on the root logger, so it runs after
+            # the API handlers that ship the full record to Prefect's server.
+            record.exc_info, record.exc_text = None, None
+        if record.name.startswith(RUN_LOGGERS):
+            return not record.getMessage().startswith("Finished in state")
+        if record.name.startswith(NOISY_LOGGERS):
+            return record.levelno >= logging.ERROR
+        return record.levelno >= logging.WARNING
+
+
+class EarlyServer:
+    """Prefect's temporary server, starting in a background thread while the rest loads."""
+
+    def __init__(self, thread: threading.Thread | None) -> None:
+        self._thread = thread
+
+    def wait(self) -> None:
+        """Return when the start attempt is over; a failed one is retried by the flow call."""
+        if self._thread is not None:
+            self._thread.join()
+
+
+def start_prefect(early_server: bool = True) -> EarlyServer:
+    """Import Prefect (which sets up its logging), quiet its console unless verbose, and
+    start its temporary server in the background when no server is configured.
+
+    Call :meth:`EarlyServer.wait` before the first flow call, which then finds the server
+    up instead of waiting ~10 s for it.
+    """
+    import prefect.main  # noqa: F401  (what `from prefect import flow` loads; sets up logging)
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.settings import get_current_settings
+
+    if not _verbose:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, QuietConsole) for f in handler.filters
+            ):
+                handler.addFilter(QuietConsole())
+    settings = get_current_settings()
+    if not early_server or settings.api.url or not settings.server.ephemeral.enabled:
+        return EarlyServer(None)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+
+    def start() -> None:
+        try:
+            server.start()
+        except Exception:  # the flow call retries; never leave this attempt's process behind
+            if server.server_process is not None:
+                server.server_process.kill()
+            raise
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    # The server process inherits this process's stderr: let it start before
+    # import_tensorflow points stderr elsewhere for a moment.
+    deadline = time.monotonic() + 5
+    while server.server_process is None and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return EarlyServer(thread)
+
+
+def stop_prefect_server() -> None:
+    """Ship Prefect's pending logs and events, then stop its temporary server now, so its
+    "Stopping temporary server" line comes before the command's last lines, not after."""
+    module = sys.modules.get("prefect.server.api.server")
+    server = module.SubprocessASGIServer._instances.get(None) if module else None
+    if server is None or server.server_process is None:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # best effort: the run itself is over
+            worker.drain_all(timeout=10)
+    server.stop()
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow now; unless verbose, without its C++ start-up banner.
+
+    TensorFlow's native libraries log (oneDNN, absl's "before InitializeLog" warning) to
+    file descriptor 2 while loading, before TF_CPP_MIN_LOG_LEVEL applies, so the descriptor
+    points at a temporary file meanwhile; if the import fails, that output is shown.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if _verbose:
+        import tensorflow
+
+        return
+    with _native_stderr_hidden():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                os.dup2(saved, 2)
+                captured.seek(0)
+                os.write(2, captured.read())
+                raise
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def release_memory() -> None:
+    """Collect now, e.g. after a variant: a Keras model and its compiled functions hold
+    reference cycles, ~50 MB a variant, freed only when the collector next runs."""
+    gc.collect()
+
+
+def freeze_gc() -> None:
+    """At exit: everything alive dies with the process. Without this, the interpreter's
+    last collections walk millions of TensorFlow/MLflow/Prefect objects (~5 s)."""
+    gc.freeze()

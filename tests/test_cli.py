@@ -1,0 +1,382 @@
+"""The ``variants`` command as a user meets it: mistakes answer at once in a few ``error:``
+lines, a run is quiet and ends on its summary, a report needs no TensorFlow.
+
+Each command runs in a real subprocess. For the checks that must answer before anything
+heavy loads, the subprocess finds stand-ins for TensorFlow, Keras, Prefect and MLflow first
+on its path, which stop it with exit code 99 if imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_variants import runtime
+from keras_variants.cli import _verbose_flags_first, error_message
+from keras_variants.errors import DataError
+from keras_variants.progress import SummaryRow, mlflow_ui_lines, progress_line, summary_table
+from tests.helpers import BIN, subprocess_env
+
+HEAVY = ("tensorflow", "keras", "prefect", "mlflow")
+IMPORTED_TOO_EARLY = 99
+
+
+@dataclass
+class Done:
+    code: int
+    lines: list[str]
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture(scope="module")
+def heavy_stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of packages named like the heavy libraries that exit 99 when imported."""
+    root = tmp_path_factory.mktemp("stubs")
+    for name in HEAVY:
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(
+            "import sys\n"
+            f"sys.stderr.write('{name} imported before the checks\\n')\n"
+            f"sys.exit({IMPORTED_TOO_EARLY})\n"
+        )
+    return root
+
+
+def variants(
+    *args: str, cwd: Path, stubs: Path | None = None, timeout: float = 600, **env: str
+) -> Done:
+    environment = subprocess_env(cwd, **env)
+    environment.pop("VARIANTS_DATA_DIR", None)
+    environment.update(env)
+    if stubs is not None:
+        environment["PYTHONPATH"] = str(stubs)
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(BIN / "variants"), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    return Done(done.returncode, lines, time.monotonic() - started)
+
+
+def assert_short_error(done: Done, code: int, *fragments: str) -> None:
+    """A few lines, the first an ``error:`` line with every fragment, no traceback."""
+    assert done.code == code, done.text
+    assert 1 <= len(done.lines) <= 4, done.text
+    assert done.lines[0].startswith("error: "), done.text
+    assert "Traceback" not in done.text
+    for fragment in fragments:
+        assert fragment in done.text
+
+
+def tiny_npz(path: Path) -> Path:
+    """An .npz with the four Keras keys: enough for the checks made before loading."""
+    arrays = {k: np.zeros((2, 2), np.uint8) for k in ("x_train", "x_test")}
+    np.savez(path, **arrays, y_train=np.zeros(2, np.uint8), y_test=np.zeros(2, np.uint8))
+    return path
+
+
+@pytest.fixture
+def only_mnist(tmp_path: Path) -> Path:
+    folder = tmp_path / "only-mnist"
+    folder.mkdir()
+    tiny_npz(folder / "mnist.npz")
+    return folder
+
+
+# --- mistakes: answered before TensorFlow, Keras, Prefect or MLflow load -------------------
+
+
+def test_missing_data_folder(tmp_path: Path, heavy_stubs: Path) -> None:
+    done = variants("run", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 1, "nowhere", "data folder not found (--data-dir)")
+    assert done.seconds < 5
+
+
+def test_empty_data_folder(tmp_path: Path, heavy_stubs: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = variants("run", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 1, "empty: the data folder is empty")
+
+
+def test_folder_lacking_a_file_the_variants_need(
+    tmp_path: Path, heavy_stubs: Path, only_mnist: Path
+) -> None:
+    done = variants("run", cwd=tmp_path, stubs=heavy_stubs, VARIANTS_DATA_DIR=str(only_mnist))
+    assert_short_error(
+        done, 1, "no imdb.npz in the data folder (VARIANTS_DATA_DIR", "it holds mnist.npz"
+    )
+
+
+def test_folder_lacking_a_file_other_variants_need_is_fine(
+    tmp_path: Path, heavy_stubs: Path, only_mnist: Path
+) -> None:
+    """With MNIST variants only, the checks pass; the run then loads Prefect (a stub here)."""
+    done = variants(
+        "run", "--data-dir", str(only_mnist), "--variants", "mnist_dense",
+        cwd=tmp_path, stubs=heavy_stubs,
+    )  # fmt: skip
+    assert done.code == IMPORTED_TOO_EARLY, done.text
+
+
+def test_a_file_that_is_not_an_npz(tmp_path: Path, heavy_stubs: Path, only_mnist: Path) -> None:
+    (only_mnist / "imdb.npz").write_bytes(b"PK\x03\x04 truncated")
+    done = variants("run", "--data-dir", str(only_mnist), cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 1, "imdb.npz: not a valid .npz (zip) archive")
+
+
+def test_no_data_folder_and_no_internet(tmp_path: Path, heavy_stubs: Path) -> None:
+    try:
+        socket.getaddrinfo("storage.googleapis.com", 443)
+        pytest.skip("the Keras download host resolves here: the download would be tried")
+    except OSError:
+        pass
+    done = variants("run", cwd=tmp_path, stubs=heavy_stubs, HOME=str(tmp_path))
+    assert_short_error(done, 1, "no data folder given", "--data-dir DIR")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "--variants", "imdb_foo"], "unknown variant(s) ['imdb_foo']; choose from"),
+        (["run", "--profile", "huge"], "unknown profile 'huge'; choose from full, smoke"),
+        (["run", "--margin", "-1"], "--margin: Input should be greater than or equal to 0"),
+        (["run", "--runner", "spark"], "--runner: Input should be 'threads' or 'dask'"),
+        (["run", "--epochs", "3"], "No such option: --epochs"),
+        (["validate", "--profile", "huge"], "unknown profile 'huge'"),
+        (["nonsense"], "No such command 'nonsense'"),
+    ],
+)
+def test_usage_errors(tmp_path: Path, heavy_stubs: Path, args: list[str], fragment: str) -> None:
+    data = ["--data-dir", str(tmp_path)] if args[0] != "nonsense" else []
+    done = variants(*args, *data, cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 2, fragment, "--help")
+
+
+def test_unknown_model_to_promote(tmp_path: Path, heavy_stubs: Path) -> None:
+    stubs = tmp_path / "stubs"  # MLflow may load (it knows the models), TensorFlow not
+    shutil.copytree(heavy_stubs, stubs, ignore=shutil.ignore_patterns("mlflow"))
+    done = variants("promote", "--model", "cats", cwd=tmp_path, stubs=stubs)
+    assert_short_error(done, 2, "unknown model 'cats'; choose from mnist-classifier")
+    assert done.seconds < 5
+
+
+def test_report_without_a_store(tmp_path: Path, heavy_stubs: Path) -> None:
+    done = variants("report", cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 1, f"no MLflow store at {tmp_path / 'mlflow.db'}")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("flag", ["--verbose", "-v", "--debug"])
+def test_verbose_shows_the_whole_traceback(tmp_path: Path, flag: str) -> None:
+    done = variants("run", "--data-dir", str(tmp_path / "nowhere"), flag, cwd=tmp_path)
+    assert done.code == 1, done.text
+    assert done.lines[0] == "Traceback (most recent call last):"
+    assert "keras_variants.errors.DataError:" in done.text
+    assert done.lines[-1].startswith("error: ") and "data folder not found" in done.lines[-1]
+
+
+def test_no_command_shows_help(tmp_path: Path, heavy_stubs: Path) -> None:
+    done = variants(cwd=tmp_path, stubs=heavy_stubs)
+    assert done.code == 0, done.text
+    assert "Usage: variants" in done.text and "--verbose" in done.text
+
+
+# --- the pieces, directly ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("done", "elapsed", "line"),
+    [
+        (1, 10.0, "1/6 runs done, ~50 s left"),
+        (3, 30.0, "3/6 runs done, ~30 s left"),
+        (5, 50.4, "5/6 runs done, ~10 s left"),
+        (6, 61.6, "6/6 runs done in 62 s"),
+    ],
+)
+def test_progress_line(done: int, elapsed: float, line: str) -> None:
+    assert progress_line(done, 6, elapsed) == line
+
+
+def test_summary_marks_the_best_validation_accuracy_per_data_set() -> None:
+    rows = [
+        SummaryRow("mnist_dense", "mnist", 0.97, 0.98, 0.07, 5, "r1"),
+        SummaryRow("mnist_cnn", "mnist", 0.99, 0.99, 0.03, 4, "r2"),
+        SummaryRow("imdb_dense", "imdb", 0.88, 0.85, 0.30, 4, "r3"),
+        SummaryRow("imdb_l2", "imdb", 0.87, 0.86, 0.35, 6, "r4"),
+    ]
+    lines = summary_table(rows)
+    assert lines[0].split()[:3] == ["variant", "val", "acc"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        "mnist_dense", "mnist_cnn*", "imdb_dense*", "imdb_l2",
+    ]  # fmt: skip
+    assert lines[2].split()[1:] == ["0.9900", "0.9900", "0.0300", "4", "r2"]
+
+
+def test_mlflow_ui_lines() -> None:
+    local = mlflow_ui_lines("sqlite:////w/mlflow.db", {"mnist": "1", "imdb": "2"})
+    assert local == [
+        "MLflow UI: mlflow ui --backend-store-uri sqlite:////w/mlflow.db --host 127.0.0.1 "
+        "--port 5000",
+        "  mnist runs: http://127.0.0.1:5000/#/experiments/1/runs",
+        "  imdb runs: http://127.0.0.1:5000/#/experiments/2/runs",
+    ]
+    server = mlflow_ui_lines("http://mlflow:5000/", {"imdb": "7"})
+    assert server == ["MLflow UI:", "  imdb runs: http://mlflow:5000/#/experiments/7/runs"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "--debug", "--profile", "smoke"], ["--debug", "run", "--profile", "smoke"]),
+        (["-v", "report"], ["-v", "report"]),
+        (["predict", "--", "-v"], ["predict", "--", "-v"]),  # after --, an input
+    ],
+)
+def test_verbose_flags_move_to_the_front(argv: list[str], expected: list[str]) -> None:
+    assert _verbose_flags_first(argv) == expected
+
+
+def test_error_message_finds_our_error_inside_a_wrapper() -> None:
+    try:
+        try:
+            raise DataError("imdb.npz", "x_train", "row 3 is not a list")
+        except DataError as inner:
+            raise RuntimeError("task failed") from inner
+    except RuntimeError as outer:
+        assert error_message(outer) == "imdb.npz: x_train: row 3 is not a list"
+    assert error_message(ValueError("boom")).startswith("unexpected ValueError: boom")
+    full = OSError(28, "No space left on device", "/m/model.keras")
+    assert error_message(full).startswith("no space left on the device writing /m/model.keras")
+
+
+def _record(name: str, level: int, message: str, exc: BaseException | None = None):
+    exc_info = (type(exc), exc, None) if exc else None
+    return logging.LogRecord(name, level, __file__, 1, message, None, exc_info)
+
+
+@pytest.mark.parametrize(
+    ("record", "shown"),
+    [
+        (_record("prefect.task_runs", logging.INFO, "mnist_dense epoch 1/5: loss 0.2"), True),
+        (_record("prefect.flow_runs", logging.INFO, "3/6 runs done, ~40 s left"), True),
+        (_record("prefect.task_runs", logging.INFO, "Finished in state Completed()"), False),
+        (_record("prefect.task_runs", logging.ERROR, "Finished in state Failed('x')"), False),
+        (
+            _record("prefect.task_runs", logging.ERROR, "failed", DataError("a.npz", None, "bad")),
+            False,
+        ),
+        (_record("prefect.flow_runs", logging.ERROR, "failed", KeyboardInterrupt()), False),
+        (_record("prefect.task_runs", logging.ERROR, "failed: ValueError", ValueError("x")), True),
+        (_record("great_expectations.data_context", logging.INFO, "Created temporary dir"), False),
+        (_record("tensorflow", logging.WARNING, "triggered tf.function retracing"), False),
+        (_record("py.warnings", logging.WARNING, "UserWarning: Decorate your function"), False),
+        (_record("prefect", logging.INFO, "Stopping temporary server"), False),
+        (_record("prefect.client", logging.WARNING, "retrying"), True),
+    ],
+)
+def test_quiet_console(record: logging.LogRecord, shown: bool) -> None:
+    assert runtime.QuietConsole().filter(record) is shown
+    assert record.exc_info is None or not shown  # a shown error loses its traceback
+
+
+# --- whole runs -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quiet_run(data_slices: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Done]:
+    """One quiet smoke run of two variants through the command, in its own folder."""
+    workdir = tmp_path_factory.mktemp("cli-run")
+    done = variants(
+        "run", "--profile", "smoke", "--data-dir", str(data_slices),
+        "--variants", "mnist_dense,imdb_reduced", cwd=workdir,
+    )  # fmt: skip
+    return workdir, done
+
+
+NOISE = [
+    "oneDNN",  # TensorFlow's C++ banner
+    "absl::InitializeLog",
+    "NodeDef mentions attribute",
+    "tf.function retracing",
+    "Created temporary directory",  # Great Expectations
+    "Creating initial MLflow database",
+    "alembic",
+    "Starting temporary server",  # Prefect
+    "Stopping temporary server",
+    "Finished in state",
+    "Warning",
+    "Traceback",
+]
+
+
+@pytest.mark.slow
+def test_a_run_is_quiet_and_ends_on_its_summary(quiet_run: tuple[Path, Done]) -> None:
+    workdir, done = quiet_run
+    assert done.code == 0, done.text
+    for noise in NOISE:
+        assert noise not in done.text, noise
+    assert "2/2 runs done in" in done.text
+    assert any("mnist_dense epoch 2/2" in line for line in done.lines)
+    header = done.lines.index(next(line for line in done.lines if line.startswith("variant ")))
+    tail = done.lines[header:]
+    assert [line.split()[0] for line in tail[1:3]] == ["mnist_dense*", "imdb_reduced*"]
+    assert tail[3].startswith("* best validation accuracy")
+    assert tail[4].startswith("mnist-classifier v1: promoted to champion")
+    assert tail[5].startswith("imdb-sentiment v1: promoted to champion")
+    assert tail[6] == f"report: {workdir}/reports/" + tail[6].split("/reports/")[1]
+    assert tail[7].startswith(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{workdir}")
+    assert [line.split()[0] for line in tail[8:]] == ["mnist", "imdb"]
+    assert all(line.endswith("/runs") and "/#/experiments/" in line for line in tail[8:])
+    assert len(tail) == 10
+
+
+@pytest.mark.slow
+def test_report_needs_neither_tensorflow_nor_prefect(
+    quiet_run: tuple[Path, Done], heavy_stubs: Path
+) -> None:
+    workdir, first = quiet_run
+    assert first.code == 0, first.text
+    stubs = workdir / "stubs"  # MLflow is what the report is read from
+    shutil.copytree(heavy_stubs, stubs, ignore=shutil.ignore_patterns("mlflow"), dirs_exist_ok=True)
+    done = variants("report", cwd=workdir, stubs=stubs)
+    assert done.code == 0, done.text
+    assert done.lines == [f"report: {first.lines[-4].removeprefix('report: ')}"]
+    assert done.seconds < 15  # ~3 s on an idle two-core machine; generous under load
+
+
+@pytest.mark.slow
+def test_a_bad_file_found_while_loading_is_one_error_line(
+    data_slices: Path, tmp_path: Path
+) -> None:
+    """A file that opens but holds a broken review: found inside the flow, still no
+    traceback, no Prefect failure lines, the error line last."""
+    folder = Path(shutil.copytree(data_slices, tmp_path / "data"))
+    with np.load(folder / "imdb.npz", allow_pickle=True) as npz:  # trusted: our own slices
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["x_train"][3] = "not a review"
+    np.savez(folder / "imdb.npz", **arrays)
+    done = variants("run", "--profile", "smoke", "--data-dir", str(folder), cwd=tmp_path)
+    assert done.code == 1, done.text
+    assert "Traceback" not in done.text and "Finished in state" not in done.text
+    assert done.lines[-1] == (
+        "error: imdb.npz: x_train: row 3 is not a list of word ranks "
+        "(could not convert string to float: 'n'). Re-create the file."
+    )
+    assert len(done.lines) <= 4, done.text
