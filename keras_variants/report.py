@@ -66,7 +66,9 @@ def mlflow_ui_for(tracking_uri: str) -> str:
 
 
 def run_page(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
-    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page in the MLflow UI, in its "Model training" view: MLflow 3.17's UI opens
+    in its GenAI view unless the link (or the user's last choice) says otherwise."""
+    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def about_run(record: PipelineRecord) -> dict[str, str]:

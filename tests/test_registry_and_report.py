@@ -102,6 +102,7 @@ def test_report_header_names_date_profile_seed_data_and_runs(
         assert digest == hashlib.sha256((data_slices / file).read_bytes()).hexdigest()
     assert report.runs == {
         d: f"http://127.0.0.1:5000/#/experiments/{info.experiment_id}/runs/{info.run_id}"
+        "?workflowType=machine_learning"
         for d, info in parents.items()
     }
     html = smoke_run.report.read_text()

@@ -70,5 +70,7 @@ def test_report_page_loads_every_plot_without_errors(smoke_run, browser) -> None
     assert sorted(text for text, _ in links) == ["imdb", "mnist"]
     for dataset, href in links:
         assert href.startswith("http://127.0.0.1:5000/#/experiments/")
-        assert href.endswith(f"/runs/{smoke_run.parent_run_ids[dataset]}")
+        assert href.endswith(
+            f"/runs/{smoke_run.parent_run_ids[dataset]}?workflowType=machine_learning"
+        )
     page.close()
