@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +81,11 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
     # The inputs are checked here, so that a bad one gets one short sentence rather than
     # MLflow's type-hint error, which lists the offending values.
     _skip_type_hint_validation = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "predict" in cls.__dict__:  # tell MLflow the checks exist, or it suggests its own
+            cls.predict._is_pyfunc = True  # type: ignore[attr-defined]
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import keras
@@ -256,9 +260,7 @@ class _MlflowNotices(logging.Filter):
 
 
 def quiet_mlflow_notices() -> None:
-    """Install the filters (again is harmless). Global on purpose: ``catch_warnings`` is
-    not thread-safe, and models are saved and loaded from several threads at once."""
-    warnings.filterwarnings("ignore", ".*Decorate your function", UserWarning)  # coloured
+    """Install the filter (again is harmless), and no progress bars for model loading."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # per model load
     for name in ("mlflow.pyfunc", "mlflow.models.signature", "mlflow.models.model"):
         logger = logging.getLogger(name)

@@ -37,8 +37,9 @@ def is_local_store(tracking_uri: str) -> bool:
     return not tracking_uri.startswith(("http://", "https://", "databricks"))
 
 
-# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says otherwise;
-# with it, the experiment opens on its training runs.
+# Marks the experiments as model training for MLflow 3's UI (it then lists "Training
+# runs"). The UI of 3.17 still opens on its GenAI overview unless the link carries
+# ``?workflowType=machine_learning``, which every link this tool prints does.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
