@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
+from keras_variants.findings import (
+    Group,
+    findings_for,
+    groups,
+    lecture_verdicts,
+    sweep_findings,
+    verdict_row,
+)
 from keras_variants.runs import PipelineRecord, VariantRecord
 
-BASELINE = {"imdb": "imdb_dense", "mnist": "mnist_dense"}
 # Where the README's `mlflow ui ... --port 5000` serves the UI; a tracking server serves its own.
 MLFLOW_UI = "http://127.0.0.1:5000"
 OVERFIT_GAP = "val_loss_minus_train_loss"
@@ -41,18 +50,51 @@ class Report:
     about: dict[str, str] = field(default_factory=dict)  # "date", "profile", "seed" -> text
     fingerprints: dict[str, str] = field(default_factory=dict)  # data file -> SHA-256
     runs: dict[str, str] = field(default_factory=dict)  # data set -> MLflow UI page of its run
+    claims: list[dict[str, str]] = field(default_factory=list)  # findings.verdict_row
+    sweeps: list[str] = field(default_factory=list)  # a sentence per swept variant
 
 
-def variant_row(record: VariantRecord) -> dict[str, object]:
+CLAIMS_INTRO = (
+    "Each claim is decided by the mean difference of its measure between two variants, "
+    "paired by seed, and the 95% t-interval of that mean: holds when the interval lies on "
+    "the claimed side of zero, does not hold when it lies on the other side (or the "
+    "variants never differ), inconclusive when it spans zero or fewer than 3 seeds pair up."
+)
+SPREAD = "spread"  # row key: measure -> standard deviation across seeds
+CLAIM_COLUMNS = [
+    ("claim", "claim"),
+    ("measure (paired by seed)", "measure"),
+    ("mean difference", "difference"),
+    ("95% interval", "interval"),
+    ("seeds", "seeds"),
+    ("verdict", "verdict"),
+    ("why", "why"),
+]
+
+
+def variant_row(record: VariantRecord, group: Group | None = None) -> dict[str, object]:
+    """A table row; for a group of seeds, ``record`` is their mean and the row carries the
+    standard deviations and the number of seeds."""
     curves = record.curves
     gap = curves["val/loss"][-1] - curves["train/loss"][-1] if curves["val/loss"] else None
-    return {
+    row: dict[str, object] = {}
+    if group is not None and group.seeds > 1:
+        spread = {k: float(np.asarray(v)) for k, v in group.spread.items() if np.ndim(v) == 0}
+        gaps = [r.curves["val/loss"][-1] - r.curves["train/loss"][-1] for r in group.runs]
+        spread[OVERFIT_GAP] = float(np.std(gaps, ddof=1))
+        row = {SPREAD: spread, "seeds": group.seeds}
+    return row | {
         "variant": record.variant,
         "parameters": int(record.params.get("parameter_count", 0)),
         "test/accuracy": record.metrics.get("test/accuracy"),
         "test/loss": record.metrics.get("test/loss"),
         "test/auc": record.metrics.get("test/auc"),
-        "validation_loss_min_epoch": int(record.metrics.get("validation_loss_min_epoch", 0)),
+        # A mean over seeds is shown as it is; one run's epoch is a whole number.
+        "validation_loss_min_epoch": (
+            record.metrics.get("validation_loss_min_epoch", 0)
+            if row
+            else int(record.metrics.get("validation_loss_min_epoch", 0))
+        ),
         OVERFIT_GAP: gap,
         "training_seconds": record.metrics.get("training_seconds"),
     }
@@ -102,51 +144,22 @@ def data_fingerprints(record: PipelineRecord) -> dict[str, str]:
     )
 
 
-def _trend(record: VariantRecord) -> str:
-    epoch = int(record.metrics["validation_loss_min_epoch"])
-    epochs = len(record.curves["val/loss"])
-    if epoch < epochs:
-        return f"starts to overfit after epoch {epoch} of {epochs}"
-    return f"was still improving at its last epoch ({epochs})"
-
-
-def findings_for(dataset: str, records: list[VariantRecord]) -> list[str]:
-    """Sentences derived from the metrics: where each variant starts to overfit, who wins."""
-    if not records:
-        return []
-    lines = []
-    by_name = {r.variant: r for r in records}
-    baseline = by_name.get(BASELINE[dataset])
-    for r in records:
-        line = f"{r.variant} {_trend(r)} (lowest validation loss {min(r.curves['val/loss']):.4f})"
-        if baseline is not None and r is not baseline:
-            delta = r.curves["val/loss"][-1] - baseline.curves["val/loss"][-1]
-            line += (
-                f"; {baseline.variant} {_trend(baseline)}, and its final "
-                f"validation loss is {abs(delta):.4f} {'higher' if delta < 0 else 'lower'}"
-            )
-        lines.append(line + ".")
-    best_val = max(records, key=lambda r: r.metrics.get("val/accuracy", 0.0))
-    best_test = max(records, key=lambda r: r.metrics.get("test/accuracy", 0.0))
-    lines.append(
-        f"Best on validation accuracy: {best_val.variant} "
-        f"({best_val.metrics['val/accuracy']:.4f}); best test accuracy: {best_test.variant} "
-        f"({best_test.metrics['test/accuracy']:.4f})."
-    )
-    return lines
-
-
 def build_report(
     record: PipelineRecord, decisions: list[str] | None = None, mlflow_ui: str = MLFLOW_UI
 ) -> Report:
-    """The report of one pipeline run; ``mlflow_ui`` is where its run links point."""
-    tables = {d: [variant_row(r) for r in rs] for d, rs in record.variants.items()}
-    findings = {d: findings_for(d, rs) for d, rs in record.variants.items()}
+    """The report of one pipeline run; ``mlflow_ui`` is where its run links point. Runs of
+    one variant (or sweep point) on several seeds are shown as their mean, with the
+    spread across seeds."""
+    grouped = {d: groups(rs) for d, rs in record.variants.items()}
+    everything = [r for rs in record.variants.values() for r in rs]
     return Report(
         title=f"keras-variants pipeline {record.pipeline_id}",
-        tables=tables,
-        findings=findings,
-        figures=figures(record),
+        tables={d: [variant_row(g.mean, g) for g in gs] for d, gs in grouped.items()},
+        findings={
+            d: findings_for(d, [g.mean for g in gs]) + sweep_findings(record.variants[d])
+            for d, gs in grouped.items()
+        },
+        figures=figures(grouped),
         decisions=list(decisions or []),
         about=about_run(record),
         fingerprints=data_fingerprints(record),
@@ -155,11 +168,23 @@ def build_report(
             for dataset, run_id in record.parents.items()
             if dataset in record.experiments
         },
+        claims=[verdict_row(d) for d in lecture_verdicts(everything)],
     )
 
 
-def figures(record: PipelineRecord) -> dict[str, bytes]:
-    """The lecture's plots as PNG bytes."""
+def _curve(ax, group: Group, key: str, style: str, label: str) -> None:
+    """The (mean) curve, with a band of one standard deviation across seeds if several."""
+    values = np.asarray(group.mean.curves[key])
+    epochs = np.arange(1, len(values) + 1)
+    (line,) = ax.plot(epochs, values, style, label=label, markersize=3)
+    if group.seeds > 1:
+        spread = group.spread[key]
+        ax.fill_between(epochs, values - spread, values + spread, alpha=0.2,
+                        color=line.get_color(), linewidth=0)  # fmt: skip
+
+
+def figures(grouped: dict[str, list[Group]]) -> dict[str, bytes]:
+    """The lecture's plots as PNG bytes: mean curves, bands across seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,37 +192,40 @@ def figures(record: PipelineRecord) -> dict[str, bytes]:
     from matplotlib.ticker import MaxNLocator
 
     out: dict[str, bytes] = {}
-    imdb = {r.variant: r for r in record.variants.get("imdb", [])}
+    seeds = max((g.seeds for gs in grouped.values() for g in gs), default=1)
+    band = f" (mean of {seeds} seeds, band: 1 sd)" if seeds > 1 else ""
+    imdb = {g.label: g for g in grouped.get("imdb", [])}
     if "imdb_dense" in imdb and len(imdb) > 1:
         others = [v for v in imdb if v != "imdb_dense"]
         fig, axes = plt.subplots(1, len(others), figsize=(5 * len(others), 3.6), squeeze=False)
         for ax, name in zip(axes[0], others, strict=True):
-            for variant, style in (("imdb_dense", "o--"), (name, "s-")):
-                losses = imdb[variant].curves["val/loss"]
-                ax.plot(range(1, len(losses) + 1), losses, style, label=variant, markersize=3)
+            for label, style in (("imdb_dense", "o--"), (name, "s-")):
+                _curve(ax, imdb[label], "val/loss", style, label)
             ax.set(title=f"original vs {name}", xlabel="epoch", ylabel="validation loss")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()
+        fig.suptitle(f"IMDb validation loss{band}")
         out["imdb_validation_loss.png"] = _png(fig)
-    for dataset, records in record.variants.items():
-        if not records:
+    for dataset, gs in grouped.items():
+        if not gs:
             continue
-        fig, axes = plt.subplots(1, len(records), figsize=(4 * len(records), 3.4), squeeze=False)
-        for ax, r in zip(axes[0], records, strict=True):
-            epochs = range(1, len(r.curves["train/loss"]) + 1)
-            ax.plot(epochs, r.curves["train/loss"], "o-", label="training", markersize=3)
-            ax.plot(epochs, r.curves["val/loss"], "s-", label="validation", markersize=3)
-            ax.set(title=r.variant, xlabel="epoch", ylabel="loss")
+        fig, axes = plt.subplots(1, len(gs), figsize=(4 * len(gs), 3.4), squeeze=False)
+        for ax, g in zip(axes[0], gs, strict=True):
+            _curve(ax, g, "train/loss", "o-", "training")
+            _curve(ax, g, "val/loss", "s-", "validation")
+            ax.set(title=g.label, xlabel="epoch", ylabel="loss")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()
+        if band:
+            fig.suptitle(f"{dataset}: training vs validation loss{band}")
         out[f"{dataset}_training_vs_validation.png"] = _png(fig)
-    mnist = record.variants.get("mnist", [])
+    mnist = grouped.get("mnist", [])
     if len(mnist) > 1:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for r in mnist:
+        for g in mnist:
             for ax, key in zip(axes, ("val/accuracy", "val/loss"), strict=True):
-                ax.plot(range(1, len(r.curves[key]) + 1), r.curves[key], "o-", label=r.variant)
-                ax.set(title=f"MNIST {key}", xlabel="epoch")
+                _curve(ax, g, key, "o-", g.label)
+                ax.set(title=f"MNIST {key}{band}", xlabel="epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.legend()
         out["mnist_dense_vs_cnn.png"] = _png(fig)
@@ -214,16 +242,38 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def _row_cell(row: dict[str, object], key: str) -> str:
+    """A table cell; with several seeds, the mean and the standard deviation across them."""
+    text = _cell(row.get(key), key)
+    spread = row.get(SPREAD, {}).get(key)  # type: ignore[union-attr]
+    if spread is None or row.get(key) is None:
+        return text
+    return f"{text} ± {_cell(spread, key).lstrip('+')}"
+
+
+def _columns(rows: list[dict[str, object]]) -> list[tuple[str, str]]:
+    """The table's columns, with the number of seeds when any row has several."""
+    if any("seeds" in row for row in rows):
+        return [*COLUMNS[:1], ("seeds", "seeds"), *COLUMNS[1:]]
+    return COLUMNS
+
+
 def _cell(value: object, key: str = "") -> str:
     if value is None:
         return "-"
-    if key == "training_seconds":
+    if key == "training_seconds" or (
+        key == "validation_loss_min_epoch" and isinstance(value, float)
+    ):
         return f"{value:.1f}"
     if key == OVERFIT_GAP:
         return f"{value:+.4f}"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
+
+
+def _verdict(text: str) -> str:
+    return f"**{text}**"
 
 
 def _png_uri(png: bytes) -> str:
@@ -240,11 +290,22 @@ def to_markdown(report: Report, embed_images: bool = True) -> str:
         links = ", ".join(f"[{dataset}]({url})" for dataset, url in report.runs.items())
         lines.append(f"- **MLflow runs**: {links}")
     lines.append("")
+    if report.claims:
+        lines += ["## Lecture claims", "", CLAIMS_INTRO, ""]
+        lines.append("| " + " | ".join(h for h, _ in CLAIM_COLUMNS) + " |")
+        lines.append("|" + " --- |" * len(CLAIM_COLUMNS))
+        lines += [
+            "| " + " | ".join(_verdict(row[k]) if k == "verdict" else row[k]
+                             for _, k in CLAIM_COLUMNS) + " |"
+            for row in report.claims
+        ]  # fmt: skip
+        lines.append("")
     for dataset, rows in report.tables.items():
         lines += [f"## {dataset}", ""]
-        lines.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
-        lines.append("|" + " --- |" * len(COLUMNS))
-        lines += ["| " + " | ".join(_cell(row[k], k) for _, k in COLUMNS) + " |" for row in rows]
+        columns = _columns(rows)
+        lines.append("| " + " | ".join(h for h, _ in columns) + " |")
+        lines.append("|" + " --- |" * len(columns))
+        lines += ["| " + " | ".join(_row_cell(row, k) for _, k in columns) + " |" for row in rows]
         lines += ["", *(f"- {f}" for f in report.findings.get(dataset, [])), ""]
         lines += [
             f"![{name}]({_png_uri(png) if embed_images else name})"
@@ -265,7 +326,7 @@ def to_html(report: Report) -> str:
         "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}",
         "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;",
         "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
-        "td:first-child{text-align:left}",
+        "td:first-child,td.text{text-align:left}",
         "img{max-width:100%;margin:.5rem 0}dl{display:grid;grid-template-columns:auto 1fr;",
         "gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1><dl>",
@@ -285,12 +346,26 @@ def to_html(report: Report) -> str:
         )
         parts.append(f"<dt>MLflow runs</dt><dd>{links}</dd>")
     parts.append("</dl>")
+    if report.claims:
+        parts.append(f"<h2>Lecture claims</h2><p>{html.escape(CLAIMS_INTRO)}</p><table><tr>")
+        parts += [f"<th>{html.escape(h)}</th>" for h, _ in CLAIM_COLUMNS]
+        parts.append("</tr>")
+        for row in report.claims:
+            cells = "".join(
+                f"<td class='{'verdict' if k == 'verdict' else 'text'}'>"
+                + (f"<b>{html.escape(row[k])}</b>" if k == "verdict" else html.escape(row[k]))
+                + "</td>"
+                for _, k in CLAIM_COLUMNS
+            )
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
     for dataset, rows in report.tables.items():
         parts.append(f"<h2>{html.escape(dataset)}</h2><table><tr>")
-        parts += [f"<th>{html.escape(h)}</th>" for h, _ in COLUMNS]
+        columns = _columns(rows)
+        parts += [f"<th>{html.escape(h)}</th>" for h, _ in columns]
         parts.append("</tr>")
         for row in rows:
-            cells = "".join(f"<td>{html.escape(_cell(row[k], k))}</td>" for _, k in COLUMNS)
+            cells = "".join(f"<td>{html.escape(_row_cell(row, k))}</td>" for _, k in columns)
             parts.append(f"<tr>{cells}</tr>")
         parts.append("</table><ul>")
         parts += [f"<li>{html.escape(f)}</li>" for f in report.findings.get(dataset, [])]

@@ -22,6 +22,15 @@ class VariantRecord:
     tags: dict[str, str]
     curves: dict[str, list[float]]  # "val/loss" -> one value per epoch
 
+    @property
+    def label(self) -> str:
+        """The variant plus its sweep values (study.point_label), e.g. "imdb_l2 l2:0.01"."""
+        return self.tags.get("label", self.variant)
+
+    @property
+    def seed(self) -> int:
+        return int(self.params.get("seed", 0))
+
 
 @dataclass(frozen=True)
 class PipelineRecord:
