@@ -12,6 +12,7 @@ function taking the shared options below.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -74,10 +75,31 @@ VariantsOption = Annotated[
     typer.Option("--variants", help="Comma-separated variant names (default: all six)."),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling, splits.")]
+SeedsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        help="Train every variant once per seed: a count (5 means seeds 0-4) or a list (0,3,7).",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Sweep a setting, e.g. imdb_dropout.dropout=0.2,0.5 (repeatable; every "
+        "combination runs).",
+    ),
+]
+StudyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--study", help="A named study: 'lecture' (its claims, 5 seeds, dropout 0.2/0.5)."
+    ),
+]
 
 
 # Config fields whose option is not simply "--" + the field name with dashes.
-OPTION_OF_FIELD = {"promotion_margin": "--margin"}
+OPTION_OF_FIELD = {"promotion_margin": "--margin", "sweeps": "--set"}
 
 
 def _config(
@@ -153,6 +175,9 @@ def run(
     variants: VariantsOption = None,
     tracking_uri: TrackingOption = None,
     seed: SeedOption = 0,
+    seeds: SeedsOption = None,
+    sweep: SetOption = None,
+    study: StudyOption = None,
     runner: Annotated[
         str, typer.Option("--runner", help="Run variant tasks on 'threads' here or on 'dask'.")
     ] = "threads",
@@ -170,7 +195,7 @@ def run(
     ] = 2,
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
-    overrides = _variant_overrides(variants, seed) | {
+    overrides = _study_overrides(variants, seed, seeds, sweep, study) | {
         "runner": runner,
         "dask_address": dask_address,
         "promotion_margin": margin,
@@ -199,23 +224,31 @@ def run(
         typer.echo(line)
 
 
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
 def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
     """The run's last lines: the variants, the registry decisions, the report, the UI."""
     from keras_variants.progress import SummaryRow, mlflow_ui_lines, summary_table
     from keras_variants.store import client_for
 
     client = client_for(config)
+    by_label: dict[str, list] = {}
+    for outcome in result.outcomes:
+        by_label.setdefault(outcome.label, []).append(outcome)
     rows = [
-        SummaryRow(
-            variant=name,
-            dataset=outcome.dataset,
-            validation_accuracy=client.get_run(outcome.run_id).data.metrics["val/accuracy"],
-            test_accuracy=outcome.test_metrics["test/accuracy"],
-            test_loss=outcome.test_metrics["test/loss"],
-            validation_loss_min_epoch=outcome.validation_loss_min_epoch,
-            run_id=outcome.run_id,
+        SummaryRow(  # the mean over seeds, when there are several
+            variant=label,
+            dataset=runs[0].dataset,
+            validation_accuracy=_mean(o.validation_accuracy for o in runs),
+            test_accuracy=_mean(o.test_metrics["test/accuracy"] for o in runs),
+            test_loss=_mean(o.test_metrics["test/loss"] for o in runs),
+            validation_loss_min_epoch=round(_mean(o.validation_loss_min_epoch for o in runs)),
+            run_id=runs[0].run_id if len(runs) == 1 else f"mean of {len(runs)} seeds",
         )
-        for name, outcome in result.variants.items()
+        for label, runs in by_label.items()
     ]
     experiments = {
         dataset: client.get_run(run_id).info.experiment_id
@@ -367,10 +400,14 @@ def serve(
     variants: VariantsOption = None,
     tracking_uri: TrackingOption = None,
     seed: SeedOption = 0,
+    seeds: SeedsOption = None,
+    sweep: SetOption = None,
+    study: StudyOption = None,
 ) -> None:
     """Serve the pipeline as a Prefect deployment on a cron schedule (needs a Prefect
     server: see the README). Runs until stopped with Ctrl-C."""
-    config = _config(profile, data_dir, tracking_uri, **_variant_overrides(variants, seed))
+    overrides = _study_overrides(variants, seed, seeds, sweep, study)
+    config = _config(profile, data_dir, tracking_uri, **overrides)
     _check_data(ctx, config)
     runtime.start_prefect(early_server=False)
     from prefect.settings import get_current_settings
@@ -391,6 +428,44 @@ def serve(
         parameters={"config": config.model_dump(mode="json")},
         description=f"keras-variants pipeline, profile {profile}, on '{cron}'",
     )
+
+
+def _study_overrides(
+    variants: str | None,
+    seed: int,
+    seeds: str | None,
+    sweeps: list[str] | None,
+    study: str | None,
+) -> dict[str, object]:
+    """Seeds, variants and sweeps from --seed/--seeds, --variants, --set and --study: a
+    named study's settings, each replaced by the options given with it."""
+    from keras_variants.config import STUDIES
+    from keras_variants.errors import ConfigError
+    from keras_variants.study import parse_seeds, parse_sweeps
+
+    overrides = _variant_overrides(variants, seed)
+    try:
+        if study is not None:
+            if study not in STUDIES:
+                raise typer.BadParameter(
+                    f"unknown study {study!r}; choose from {', '.join(STUDIES)}",
+                    param_hint="--study",
+                )
+            named = STUDIES[study]
+            overrides = {"seed": named.seeds[0], "variants": named.variants} | overrides
+            selected = overrides["variants"]
+            overrides["seeds"] = named.seeds
+            overrides["sweeps"] = {v: grid for v, grid in named.sweeps.items() if v in selected}
+            del overrides["seed"]
+        if seeds is not None:
+            overrides.pop("seed", None)
+            overrides["seeds"] = parse_seeds(seeds)
+        if sweeps:
+            overrides["sweeps"] = dict(overrides.get("sweeps", {})) | parse_sweeps(sweeps)
+    except ConfigError as exc:
+        option = "--seeds" if str(exc).startswith("--seeds") else "--set"
+        raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint=option) from None
+    return overrides
 
 
 def _variant_overrides(variants: str | None, seed: int) -> dict[str, object]:

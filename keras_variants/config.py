@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -223,6 +224,16 @@ class PipelineConfig(_Frozen):
         if unknown or not names:
             raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
         return names
+
+    @field_validator("sweeps")
+    @classmethod
+    def _sweeps_of_selected_variants(cls, sweeps: dict, info: ValidationInfo) -> dict:
+        unselected = sorted(set(sweeps) - set(info.data.get("variants", ())))
+        if unselected:
+            raise ValueError(
+                f"{', '.join(unselected)} is swept but not selected; add it to --variants"
+            )
+        return sweeps
 
     @property
     def seed(self) -> int:
