@@ -4,10 +4,14 @@ lecture claims' verdicts on small hand-made metric tables."""
 from __future__ import annotations
 
 import math
+import subprocess
+import time
 
 import pytest
 
 from keras_variants.errors import ConfigError
+from keras_variants.registry import select_challenger
+from keras_variants.runs import VariantRecord
 from keras_variants.study import (
     LECTURE_CLAIMS,
     Claim,
@@ -18,6 +22,7 @@ from keras_variants.study import (
     summarize,
     trials,
 )
+from tests.helpers import BIN
 
 
 @pytest.mark.parametrize(
@@ -153,3 +158,92 @@ def test_the_lecture_claims_name_the_lecture_variants() -> None:
     assert [c.number for c in LECTURE_CLAIMS] == ["1", "2a", "2b", "3", "4a", "4b", "5"]
     names = {"imdb_dense", "imdb_reduced", "imdb_l2", "imdb_dropout", "mnist_dense", "mnist_cnn"}
     assert {c.subject for c in LECTURE_CLAIMS} | {c.baseline for c in LECTURE_CLAIMS} == names
+
+
+def _record(label: str, seed: int, val_accuracy: float) -> VariantRecord:
+    variant = label.split()[0]
+    return VariantRecord(
+        variant=variant,
+        dataset="imdb",
+        run_id=f"{label}-{seed}",
+        params={"seed": str(seed)},
+        metrics={"val/accuracy": val_accuracy},
+        tags={"label": label},
+        curves={},
+    )
+
+
+def test_challenger_is_the_best_mean_then_its_best_seed() -> None:
+    records = [
+        _record("imdb_dense", 0, 0.90),  # the best single run ...
+        _record("imdb_dense", 1, 0.80),
+        _record("imdb_dense", 2, 0.80),
+        _record("imdb_l2", 0, 0.86),  # ... but imdb_l2 is better on average
+        _record("imdb_l2", 1, 0.88),
+        _record("imdb_l2", 2, 0.85),
+    ]
+    assert select_challenger(records).run_id == "imdb_l2-1"
+    assert select_challenger(records[:1]).run_id == "imdb_dense-0"
+
+
+def test_a_bad_set_fails_in_one_line_before_anything_starts(tmp_path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(BIN / "variants"), "run", "--set", "imdb_l2.l2=big", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert time.monotonic() - started < 3
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "error: Invalid value for --set: l2='big' is not valid (input should be a valid number, "
+        "unable to parse string as a number) (see 'variants run --help')"
+    ]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_three_seed_smoke_study_logs_every_trial_and_the_aggregates(
+    prefect_server, data_slices, tmp_path
+) -> None:
+    from flows.pipeline import pipeline
+    from keras_variants.config import build_config
+    from keras_variants.store import client_for
+
+    config = build_config(
+        profile="smoke",
+        data_dir=data_slices,
+        workdir=tmp_path,
+        variants=("imdb_dense", "imdb_dropout"),
+        seeds=(0, 1, 2),
+        sweeps={"imdb_dropout": {"dropout": (0.2, 0.5)}},
+        promote=False,
+    )
+    result = pipeline(config)
+    client = client_for(config)
+    parent = client.get_run(result.parent_run_ids["imdb"])
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    names = sorted(c.info.run_name for c in children)
+    assert names == sorted(
+        f"{label} seed {seed}"
+        for label in ("imdb_dense", "imdb_dropout dropout:0.2", "imdb_dropout")
+        for seed in (0, 1, 2)
+    )
+    assert {c.data.params["seed"] for c in children} == {"0", "1", "2"}
+    assert {c.data.params["dropout"] for c in children} == {"0.0", "0.2", "0.5"}
+    metrics = parent.data.metrics
+    for label in ("imdb_dense", "imdb_dropout dropout:0.2", "imdb_dropout"):
+        accuracies = [
+            c.data.metrics["test/accuracy"] for c in children if c.data.tags["label"] == label
+        ]
+        summary = summarize(accuracies)
+        assert metrics[f"{label}/test/accuracy/mean"] == pytest.approx(summary.mean)
+        assert metrics[f"{label}/test/accuracy/std"] == pytest.approx(summary.std)
+        assert metrics[f"{label}/test/accuracy/ci95_low"] == pytest.approx(summary.low)
+        assert metrics[f"{label}/test/accuracy/n"] == 3
+        for measure in ("val/loss_min", "validation_loss_min_epoch", "val/loss_last"):
+            assert f"{label}/{measure}/ci95_high" in metrics
+    html = result.report.read_text()
+    assert "Lecture claims" in html and "4a. Dropout is slightly better" in html
+    assert "imdb_dropout: the best lowest validation loss came with" in html
