@@ -193,9 +193,18 @@ def run(
     max_parallel: Annotated[
         int, typer.Option("--max-parallel", min=1, help="Variants trained at the same time.")
     ] = 2,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Retrain every variant, even one an earlier run trained with the same data, "
+            "code, settings, seed and profile (by default its results are reused).",
+        ),
+    ] = False,
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
     overrides = _study_overrides(variants, seed, seeds, sweep, study) | {
+        "force": force,
         "runner": runner,
         "dask_address": dask_address,
         "promotion_margin": margin,
@@ -291,9 +300,8 @@ def report(
 
     client = client_for(config)
     record = load_pipeline(client, run_id)
-    run_ids = {r.run_id for records in record.variants.values() for r in records}
     folder = write_report(
-        build_report(record, registry.decisions_for(client, run_ids)),
+        build_report(record, registry.decisions_for(client, record.run_ids)),
         config.reports_dir,
         record.pipeline_id,
     )

@@ -65,6 +65,11 @@ class VariantConfig(_Frozen):
     learning_rate: float = Field(0.001, gt=0.0)
     epochs: PositiveInt
     batch_size: PositiveInt
+    mc_samples: PositiveInt = Field(
+        30,
+        description="stochastic passes of Monte Carlo dropout at evaluation (variants with "
+        "dropout only); per variant, so a sweep can vary it like any other setting",
+    )
 
 
 class Profile(_Frozen):
@@ -112,7 +117,8 @@ _IMDB = {
     "batch_size": 512,
 }
 
-# The lecture's six models. A new variant is one entry here (plus a builder if it needs one).
+# The lecture's six models, plus opt-in ones (not run unless named with --variants). A new
+# variant is one entry here (plus a builder if it needs one).
 VARIANTS: dict[str, VariantConfig] = {
     v.name: v
     for v in [
@@ -139,8 +145,30 @@ VARIANTS: dict[str, VariantConfig] = {
         VariantConfig(name="imdb_reduced", hidden_units=(4, 4), **_IMDB),
         VariantConfig(name="imdb_l2", hidden_units=(16, 16), l2=0.001, **_IMDB),
         VariantConfig(name="imdb_dropout", hidden_units=(16, 16), dropout=0.5, **_IMDB),
+        # Opt-in: the CNN with Dropout(0.5) after Flatten and after Dense(64), for Gal &
+        # Ghahramani's rotated-digit figure with Monte Carlo dropout.
+        VariantConfig(
+            name="mnist_cnn_dropout",
+            architecture="cnn",
+            input_shape=(28, 28, 1),
+            input_encoding="pixels_image",
+            conv_filters=(32, 64, 64),
+            hidden_units=(64,),
+            dropout=0.5,
+            batch_size=64,
+            **_MNIST,
+        ),
     ]
 }
+# What a run trains when no variants are named: the lecture's six.
+DEFAULT_VARIANTS: tuple[str, ...] = (
+    "mnist_dense",
+    "mnist_cnn",
+    "imdb_dense",
+    "imdb_reduced",
+    "imdb_l2",
+    "imdb_dropout",
+)
 
 PROFILES: dict[str, Profile] = {
     "full": Profile(
@@ -164,7 +192,7 @@ class Study(_Frozen):
     name: str
     description: str
     seeds: tuple[int, ...]
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     sweeps: dict[str, dict[str, tuple[Any, ...]]] = Field(default_factory=dict)
 
 
@@ -188,7 +216,7 @@ class PipelineConfig(_Frozen):
     artifact_root: Path
     reports_dir: Path
     seeds: tuple[NonNegativeInt, ...] = Field((0,), min_length=1, description="one run each")
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     sweeps: dict[str, dict[str, tuple[Any, ...]]] = Field(
         default_factory=dict, description="variant -> field -> values, every combination run"
     )
@@ -207,6 +235,7 @@ class PipelineConfig(_Frozen):
         0.0, ge=0.0, description="test accuracy a challenger must gain over the champion"
     )
     promote: bool = Field(True, description="register and gate the best variant per data set")
+    force: bool = Field(False, description="retrain trials that an earlier run already trained")
 
     @model_validator(mode="before")
     @classmethod

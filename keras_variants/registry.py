@@ -91,10 +91,7 @@ def select_challenger(records: list[VariantRecord]) -> VariantRecord:
 def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
     """Register ``record``'s model as a new version aliased ``challenger``; its version."""
     name = REGISTERED_MODELS[record.dataset]
-    run = client.get_run(record.run_id)
-    if not run.outputs or not run.outputs.model_outputs:
-        raise VariantsError(f"run {record.run_id} ({record.variant}) has no logged model")
-    model_id = run.outputs.model_outputs[0].model_id
+    model_id = _model_id(client, record)
     tags = {
         "variant": record.variant,
         "run_id": record.run_id,
@@ -268,18 +265,45 @@ def gate(
     One promotion of a registered model at a time, across this host's processes.
     """
     name = REGISTERED_MODELS[data.name]
-    scorer = ServedAccuracy(
-        gate_inputs(data, make_splits(data, config.profile, config.seed).test_rows)
-    )
     margin = config.promotion_margin if margin is None else margin
     with promotion_lock(config.tracking_uri, name):
         if challenger is not None:
+            same = _version_of_model(client, name, _model_id(client, challenger))
+            if same is not None:  # a reused run: its model is registered already
+                return _identical(client, name, same)
             version = register_challenger(client, challenger)
         elif version is None:
             version = _alias_version(client, name, "challenger")
             if version is None:
                 raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
+        test_rows = make_splits(data, config.profile, config.seed).test_rows
+        scorer = ServedAccuracy(gate_inputs(data, test_rows))
         return promote(client, name, version, scorer, margin, dry_run, force)
+
+
+def _model_id(client: MlflowClient, record: VariantRecord) -> str:
+    run = client.get_run(record.run_id)
+    if not run.outputs or not run.outputs.model_outputs:
+        raise VariantsError(f"run {record.run_id} ({record.variant}) has no logged model")
+    return run.outputs.model_outputs[0].model_id
+
+
+def _version_of_model(client: MlflowClient, name: str, model_id: str) -> str | None:
+    """The version of ``name`` registered from the logged model ``model_id``, if any."""
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.model_id == model_id:
+            return str(version.version)
+    return None
+
+
+def _identical(client: MlflowClient, name: str, version: str) -> Decision:
+    """The decision for a challenger whose model is version ``version`` already."""
+    if _alias_version(client, name, "champion") == version:
+        state = "the champion"
+    else:
+        earlier = client.get_model_version(name, version).tags.get("promotion.reason", "")
+        state = f"not the champion: {earlier}" if earlier else "not the champion"
+    return Decision(name, version, False, f"identical to v{version} ({state}); nothing registered")
 
 
 def promote(

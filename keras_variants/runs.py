@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from keras_variants.errors import VariantsError
+from keras_variants.reuse import REUSED_FROM_TAG
 from keras_variants.store import TOOL_TAG
 
 CURVES = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
@@ -39,6 +40,15 @@ class PipelineRecord:
     variants: dict[str, list[VariantRecord]] = field(default_factory=dict)  # by data set
     experiments: dict[str, str] = field(default_factory=dict)  # data set -> experiment id
     start_time: int | None = None  # of the earliest parent run, ms since the epoch (UTC)
+
+    @property
+    def run_ids(self) -> set[str]:
+        """Its variant runs, and the earlier runs that reused ones stand for (their models
+        were registered from those)."""
+        records = [r for rs in self.variants.values() for r in rs]
+        return {r.run_id for r in records} | {
+            r.tags[REUSED_FROM_TAG] for r in records if REUSED_FROM_TAG in r.tags
+        }
 
 
 def load_pipeline(client: MlflowClient, run_id: str | None = None) -> PipelineRecord:

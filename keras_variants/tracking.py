@@ -29,6 +29,7 @@ from mlflow.entities import (
     LoggedModelStatus,
     Metric,
     Param,
+    Run,
     RunTag,
 )
 from mlflow.exceptions import MlflowException
@@ -40,6 +41,7 @@ from keras_variants import serving
 from keras_variants.config import PipelineConfig, VariantConfig
 from keras_variants.datasets import IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.errors import ArtifactStoreError, disk_full
+from keras_variants.reuse import REUSED_FROM_TAG, TRIAL_KEY_TAG
 from keras_variants.store import TOOL_TAG, client_for, experiment_id, git_commit, owner_tags
 from keras_variants.study import Trial
 from keras_variants.training import HISTORY_KEYS, Splits, TrainingResult
@@ -117,8 +119,9 @@ def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict
 
 
 @contextmanager
-def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str) -> Iterator[str]:
-    """A child run of ``parent_run_id`` for one trial; yields its run id."""
+def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str, key: str) -> Iterator[str]:
+    """A child run of ``parent_run_id`` for one trial with key ``key`` (reuse.trial_key);
+    yields its run id."""
     parent = client.get_run(parent_run_id)
     inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
     run = client.create_run(
@@ -129,6 +132,7 @@ def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str) -> Itera
             "role": "variant",
             "variant": trial.variant.name,
             "label": trial.label,
+            TRIAL_KEY_TAG: key,
             MLFLOW_PARENT_RUN_ID: parent_run_id,
         },
     )
@@ -139,6 +143,45 @@ def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str) -> Itera
         client.set_terminated(run_id, _end_status(exc))
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def find_reusable(client: MlflowClient, parent_run_id: str, key: str) -> Run | None:
+    """The latest finished run of this trial key in the parent's experiment that trained
+    (not itself a reuse) and logged its model, if any."""
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    candidates = client.search_runs(
+        [experiment],
+        f"tags.`{TRIAL_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    for run in candidates:
+        if REUSED_FROM_TAG not in run.data.tags and run.outputs and run.outputs.model_outputs:
+            return run
+    return None
+
+
+def reuse(client: MlflowClient, run_id: str, earlier: Run) -> dict[str, list[float]]:
+    """Make ``run_id`` stand for ``earlier``, which trained with the same key: its params,
+    metrics, curves and tags, a tag pointing to it, and its logged model as an output.
+    Returns the curves (``"val/loss"`` -> one value per epoch)."""
+    curves = {
+        key: sorted(client.get_metric_history(earlier.info.run_id, key), key=lambda m: m.step)
+        for key in HISTORY_KEYS.values()
+    }
+    stamp = int(time.time() * 1000)
+    metrics = [
+        Metric(m.key, m.value, stamp, m.step) for history in curves.values() for m in history
+    ]
+    metrics += [Metric(k, v, stamp, 0) for k, v in earlier.data.metrics.items() if k not in curves]
+    tags = [RunTag(k, v) for k, v in earlier.data.tags.items() if k.startswith("data.")]
+    tags.append(RunTag(REUSED_FROM_TAG, earlier.info.run_id))
+    client.log_batch(run_id, params=_params(earlier.data.params), tags=tags)
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    model_id = earlier.outputs.model_outputs[0].model_id
+    client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+    return {key: [m.value for m in history] for key, history in curves.items()}
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):

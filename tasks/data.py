@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,7 @@ from prefect.logging import get_run_logger
 from keras_variants.datasets import Dataset, dataset_files, load_dataset, summarize
 from keras_variants.errors import DataValidationError
 from keras_variants.npz import sha256_of
-
-
-def _source_digest(*modules: str) -> str:
-    """SHA-256 of the modules' source files, read without importing them (the checks'
-    modules import Great Expectations, which a cached run never needs)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
-    return digest.hexdigest()
+from keras_variants.reuse import source_digest
 
 
 def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -33,7 +24,7 @@ def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | No
         return None  # the download fallback is never cached
     digest = hashlib.sha256(
         f"{parameters['name']}:{parameters['num_words']}".encode()
-        + _source_digest(
+        + source_digest(
             "keras_variants.datasets", "keras_variants.npz", "keras_variants.preprocessing"
         ).encode()
     )
@@ -43,10 +34,11 @@ def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | No
 
 
 def _validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """The data's fingerprints and the suites' code."""
+    """The data's fingerprints and the suites' code (read, not imported: the checks import
+    Great Expectations, which a cached run never needs)."""
     data: Dataset = parameters["data"]
     fingerprints = ",".join(f"{k}={v}" for k, v in sorted(data.fingerprints.items()))
-    code = _source_digest(*(f"data_checks.{m}" for m in ("checks", "runner", "suites", "tables")))
+    code = source_digest(*(f"data_checks.{m}" for m in ("checks", "runner", "suites", "tables")))
     return hashlib.sha256(f"{fingerprints}:{parameters['num_words']}:{code}".encode()).hexdigest()
 
 

@@ -33,8 +33,7 @@ def write_comparison_report(config: PipelineConfig, run_id: str | None = None) -
     """Rebuild the comparison report of a pipeline run from MLflow and publish it."""
     client = client_for(config)
     record = load_pipeline(client, run_id)
-    run_ids = {r.run_id for records in record.variants.values() for r in records}
-    report = build_report(record, registry.decisions_for(client, run_ids))
+    report = build_report(record, registry.decisions_for(client, record.run_ids))
     folder = write_report(report, config.reports_dir, record.pipeline_id)
     for parent in record.parents.values():
         client.log_artifacts(parent, str(folder), artifact_path="report")

@@ -15,6 +15,7 @@ from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset, make_splits
 from keras_variants.interrupts import StopOnRequest
 from keras_variants.registry import gate_inputs
+from keras_variants.reuse import TRAINING_CODE, source_digest, trial_key
 from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
 from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 
@@ -64,7 +65,15 @@ def train_variant(
         )  # fmt: skip
 
     client = store.client_for(config)
-    with tracking.variant_run(client, trial, parent_run_id) as run_id:
+    key = trial_key(variant, seed, config.profile, data.fingerprints, source_digest(*TRAINING_CODE))
+    earlier = None if config.force else tracking.find_reusable(client, parent_run_id, key)
+    if earlier is not None:
+        with tracking.variant_run(client, trial, parent_run_id, key) as run_id:
+            curves = tracking.reuse(client, run_id, earlier)
+        logger.info("%s: unchanged since run %s, reused", trial.run_name, earlier.info.run_id)
+        metrics = earlier.data.metrics
+        return _outcome(trial, run_id, metrics, curves["val/loss"], curves["val/accuracy"])
+    with tracking.variant_run(client, trial, parent_run_id, key) as run_id:
         callbacks = [
             StopOnRequest(),
             EpochProgress(epochs, report),
@@ -85,22 +94,37 @@ def train_variant(
         result.validation_loss_min_epoch,
         result.training_seconds,
     )
-    metrics = result.test_metrics | {"validation_loss_min_epoch": result.validation_loss_min_epoch}
-    outcome = VariantOutcome(
-        variant=variant.name,
-        label=trial.label,
-        seed=seed,
-        dataset=variant.dataset,
-        run_id=run_id,
-        validation_accuracy=result.history["val/accuracy"][-1],
-        test_metrics=result.test_metrics,
-        validation_loss_min_epoch=result.validation_loss_min_epoch,
-        training_seconds=result.training_seconds,
-        measures=run_measures(metrics, result.history["val/loss"]),
+    metrics = result.test_metrics | {
+        "validation_loss_min_epoch": result.validation_loss_min_epoch,
+        "training_seconds": result.training_seconds,
+    }
+    outcome = _outcome(
+        trial, run_id, metrics, result.history["val/loss"], result.history["val/accuracy"]
     )
     del result, callbacks  # the model and its compiled functions hold reference cycles:
     gc.collect()  # free them now, not whenever the collector next runs (~50 MB a variant)
     return outcome
+
+
+def _outcome(
+    trial: Trial,
+    run_id: str,
+    metrics: dict[str, float],
+    validation_loss: list[float],
+    validation_accuracy: list[float],
+) -> VariantOutcome:
+    return VariantOutcome(
+        variant=trial.variant.name,
+        label=trial.label,
+        seed=trial.seed,
+        dataset=trial.variant.dataset,
+        run_id=run_id,
+        validation_accuracy=validation_accuracy[-1],
+        test_metrics={k: v for k, v in metrics.items() if k.startswith("test/")},
+        validation_loss_min_epoch=int(metrics["validation_loss_min_epoch"]),
+        training_seconds=metrics["training_seconds"],
+        measures=run_measures(metrics, validation_loss),
+    )
 
 
 @task(name="summarize-study", cache_policy=NO_CACHE)
