@@ -1,0 +1,88 @@
+"""Unchanged reruns reuse earlier results; any changed input retrains what it touches."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_variants.config import PROFILES, VARIANTS, build_config
+from keras_variants.reuse import REUSED_FROM_TAG, TRAINING_CODE, source_digest, trial_key
+from keras_variants.store import client_for
+from tests.conftest import rewrite_npz
+
+FINGERPRINTS = {"imdb.npz": "a" * 64, "imdb_word_index.json": "b" * 64}
+
+
+def _key(**changes) -> str:
+    arguments = {
+        "variant": VARIANTS["imdb_l2"],
+        "seed": 0,
+        "profile": PROFILES["smoke"],
+        "fingerprints": FINGERPRINTS,
+        "code": source_digest(*TRAINING_CODE),
+    } | changes
+    return trial_key(**arguments)
+
+
+def test_the_trial_key_changes_with_every_input() -> None:
+    key = _key()
+    assert key == _key()  # deterministic
+    assert _key(variant=VARIANTS["imdb_l2"].model_copy(update={"l2": 0.01})) != key
+    assert _key(seed=1) != key
+    assert _key(profile=PROFILES["full"]) != key
+    assert _key(fingerprints=FINGERPRINTS | {"imdb.npz": "c" * 64}) != key
+    assert _key(code="0" * 64) != key
+    assert _key(settings={"precision": "mixed_bfloat16"}) != key
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_and_changed_inputs_retrain(prefect_server, data_slices, tmp_path):
+    from flows.pipeline import pipeline
+
+    data = Path(shutil.copytree(data_slices, tmp_path / "data"))
+    config = build_config(
+        profile="smoke", data_dir=data, workdir=tmp_path, variants=("imdb_dense", "mnist_dense")
+    )
+    client = client_for(config)
+    first = pipeline(config)
+    versions = {d.model: d.version for d in first.decisions}
+
+    again = pipeline(config)
+    for name, outcome in again.variants.items():
+        run = client.get_run(outcome.run_id)
+        earlier = first.variants[name]
+        assert run.data.tags[REUSED_FROM_TAG] == earlier.run_id
+        assert outcome.test_metrics == earlier.test_metrics
+        assert run.data.metrics == client.get_run(earlier.run_id).data.metrics
+        history = client.get_metric_history(outcome.run_id, "val/loss")
+        assert [m.step for m in history] == [1, 2]
+    for decision in again.decisions:
+        assert not decision.promoted and decision.version == versions[decision.model]
+        assert (
+            decision.reason
+            == f"identical to v{decision.version} (the champion); nothing registered"
+        )
+    for model in versions:
+        assert len(client.search_model_versions(f"name = '{model}'")) == 1  # no duplicate
+    page = again.report.read_text()  # the report still shows every variant's results
+    assert "<td>imdb_dense</td>" in page and "<td>mnist_dense</td>" in page
+
+    forced = pipeline(config.model_copy(update={"force": True, "variants": ("imdb_dense",)}))
+    assert REUSED_FROM_TAG not in client.get_run(forced.variants["imdb_dense"].run_id).data.tags
+
+    other_seed = pipeline(config.model_copy(update={"seeds": (1,), "promote": False}))
+    for outcome in other_seed.outcomes:
+        assert REUSED_FROM_TAG not in client.get_run(outcome.run_id).data.tags
+
+    with np.load(data / "mnist.npz") as mnist:
+        images = mnist["x_test"].copy()
+    images[0] = 255 - images[0]  # one test image changed: MNIST retrains, IMDb does not
+    rewrite_npz(data / "mnist.npz", x_test=images)
+    changed = pipeline(config.model_copy(update={"promote": False}))
+    tags = {name: client.get_run(o.run_id).data.tags for name, o in changed.variants.items()}
+    assert REUSED_FROM_TAG not in tags["mnist_dense"]
+    latest = forced.variants["imdb_dense"].run_id  # the latest training with that key
+    assert tags["imdb_dense"][REUSED_FROM_TAG] == latest
