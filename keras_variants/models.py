@@ -35,7 +35,8 @@ def build_dense(variant: VariantConfig, seed: int) -> keras.Sequential:
 
 
 def build_cnn(variant: VariantConfig, seed: int) -> keras.Sequential:
-    """Conv2D(3x3, relu) blocks with 2x2 max pooling between them, then dense layers."""
+    """Conv2D(3x3, relu) blocks with 2x2 max pooling between them, then dense layers; with
+    ``variant.dropout``, a Dropout layer after Flatten and after each dense layer."""
     seeds = iter(range(seed, seed + 1_000))
     model = keras.Sequential([keras.Input(variant.input_shape)], name=variant.name)
     for i, filters in enumerate(variant.conv_filters):
@@ -50,6 +51,8 @@ def build_cnn(variant: VariantConfig, seed: int) -> keras.Sequential:
             )
         )
     model.add(layers.Flatten())
+    if variant.dropout:
+        model.add(layers.Dropout(variant.dropout, seed=next(seeds)))
     for units in variant.hidden_units:
         model.add(
             layers.Dense(
@@ -58,6 +61,8 @@ def build_cnn(variant: VariantConfig, seed: int) -> keras.Sequential:
                 kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)),
             )
         )
+        if variant.dropout:
+            model.add(layers.Dropout(variant.dropout, seed=next(seeds)))
     model.add(_output_layer(variant, next(seeds)))
     return model
 

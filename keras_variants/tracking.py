@@ -249,6 +249,7 @@ def log_variant_result(
             },
             "confusion_matrix.json",
         )
+        _log_uncertainty(client, run_id, result)
         word_index = data.files.get(IMDB_WORD_INDEX_FILE)
         with _MODEL_LOGGING:
             model_id = _log_served_model(
@@ -269,6 +270,12 @@ def log_variant_result(
         metrics=[Metric(k, float(v), stamp, 0, model_id=model_id) for k, v in summary.items()],
     )
     return model_id
+
+
+def _log_uncertainty(client: MlflowClient, run_id: str, result: TrainingResult) -> None:
+    """Reliability diagrams and far-from-data scores (uncertainty.uncertainty_summary)."""
+    if result.uncertainty:
+        client.log_dict(run_id, result.uncertainty, "uncertainty.json")
 
 
 def _dataset_inputs(data: Dataset) -> list[DatasetInput]:

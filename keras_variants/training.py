@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -17,6 +17,7 @@ from keras_variants.config import DATASETS, VariantConfig
 from keras_variants.datasets import Examples, Splits
 from keras_variants.models import build_model
 from keras_variants.preprocessing import encode_batch, encode_label_batch, stored_tensor
+from keras_variants.uncertainty import class_probabilities, mc_dropout_mean, uncertainty_summary
 
 HISTORY_KEYS = {
     "loss": "train/loss",
@@ -34,6 +35,9 @@ class TrainingResult:
     confusion_matrix: np.ndarray  # rows: true class, columns: predicted class
     training_seconds: float
     validation_loss_min_epoch: int  # 1-based
+    # Reliability diagrams and far-from-data scores: uncertainty.uncertainty_summary's layout,
+    # logged as uncertainty.json. Empty when evaluated without them.
+    uncertainty: dict = field(default_factory=dict)
 
     @property
     def parameter_count(self) -> int:
@@ -108,7 +112,7 @@ def train_and_evaluate(
     )
     training_seconds = time.perf_counter() - started
     history = {HISTORY_KEYS[k]: [float(v) for v in vs] for k, vs in fit.history.items()}
-    test_metrics, confusion = evaluate(model, variant, splits.test)
+    test_metrics, confusion, uncertainty = evaluate(model, variant, splits.test, seed=seed)
     return TrainingResult(
         model=model,
         history=history,
@@ -116,17 +120,30 @@ def train_and_evaluate(
         confusion_matrix=confusion,
         training_seconds=training_seconds,
         validation_loss_min_epoch=int(np.argmin(history["val/loss"])) + 1,
+        uncertainty=uncertainty,
     )
 
 
+def _outputs(model: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
+    # Direct calls, not model.predict, which holds on to far more memory on large inputs.
+    return np.concatenate([model(x, training=False).numpy() for x, _ in batches])
+
+
 def evaluate(
-    model: keras.Model, variant: VariantConfig, examples: Examples
-) -> tuple[dict[str, float], np.ndarray]:
-    """Test loss, accuracy (and AUC for binary labels), and the confusion matrix."""
+    model: keras.Model,
+    variant: VariantConfig,
+    examples: Examples,
+    *,
+    seed: int = 0,
+    uncertainty: bool = True,
+) -> tuple[dict[str, float], np.ndarray, dict]:
+    """Test loss, accuracy (and AUC for binary labels), the confusion matrix and, with
+    ``uncertainty``, calibration (``test/ece``, ``test/brier``, ``test/nll``), Monte Carlo
+    dropout metrics (``test/mc_*``, variants with dropout, ``variant.mc_samples`` passes)
+    and the summary for ``uncertainty.json`` (far-from-data rows chosen with ``seed``)."""
     batches = encoded_batches(examples, variant, batch_size=1024)
     scores = model.evaluate(batches, verbose=0, return_dict=True)
-    # Direct calls, not model.predict, which holds on to far more memory on large inputs.
-    probabilities = np.concatenate([model(x, training=False).numpy() for x, _ in batches])
+    probabilities = _outputs(model, batches)
     metrics = {"test/loss": float(scores["loss"]), "test/accuracy": float(scores["accuracy"])}
     labels = examples.labels.astype(np.int64)
     if DATASETS[variant.dataset].label_encoding == "binary":
@@ -136,7 +153,29 @@ def evaluate(
     else:
         predicted = probabilities.argmax(axis=1)
     classes = DATASETS[variant.dataset].num_classes
-    return metrics, confusion_matrix(labels, predicted, classes)
+    confusion = confusion_matrix(labels, predicted, classes)
+    if not uncertainty:
+        return metrics, confusion, {}
+
+    def score(stored: Examples) -> np.ndarray:
+        return class_probabilities(_outputs(model, encoded_batches(stored, variant, 1024)))
+
+    def mc_score(stored: Examples) -> np.ndarray:
+        inputs = (x for x, _ in encoded_batches(stored, variant, 1024))
+        return class_probabilities(mc_dropout_mean(model, inputs, variant.mc_samples))
+
+    extra, summary = uncertainty_summary(
+        variant.dataset,
+        examples,
+        class_probabilities(probabilities),
+        score,
+        mc_score if variant.dropout else None,
+        variant.mc_samples,
+        seed,
+        variant.input_shape[0] if variant.input_encoding == "multi_hot" else 0,
+    )
+    metrics |= {f"test/{key}": value for key, value in extra.items()}
+    return metrics, confusion, {"variant": variant.name, **summary}
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
