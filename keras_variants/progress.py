@@ -52,7 +52,8 @@ def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
 
 def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[str]:
     """How to open the runs in MLflow's UI: the command for a local store, then one link
-    per data set (``experiments``: data set -> experiment id)."""
+    per data set (``experiments``: data set -> experiment id). ``workflowType`` makes MLflow
+    3's UI show its model-training view, not the GenAI one."""
     if tracking_uri.startswith(("http://", "https://")):
         base, lines = tracking_uri.rstrip("/"), ["MLflow UI:"]
     else:
@@ -61,6 +62,7 @@ def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[s
             f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
         ]
     lines += [
-        f"  {name} runs: {base}/#/experiments/{eid}/runs" for name, eid in experiments.items()
+        f"  {name} runs: {base}/#/experiments/{eid}/runs?workflowType=machine_learning"
+        for name, eid in experiments.items()
     ]
     return lines

@@ -9,6 +9,7 @@ on its path, which stop it with exit code 99 if imported.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -67,11 +68,12 @@ def variants(
         [str(BIN / "variants"), *args],
         cwd=cwd,
         env=environment,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout,
     )
-    lines = (done.stdout + done.stderr).splitlines()
+    lines = done.stdout.splitlines()
     return Done(done.returncode, lines, time.monotonic() - started)
 
 
@@ -229,16 +231,19 @@ def test_summary_marks_the_best_validation_accuracy_per_data_set() -> None:
     assert lines[2].split()[1:] == ["0.9900", "0.9900", "0.0300", "4", "r2"]
 
 
+ML = "workflowType=machine_learning"
+
+
 def test_mlflow_ui_lines() -> None:
     local = mlflow_ui_lines("sqlite:////w/mlflow.db", {"mnist": "1", "imdb": "2"})
     assert local == [
         "MLflow UI: mlflow ui --backend-store-uri sqlite:////w/mlflow.db --host 127.0.0.1 "
         "--port 5000",
-        "  mnist runs: http://127.0.0.1:5000/#/experiments/1/runs",
-        "  imdb runs: http://127.0.0.1:5000/#/experiments/2/runs",
+        f"  mnist runs: http://127.0.0.1:5000/#/experiments/1/runs?{ML}",
+        f"  imdb runs: http://127.0.0.1:5000/#/experiments/2/runs?{ML}",
     ]
     server = mlflow_ui_lines("http://mlflow:5000/", {"imdb": "7"})
-    assert server == ["MLflow UI:", "  imdb runs: http://mlflow:5000/#/experiments/7/runs"]
+    assert server == ["MLflow UI:", f"  imdb runs: http://mlflow:5000/#/experiments/7/runs?{ML}"]
 
 
 @pytest.mark.parametrize(
@@ -333,7 +338,7 @@ def test_a_run_is_quiet_and_ends_on_its_summary(quiet_run: tuple[Path, Done]) ->
     for noise in NOISE:
         assert noise not in done.text, noise
     assert "2/2 runs done in" in done.text
-    assert any("mnist_dense epoch 2/2" in line for line in done.lines)
+    assert any(re.search(r"mnist_dense.* epoch 2/2: loss", line) for line in done.lines)
     header = done.lines.index(next(line for line in done.lines if line.startswith("variant ")))
     tail = done.lines[header:]
     assert [line.split()[0] for line in tail[1:3]] == ["mnist_dense*", "imdb_reduced*"]
@@ -343,7 +348,7 @@ def test_a_run_is_quiet_and_ends_on_its_summary(quiet_run: tuple[Path, Done]) ->
     assert tail[6] == f"report: {workdir}/reports/" + tail[6].split("/reports/")[1]
     assert tail[7].startswith(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{workdir}")
     assert [line.split()[0] for line in tail[8:]] == ["mnist", "imdb"]
-    assert all(line.endswith("/runs") and "/#/experiments/" in line for line in tail[8:])
+    assert all(line.endswith(f"/runs?{ML}") and "/#/experiments/" in line for line in tail[8:])
     assert len(tail) == 10
 
 
