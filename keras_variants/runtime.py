@@ -121,7 +121,10 @@ class QuietConsole(logging.Filter):
             # the API handlers that ship the full record to Prefect's server.
             record.exc_info, record.exc_text = None, None
         if record.name.startswith(RUN_LOGGERS):
-            return not record.getMessage().startswith("Finished in state")
+            # Prefect's bookkeeping, and its "crash" on Ctrl-C/SIGTERM: the CLI says "stopped".
+            return not record.getMessage().startswith(
+                ("Finished in state", "Crash detected! Execution was aborted by")
+            )
         if record.name.startswith(NOISY_LOGGERS):
             return record.levelno >= logging.ERROR
         return record.levelno >= logging.WARNING

@@ -288,6 +288,14 @@ def _record(name: str, level: int, message: str, exc: BaseException | None = Non
             False,
         ),
         (_record("prefect.flow_runs", logging.ERROR, "failed", KeyboardInterrupt()), False),
+        (
+            _record(
+                "prefect.flow_runs",
+                logging.ERROR,
+                "Crash detected! Execution was aborted by a termination signal.",
+            ),
+            False,
+        ),
         (_record("prefect.task_runs", logging.ERROR, "failed: ValueError", ValueError("x")), True),
         (_record("great_expectations.data_context", logging.INFO, "Created temporary dir"), False),
         (_record("tensorflow", logging.WARNING, "triggered tf.function retracing"), False),
