@@ -124,9 +124,18 @@ def train_and_evaluate(
     )
 
 
-def _outputs(model: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
-    # Direct calls, not model.predict, which holds on to far more memory on large inputs.
-    return np.concatenate([model(x, training=False).numpy() for x, _ in batches])
+def _outputs(
+    model: keras.Model, batches: tf.data.Dataset, mc_samples: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Outputs with dropout off and, with ``mc_samples``, the mean of that many passes with
+    dropout on: one pass over the batches, so the inputs are encoded once."""
+    outputs, mc_means = [], []
+    for x, _ in batches:
+        # Direct calls, not model.predict, which holds on to far more memory on large inputs.
+        outputs.append(model(x, training=False).numpy())
+        if mc_samples:
+            mc_means.append(mc_dropout_mean(model, [x], mc_samples))
+    return np.concatenate(outputs), np.concatenate(mc_means) if mc_samples else None
 
 
 def evaluate(
@@ -143,7 +152,8 @@ def evaluate(
     and the summary for ``uncertainty.json`` (far-from-data rows chosen with ``seed``)."""
     batches = encoded_batches(examples, variant, batch_size=1024)
     scores = model.evaluate(batches, verbose=0, return_dict=True)
-    probabilities = _outputs(model, batches)
+    mc_samples = variant.mc_samples if uncertainty and variant.dropout else 0
+    probabilities, mc_outputs = _outputs(model, batches, mc_samples)
     metrics = {"test/loss": float(scores["loss"]), "test/accuracy": float(scores["accuracy"])}
     labels = examples.labels.astype(np.int64)
     if DATASETS[variant.dataset].label_encoding == "binary":
@@ -158,19 +168,20 @@ def evaluate(
         return metrics, confusion, {}
 
     def score(stored: Examples) -> np.ndarray:
-        return class_probabilities(_outputs(model, encoded_batches(stored, variant, 1024)))
+        return class_probabilities(_outputs(model, encoded_batches(stored, variant, 1024))[0])
 
     def mc_score(stored: Examples) -> np.ndarray:
-        inputs = (x for x, _ in encoded_batches(stored, variant, 1024))
-        return class_probabilities(mc_dropout_mean(model, inputs, variant.mc_samples))
+        batches = encoded_batches(stored, variant, 1024)
+        return class_probabilities(_outputs(model, batches, mc_samples)[1])
 
     extra, summary = uncertainty_summary(
         variant.dataset,
         examples,
         class_probabilities(probabilities),
+        None if mc_outputs is None else class_probabilities(mc_outputs),
         score,
-        mc_score if variant.dropout else None,
-        variant.mc_samples,
+        mc_score if mc_samples else None,
+        mc_samples,
         seed,
         variant.input_shape[0] if variant.input_encoding == "multi_hot" else 0,
     )

@@ -314,6 +314,7 @@ def uncertainty_summary(
     dataset: str,
     examples: Examples,
     probabilities: np.ndarray,
+    mc_probabilities: np.ndarray | None,
     score: Scorer,
     mc_score: Scorer | None,
     mc_samples: int,
@@ -321,21 +322,21 @@ def uncertainty_summary(
     num_words: int = 0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Test metrics (unprefixed: ``ece``, ``brier``, ``nll``, plus ``mc_*`` with
-    ``mc_score``) and the JSON-ready summary that is logged as ``uncertainty.json``.
+    ``mc_probabilities``) and the JSON-ready summary logged as ``uncertainty.json``.
 
-    ``probabilities`` are the deterministic class probabilities of ``examples``.
+    ``probabilities`` and ``mc_probabilities`` are the deterministic and Monte Carlo class
+    probabilities of ``examples``; ``score`` and ``mc_score`` score the far-from-data sets.
     """
     labels = np.asarray(examples.labels).astype(np.int64)
     metrics = calibration_metrics(labels, probabilities)
     reliability = {"deterministic": reliability_diagram(labels, probabilities)}
-    if mc_score is not None:
-        mean = mc_score(examples)
-        metrics |= mc_dropout_metrics(labels, mean)
-        reliability["mc_dropout"] = reliability_diagram(labels, mean)
+    if mc_probabilities is not None:
+        metrics |= mc_dropout_metrics(labels, mc_probabilities)
+        reliability["mc_dropout"] = reliability_diagram(labels, mc_probabilities)
     summary = {
         "dataset": dataset,
         "bins": ECE_BINS,
-        "mc_samples": mc_samples if mc_score is not None else None,
+        "mc_samples": mc_samples if mc_probabilities is not None else None,
         "reliability": reliability,
         "far_from_data": far_from_data(dataset, examples, score, mc_score, seed, num_words),
     }
