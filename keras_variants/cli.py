@@ -149,6 +149,7 @@ def validate(
     config = _config(profile, data_dir, None)
     _check_data(ctx, config)
     server = runtime.start_prefect()
+    runtime.import_tensorflow()  # the checks encode samples with it; loads while the server starts
     from flows.validate import validate_data
 
     server.wait()
