@@ -289,9 +289,11 @@ def _model_id(client: MlflowClient, record: VariantRecord) -> str:
 
 
 def _version_of_model(client: MlflowClient, name: str, model_id: str) -> str | None:
-    """The version of ``name`` registered from the logged model ``model_id``, if any."""
+    """The version of ``name`` registered from the logged model ``model_id``, if any (by
+    its location: a SQLite store does not keep a version's model id)."""
+    source = client.get_logged_model(model_id).artifact_location
     for version in client.search_model_versions(f"name = '{name}'"):
-        if version.model_id == model_id:
+        if version.source == source:
             return str(version.version)
     return None
 
