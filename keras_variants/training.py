@@ -17,7 +17,12 @@ from keras_variants.config import DATASETS, VariantConfig
 from keras_variants.datasets import Examples, Splits
 from keras_variants.models import build_model
 from keras_variants.preprocessing import encode_batch, encode_label_batch, stored_tensor
-from keras_variants.uncertainty import class_probabilities, mc_dropout_mean, uncertainty_summary
+from keras_variants.uncertainty import (
+    class_probabilities,
+    inference_outputs,
+    mc_dropout_mean,
+    uncertainty_summary,
+)
 
 HISTORY_KEYS = {
     "loss": "train/loss",
@@ -131,8 +136,8 @@ def _outputs(
     dropout on: one pass over the batches, so the inputs are encoded once."""
     outputs, mc_means = [], []
     for x, _ in batches:
-        # Direct calls, not model.predict, which holds on to far more memory on large inputs.
-        outputs.append(model(x, training=False).numpy())
+        # Compiled calls, not model.predict, which holds on to far more memory on large inputs.
+        outputs.append(inference_outputs(model, [x]))
         if mc_samples:
             mc_means.append(mc_dropout_mean(model, [x], mc_samples))
     return np.concatenate(outputs), np.concatenate(mc_means) if mc_samples else None

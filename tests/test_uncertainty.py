@@ -26,6 +26,7 @@ from keras_variants.uncertainty import (
     brier_score,
     class_probabilities,
     expected_calibration_error,
+    inference_outputs,
     mc_dropout_mean,
     mc_dropout_metrics,
     mc_dropout_predict,
@@ -127,7 +128,9 @@ def test_mc_passes_are_dropout_passes() -> None:
     first = mc_dropout_mean(model, [x], samples=1)
     second = mc_dropout_mean(model, [x], samples=1)
     assert not np.allclose(first, second)
-    assert not np.allclose(first, model(x, training=False).numpy())
+    inference = model(x, training=False).numpy()
+    assert not np.allclose(first, inference)
+    np.testing.assert_allclose(inference_outputs(model, [x[:5], x[5:]]), inference, rtol=1e-5)
     twin = _dropout_model(seed=3)
     ours = mc_dropout_mean(twin, [x], samples=5)
     eager = _dropout_model(seed=3)
@@ -148,20 +151,24 @@ def test_mc_dropout_predict_for_serving() -> None:
 
 
 def test_mc_memory_stays_flat_over_many_batches() -> None:
-    """200 calls, as a server answers requests: one trace, and RSS does not grow."""
+    """200 calls, as a server answers requests (and evaluation runs batches): one trace
+    each, and RSS does not grow."""
     model = _dropout_model(seed=0, inputs=784)
     x = np.random.default_rng(0).random((256, 784), dtype=np.float32)
     process = psutil.Process()
     for _ in range(20):  # warm-up: tracing, allocator pools
         mc_dropout_predict(model, x, samples=30)
+        inference_outputs(model, [x])
     gc.collect()
     before = process.memory_info().rss
     for _ in range(200):
         mc_dropout_predict(model, x, samples=30)
+        inference_outputs(model, [x])
     gc.collect()
     growth = process.memory_info().rss - before
     assert growth < 50 * 2**20, f"RSS grew {growth / 2**20:.1f} MB over 200 batches"
     assert _SAMPLERS[model][30].experimental_get_tracing_count() == 1
+    assert _SAMPLERS[model][0].experimental_get_tracing_count() == 1
 
 
 def test_rotated_digits() -> None:
