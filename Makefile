@@ -29,6 +29,6 @@ lint: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing keras-variants and its dependencies into $(VENV) (first time: minutes)"
-	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install --quiet --upgrade pip
-	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install --quiet -e ".[dev]"
+	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -qq --upgrade pip
+	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -qq -e ".[dev]"
 	@touch $@
