@@ -37,14 +37,15 @@ def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
         ).variant
         for dataset in dict.fromkeys(r.dataset for r in rows)
     }
+    width = max([15, *(len(r.variant) + 1 for r in rows)])  # sweep labels can be long
     lines = [
-        f"{'variant':<15} {'val acc':>8} {'test acc':>9} {'test loss':>10} "
+        f"{'variant':<{width}} {'val acc':>8} {'test acc':>9} {'test loss':>10} "
         f"{'min val loss at epoch':>22}  run id"
     ]
     for r in rows:
         name = r.variant + ("*" if best[r.dataset] == r.variant else "")
         lines.append(
-            f"{name:<15} {r.validation_accuracy:>8.4f} {r.test_accuracy:>9.4f} "
+            f"{name:<{width}} {r.validation_accuracy:>8.4f} {r.test_accuracy:>9.4f} "
             f"{r.test_loss:>10.4f} {r.validation_loss_min_epoch:>22}  {r.run_id}"
         )
     return lines
