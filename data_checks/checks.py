@@ -5,10 +5,11 @@ from __future__ import annotations
 from data_checks.runner import ValidationOutcome, validate_tables
 from data_checks.suites import imdb_suites, mnist_suites
 from data_checks.tables import encoded_tables, imdb_tables, mnist_tables
+from keras_variants.config import NUM_WORDS
 from keras_variants.datasets import Dataset
 
 
-def validate_dataset(data: Dataset, num_words: int = 10_000) -> ValidationOutcome:
+def validate_dataset(data: Dataset, num_words: int = NUM_WORDS) -> ValidationOutcome:
     """Raw shape, label and distribution checks, then (only if they pass) the checks on
     preprocessed inputs, which cannot even be computed from out-of-range labels."""
     if data.name == "mnist":

@@ -2,7 +2,7 @@
 
 from prefect import flow
 
-from keras_variants.config import PipelineConfig
+from keras_variants.config import NUM_WORDS, PipelineConfig
 from keras_variants.datasets import Dataset
 from tasks.data import ingest, validate
 
@@ -20,11 +20,11 @@ def ingest_and_validate(
     """Called inside a flow: every data set is read and checked before anything trains."""
     results_dir = config.reports_dir / "validation"
     reads = {
-        name: ingest.submit(name, config.data_dir, config.num_words) for name in config.datasets()
+        name: ingest.submit(name, config.data_dir, NUM_WORDS) for name in config.datasets()
     }
     datasets = {name: read.result() for name, read in reads.items()}
     checks = {
-        name: validate.submit(data, config.num_words, results_dir)
+        name: validate.submit(data, NUM_WORDS, results_dir)
         for name, data in datasets.items()
     }
     return {name: check.result() for name, check in checks.items()}, datasets

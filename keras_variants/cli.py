@@ -361,7 +361,7 @@ def promote(
     if rollback:
         typer.echo(registry.rollback(client, config.tracking_uri, model).sentence())
         return
-    data = load_dataset(datasets[model], config.data_dir, config.num_words)
+    data = load_dataset(datasets[model], config.data_dir)
     decision = registry.gate(
         client, config, data, version=version, margin=margin, dry_run=dry_run, force=force
     )

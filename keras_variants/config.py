@@ -29,6 +29,13 @@ InputEncoding = Literal["pixels_flat", "pixels_image", "multi_hot"]
 LabelEncoding = Literal["one_hot", "binary"]
 # IMDb vocabulary: the most frequent words kept, and so the width of the multi-hot input.
 NUM_WORDS = 10_000
+# Keras's per-epoch history keys -> the metric keys of every curve in MLflow.
+HISTORY_KEYS = {
+    "loss": "train/loss",
+    "accuracy": "train/accuracy",
+    "val_loss": "val/loss",
+    "val_accuracy": "val/accuracy",
+}
 
 
 class _Frozen(BaseModel):
@@ -220,7 +227,6 @@ class PipelineConfig(_Frozen):
     sweeps: dict[str, dict[str, tuple[Any, ...]]] = Field(
         default_factory=dict, description="variant -> field -> values, every combination run"
     )
-    num_words: int = NUM_WORDS
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
     runner: Literal["threads", "dask"] = Field(
         "threads", description="where variant tasks run: threads here, or a Dask cluster"

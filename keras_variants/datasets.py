@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_variants.config import DATASETS, Profile
+from keras_variants.config import DATASETS, NUM_WORDS, Profile
 from keras_variants.errors import DataError
 from keras_variants.npz import read_npz, sha256_of
 from keras_variants.preprocessing import keras_word_ids
@@ -124,7 +124,7 @@ def load_mnist(path: Path) -> Dataset:
     )
 
 
-def load_imdb(path: Path, num_words: int = 10_000, word_index: Path | None = None) -> Dataset:
+def load_imdb(path: Path, num_words: int = NUM_WORDS, word_index: Path | None = None) -> Dataset:
     """Read ``imdb.npz`` and apply Keras's ``load_data(num_words=...)`` rules.
 
     Stored sequences hold word ranks (1 = most frequent). As in Keras, ranks are shifted by
@@ -226,7 +226,7 @@ def dataset_files(name: str, data_dir: Path) -> list[Path]:
     return [Path(data_dir) / n for n in names if (Path(data_dir) / n).is_file()]
 
 
-def load_dataset(name: str, data_dir: Path | None, num_words: int = 10_000) -> Dataset:
+def load_dataset(name: str, data_dir: Path | None, num_words: int = NUM_WORDS) -> Dataset:
     """Load ``mnist`` or ``imdb`` from ``data_dir`` (or Keras's download when it is None)."""
     if name == "mnist":
         return load_mnist(resolve_data_file(data_dir, MNIST_FILE))

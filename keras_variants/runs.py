@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
+from keras_variants.config import HISTORY_KEYS
 from keras_variants.errors import VariantsError
 from keras_variants.reuse import REUSED_FROM_TAG
 from keras_variants.store import TOOL_TAG
 
-CURVES = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
+CURVES = tuple(HISTORY_KEYS.values())
 
 
 @dataclass(frozen=True)

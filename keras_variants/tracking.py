@@ -38,13 +38,13 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
 from keras_variants import serving
-from keras_variants.config import PipelineConfig, VariantConfig
+from keras_variants.config import HISTORY_KEYS, PipelineConfig, VariantConfig
 from keras_variants.datasets import IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.errors import ArtifactStoreError, disk_full
 from keras_variants.reuse import REUSED_FROM_TAG, TRIAL_KEY_TAG
 from keras_variants.store import TOOL_TAG, client_for, experiment_id, git_commit, owner_tags
 from keras_variants.study import Trial
-from keras_variants.training import HISTORY_KEYS, Splits, TrainingResult
+from keras_variants.training import Splits, TrainingResult
 
 # MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time.
 _MODEL_LOGGING = threading.Lock()

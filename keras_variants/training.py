@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_variants.config import DATASETS, VariantConfig
+from keras_variants.config import DATASETS, HISTORY_KEYS, VariantConfig
 from keras_variants.datasets import Examples, Splits
 from keras_variants.models import build_model
 from keras_variants.preprocessing import encode_batch, encode_label_batch, stored_tensor
@@ -23,13 +23,6 @@ from keras_variants.uncertainty import (
     mc_dropout_mean,
     uncertainty_summary,
 )
-
-HISTORY_KEYS = {
-    "loss": "train/loss",
-    "accuracy": "train/accuracy",
-    "val_loss": "val/loss",
-    "val_accuracy": "val/accuracy",
-}
 
 
 @dataclass
@@ -195,19 +188,10 @@ def evaluate(
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over ties so equal scores count half.
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(average, counts)
-    positives = labels == 1
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """Area under the ROC curve; NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:

@@ -1,0 +1,101 @@
+"""Small pure pieces, tested directly: ragged rows, splits, AUC, findings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from keras_variants.config import PROFILES
+from keras_variants.datasets import Dataset, Examples, make_splits
+from keras_variants.findings import findings_for, groups
+from keras_variants.ragged import Ragged
+from keras_variants.runs import VariantRecord
+from keras_variants.training import roc_auc
+
+
+def test_ragged_take_picks_rows_in_the_order_asked() -> None:
+    rows = Ragged(np.array([1, 2, 3, 4, 5, 6]), np.array([0, 2, 2, 5, 6]))  # [1 2] [] [3 4 5] [6]
+    taken = rows.take(np.array([3, 0, 1, 2]))
+    assert taken.offsets.tolist() == [0, 1, 3, 3, 6]
+    assert taken.values.tolist() == [6, 1, 2, 3, 4, 5]
+    assert rows.take(np.array([], dtype=int)).offsets.tolist() == [0]
+
+
+def _dataset(name: str, train: int, test: int) -> Dataset:
+    def examples(n: int) -> Examples:
+        return Examples(np.arange(n * 4, dtype=np.int32).reshape(n, 2, 2), np.arange(n) % 2)
+
+    return Dataset(name=name, train=examples(train), test=examples(test))
+
+
+def test_mnist_holds_out_the_last_rows_and_keeps_the_whole_test_split() -> None:
+    splits = make_splits(_dataset("mnist", 100, 30), PROFILES["full"].model_copy(
+        update={"validation_rows": 20}), seed=0)  # fmt: skip
+    assert splits.train.labels.tolist() == (np.arange(80) % 2).tolist()
+    np.testing.assert_array_equal(
+        splits.validation.inputs, _dataset("mnist", 100, 0).train.inputs[80:]
+    )
+    assert splits.test_rows.tolist() == list(range(30))
+
+
+def test_imdb_shuffles_then_holds_out_and_the_smoke_profile_caps_rows() -> None:
+    data = _dataset("imdb", 2_000, 1_000)
+    smoke = PROFILES["smoke"]  # 1,000 train rows (200 for validation), 500 test rows
+    first, again, other = (make_splits(data, smoke, seed) for seed in (0, 0, 1))
+    assert (len(first.train), len(first.validation), len(first.test)) == (800, 200, 500)
+    np.testing.assert_array_equal(first.train.inputs, again.train.inputs)  # seeded
+    assert not np.array_equal(first.train.inputs, other.train.inputs)
+    train = {bytes(x) for x in first.train.inputs}
+    assert not train & {bytes(x) for x in first.validation.inputs}  # disjoint
+    assert first.test_rows.tolist() == sorted(first.test_rows.tolist())
+    assert len(set(first.test_rows.tolist())) == 500
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "auc"),
+    [
+        ([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], 1.0),
+        ([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1], 0.0),
+        ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], 0.5),  # ties count half
+        ([0, 1, 1], [0.3, 0.2, 0.4], 0.5),
+    ],
+)
+def test_roc_auc(labels: list[int], scores: list[float], auc: float) -> None:
+    assert roc_auc(np.array(labels), np.array(scores)) == pytest.approx(auc)
+
+
+def test_roc_auc_of_one_class_is_nan() -> None:
+    assert math.isnan(roc_auc(np.array([1, 1]), np.array([0.2, 0.4])))
+
+
+def _record(variant: str, val_loss: list[float], seed: int = 0, **metrics: float) -> VariantRecord:
+    return VariantRecord(
+        variant=variant,
+        dataset="imdb",
+        run_id=f"{variant}-{seed}",
+        params={"seed": str(seed)},
+        metrics={"val/accuracy": 0.8, "test/accuracy": 0.8} | metrics,
+        tags={},
+        curves={"val/loss": val_loss, "train/loss": [0.5] * len(val_loss)},
+    )
+
+
+def test_findings_state_where_each_variant_overfits_and_who_wins() -> None:
+    dense = _record("imdb_dense", [0.40, 0.30, 0.35, 0.50], **{"val/accuracy": 0.85})
+    reduced = _record("imdb_reduced", [0.50, 0.40, 0.35, 0.33], **{"test/accuracy": 0.86})
+    assert findings_for("imdb", [dense, reduced]) == [
+        "imdb_dense starts to overfit after epoch 2 of 4 (lowest validation loss 0.3000).",
+        "imdb_reduced was still improving at its last epoch (4) (lowest validation loss "
+        "0.3300); imdb_dense starts to overfit after epoch 2 of 4, and its final validation "
+        "loss is 0.1700 higher.",
+        "Best on validation accuracy: imdb_dense (0.8500); best test accuracy: imdb_reduced "
+        "(0.8600).",
+    ]
+
+
+def test_groups_average_seeds_curve_by_curve() -> None:
+    (group,) = groups([_record("imdb_l2", [0.4, 0.2], 0), _record("imdb_l2", [0.6, 0.4], 1)])
+    assert group.seeds == 2 and group.mean.curves["val/loss"] == pytest.approx([0.5, 0.3])
+    assert group.spread["val/loss"] == pytest.approx([0.1414214, 0.1414214])
