@@ -78,7 +78,7 @@ def test_served_model_reproduces_logged_test_accuracy(
 
 
 def test_same_seed_and_profile_give_same_metrics(smoke_run, smoke_config) -> None:
-    repeat = {"variants": ("mnist_dense", "imdb_dropout"), "promote": False}
+    repeat = {"variants": ("mnist_dense", "imdb_dropout"), "promote": False, "force": True}
     again = pipeline(smoke_config.model_copy(update=repeat))
     for name, outcome in again.variants.items():
         assert outcome.test_metrics == smoke_run.variants[name].test_metrics

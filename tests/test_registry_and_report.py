@@ -123,6 +123,15 @@ def test_worse_challenger_rejected_then_forced_and_rolled_back(
 ) -> None:
     client = client_for(smoke_config)
     champions = {d.model: _alias(client, d.model, "champion") for d in smoke_run.decisions}
+    challenger_before = _alias(client, "imdb-sentiment", "challenger")
+    try:
+        _reject_force_and_roll_back(client, champions, smoke_config, data_slices)
+    finally:  # leave the shared registry as the other tests expect it, whatever the order
+        client.set_registered_model_alias("imdb-sentiment", "challenger", challenger_before)
+        client.set_registered_model_alias("imdb-sentiment", "champion", champions["imdb-sentiment"])
+
+
+def _reject_force_and_roll_back(client, champions, smoke_config, data_slices) -> None:
     second = pipeline(
         smoke_config.model_copy(update={"variants": ("imdb_reduced",), "promotion_margin": 1.0})
     )
