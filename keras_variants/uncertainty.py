@@ -137,15 +137,25 @@ _SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SAMPLERS_LOCK = threading.Lock()
 
 
+def _random(layer: Any) -> bool:
+    """Dropout and any other layer that draws random numbers (it has a seed generator)."""
+    return hasattr(layer, "seed_generator")
+
+
+def has_dropout(model: Any) -> bool:
+    """Whether Monte Carlo passes of ``model`` can differ: it has a random layer."""
+    return any(_random(layer) for layer in model.layers)
+
+
 def _split_at_first_random_layer(model: Any) -> tuple[list, list]:
-    """A Sequential model's layers before its first random layer (dropout: anything with a
-    seed generator) and from it on; any other model is one random step."""
+    """A Sequential model's layers before its first random layer and from it on; any other
+    model is one random step."""
     import keras
 
     if not isinstance(model, keras.Sequential):
         return [], [model]
     layers = list(model.layers)
-    first = next((i for i, layer in enumerate(layers) if hasattr(layer, "seed_generator")), 0)
+    first = next((i for i, layer in enumerate(layers) if _random(layer)), len(layers))
     return layers[:first], layers[first:]
 
 
@@ -216,7 +226,8 @@ def mc_dropout_predict(
     """Monte Carlo dropout for a batch of float model inputs (what the served model needs):
     the mean of ``samples`` passes with dropout on, in the model's output shape ((N, 1)
     probability positive for IMDb, (N, 10) for MNIST), and each row's predictive entropy
-    in nats, shape (N,)."""
+    in nats, shape (N,). A model without dropout (:func:`has_dropout`) gives its plain
+    outputs and their entropy."""
     inputs = np.asarray(inputs, dtype=np.float32)
     batches = (inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size))
     mean = mc_dropout_mean(model, batches, samples)

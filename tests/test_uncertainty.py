@@ -26,6 +26,7 @@ from keras_variants.uncertainty import (
     brier_score,
     class_probabilities,
     expected_calibration_error,
+    has_dropout,
     inference_outputs,
     mc_dropout_mean,
     mc_dropout_metrics,
@@ -148,6 +149,10 @@ def test_mc_dropout_predict_for_serving() -> None:
     np.testing.assert_allclose(entropy, -(p * np.log(p) + (1 - p) * np.log(1 - p)), rtol=1e-6)
     empty_mean, empty_entropy = mc_dropout_predict(model, np.zeros((0, 10_000)), samples=30)
     assert empty_mean.shape == (0, 1) and empty_entropy.shape == (0,)
+    assert has_dropout(model)
+    plain = build_model(VARIANTS["imdb_dense"], seed=0)
+    assert not has_dropout(plain)
+    np.testing.assert_allclose(mc_dropout_predict(plain, x)[0], plain(x).numpy(), rtol=1e-6)
 
 
 def test_mc_memory_stays_flat_over_many_batches() -> None:
