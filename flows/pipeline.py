@@ -34,7 +34,12 @@ def task_runner_for(config: PipelineConfig) -> TaskRunner:
 
         if config.dask_address:
             return DaskTaskRunner(address=config.dask_address)
-        workers = {"n_workers": config.max_parallel, "threads_per_worker": 1, "processes": True}
+        workers = {
+            "n_workers": config.max_parallel,
+            "threads_per_worker": 1,
+            "processes": True,
+            "preload": ["keras_variants.runtime"],  # quiet libraries in the workers too
+        }
         return DaskTaskRunner(cluster_kwargs=workers)
     return ThreadPoolTaskRunner(max_workers=config.max_parallel)
 

@@ -56,14 +56,27 @@ QUIET_ENVIRONMENT = {
 }
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 # Libraries whose warnings are not the user's business (tf.function retracing, GX's
-# temporary directories, Python warnings that Prefect logs): shown from ERROR up.
-NOISY_LOGGERS = ("tensorflow", "absl", "great_expectations", "h5py", "matplotlib", "py.warnings")
+# temporary directories, Python warnings that Prefect logs, Dask's shutdown): shown from
+# ERROR up.
+NOISY_LOGGERS = (
+    "tensorflow",
+    "absl",
+    "great_expectations",
+    "h5py",
+    "matplotlib",
+    "py.warnings",
+    "distributed",  # e.g. "Worker process still alive after 4.0 seconds, killing" at the end
+)
+
+
+VERBOSE_ENV = "KERAS_VARIANTS_VERBOSE"  # tells Dask worker processes started from here
 
 
 def prepare(verbose: bool) -> None:
     """Set up this process for a command: call it before importing any library."""
     global _verbose
     _verbose = verbose
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
     _return_large_buffers_to_the_os()
     for name, value in (ENVIRONMENT_DEFAULTS | ({} if verbose else QUIET_ENVIRONMENT)).items():
         os.environ.setdefault(name, value)
@@ -235,6 +248,15 @@ def _native_stderr_hidden() -> Iterator[None]:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+def dask_setup(worker: object) -> None:
+    """Dask's start-up hook for worker processes that preload this module (the pipeline's
+    local cluster does; start remote workers with ``--preload keras_variants.runtime``):
+    the same quiet (or verbose) libraries as the command that started them."""
+    prepare(os.environ.get(VERBOSE_ENV) == "1")
+    start_prefect(early_server=False)
+    import_tensorflow()
 
 
 def release_memory() -> None:
