@@ -29,6 +29,7 @@ TRAINING_CODE = (
     "keras_variants.models",
     "keras_variants.training",
     "keras_variants.serving",
+    "keras_variants.uncertainty",
 )
 
 

@@ -43,15 +43,20 @@ MAX_IMAGE_CHARS = 2_000_000  # per base64 image, about 1.5 MB of image file
 BATCH_ROWS = 1_000  # rows encoded and scored at a time, so memory stays bounded
 
 
+MAX_MC_SAMPLES = 100
+
+
 class Sentiment(BaseModel):
     label: str  # "positive" or "negative"
     probability: float  # that the review is positive
+    entropy: float | None = None  # predictive entropy (nats), with params mc_samples > 0
 
 
 class Digit(BaseModel):
     digit: int
     probability: float  # of that digit
     probabilities: list[float]  # of the digits 0-9
+    entropy: float | None = None  # predictive entropy (nats), with params mc_samples > 0
 
 
 class BadRequest(MlflowException):
@@ -100,15 +105,41 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         model is a bare reference to this class (MLflow may load it before pickling it)."""
         return {}
 
-    def scores(self, stored: np.ndarray | Ragged) -> np.ndarray:
-        """Model outputs for stored examples (word ids or uint8 pixels), in bounded batches."""
-        parts = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
+    def scores(
+        self, stored: np.ndarray | Ragged, mc_samples: int = 0
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model outputs for stored examples (word ids or uint8 pixels), in bounded batches,
+        and with ``mc_samples`` > 0 the mean of that many Monte Carlo dropout passes instead,
+        with each row's predictive entropy."""
+        from keras_variants.uncertainty import mc_dropout_predict
+
+        outputs = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
+        entropies = [np.zeros(0)]
         for start in range(0, len(stored), BATCH_ROWS):
             rows = np.arange(start, min(start + BATCH_ROWS, len(stored)))
             batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
             encoded = encode_batch(stored_tensor(batch), self.variant)
-            parts.append(np.asarray(self.keras_model(encoded, training=False)))
-        return np.concatenate(parts)
+            if mc_samples:
+                mean, entropy = mc_dropout_predict(self.keras_model, encoded.numpy(), mc_samples)
+                outputs.append(mean)
+                entropies.append(entropy)
+            else:
+                outputs.append(np.asarray(self.keras_model(encoded, training=False)))
+        return np.concatenate(outputs), np.concatenate(entropies) if mc_samples else None
+
+    def mc_samples(self, params: dict[str, Any] | None) -> int:
+        """The ``mc_samples`` request parameter, checked: 0 (off) or 1-100 passes of a model
+        with dropout."""
+        from keras_variants.uncertainty import has_dropout
+
+        value = (params or {}).get("mc_samples", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+            raise BadRequest(f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}')
+        if value and not has_dropout(self.keras_model):
+            raise BadRequest(
+                f'"mc_samples" needs a model with dropout; this one ({self.variant.name}) has none'
+            )
+        return value
 
 
 class SentimentModel(_KerasWithPreprocessing):
@@ -140,13 +171,19 @@ class SentimentModel(_KerasWithPreprocessing):
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[Sentiment]:
         texts = _strings(model_input, "review text", MAX_TEXT_CHARS)
+        samples = self.mc_samples(params)
         try:
             ids = self.word_ids(texts)
         except InputError as exc:
             raise BadRequest(str(exc)) from None
+        probabilities, entropies = self.scores(ids, samples)
         return [
-            Sentiment(label="positive" if p > 0.5 else "negative", probability=float(p))
-            for p in self.scores(ids)[:, 0]
+            Sentiment(
+                label="positive" if p > 0.5 else "negative",
+                probability=float(p),
+                entropy=None if entropies is None else float(entropies[i]),
+            )
+            for i, p in enumerate(probabilities[:, 0])
         ]
 
 
@@ -157,14 +194,17 @@ class DigitModel(_KerasWithPreprocessing):
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[Digit]:
         images = _strings(model_input, "base64-encoded image", MAX_IMAGE_CHARS)
+        samples = self.mc_samples(params)
         pixels = np.stack([_pixels(i, image) for i, image in enumerate(images)])
+        probabilities, entropies = self.scores(pixels, samples)
         return [
             Digit(
                 digit=int(p.argmax()),
                 probability=float(p.max()),
                 probabilities=[float(v) for v in p],
+                entropy=None if entropies is None else float(entropies[i]),
             )
-            for p in self.scores(pixels)
+            for i, p in enumerate(probabilities)
         ]
 
 
@@ -243,7 +283,8 @@ def save_model(
             python_model=MODELS[variant.dataset](),
             artifacts=artifacts,
             model_config=config,
-            input_example=[input_example],
+            # The request parameter mc_samples: 0 (the default) is a plain prediction.
+            input_example=([input_example], {"mc_samples": 0}),
             pip_requirements=pip_requirements,
         )
 

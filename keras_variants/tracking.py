@@ -229,6 +229,7 @@ def log_variant_result(
                 "batch_size": variant.batch_size,
                 "l2": variant.l2,
                 "dropout": variant.dropout,
+                "mc_samples": variant.mc_samples,
                 "seed": trial.seed,
                 "profile": config.profile.name,
                 "parameter_count": result.parameter_count,

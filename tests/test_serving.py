@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -246,3 +247,30 @@ def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, 
     assert missing.returncode == 1
     assert "nope.png: cannot read the image" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, data_slices):
+    variant = VARIANTS["imdb_dropout"]
+    serving.save_model(
+        tmp_path / "dropout",
+        variant,
+        build_model(variant, seed=1),
+        "A fine film.",
+        data_slices / IMDB_WORD_INDEX_FILE,
+        serving.requirements(),
+    )
+    model = mlflow.pyfunc.load_model(str(tmp_path / "dropout"))
+    assert "'mc_samples': long (default: 0)" in str(model.metadata.signature.params)
+    texts = ["A wonderful film, I loved it.", "Dull, long and badly acted."]
+    plain = model.predict(texts)
+    assert all(a.entropy is None for a in plain)
+    mc = model.predict(texts, params={"mc_samples": 30})
+    assert all(0 < a.entropy <= math.log(2) for a in mc)
+    assert [a.probability for a in mc] != [a.probability for a in plain]  # dropout was on
+    with pytest.raises(serving.BadRequest, match="from 0 to 100"):
+        model.predict(texts, params={"mc_samples": 1_000})
+    no_dropout, _ = served["imdb"]
+    with pytest.raises(
+        serving.BadRequest, match=r"needs a model with dropout; this one \(imdb_dense"
+    ):
+        no_dropout.predict(texts, params={"mc_samples": 30})
