@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from keras_variants.config import HISTORY_KEYS
@@ -12,6 +17,7 @@ from keras_variants.reuse import REUSED_FROM_TAG
 from keras_variants.store import TOOL_TAG
 
 CURVES = tuple(HISTORY_KEYS.values())
+UNCERTAINTY_FILE = "uncertainty.json"  # uncertainty.uncertainty_summary, logged by tracking
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,9 @@ class VariantRecord:
     metrics: dict[str, float]  # latest value of each metric
     tags: dict[str, str]
     curves: dict[str, list[float]]  # "val/loss" -> one value per epoch
+    # The run's uncertainty.json (reliability diagrams, far-from-data scores); None for runs
+    # logged before it existed.
+    uncertainty: dict | None = None
 
     @property
     def label(self) -> str:
@@ -102,6 +111,22 @@ def load_pipeline(client: MlflowClient, run_id: str | None = None) -> PipelineRe
                 metrics=dict(run.data.metrics),
                 tags=dict(run.data.tags),
                 curves=curves,
+                uncertainty=load_uncertainty(client, run),
             )
         )
     return record
+
+
+def load_uncertainty(client: MlflowClient, run: Run) -> dict | None:
+    """The parsed ``uncertainty.json`` of a variant run, read from the earlier run it stands
+    for when it reused one (a reusing run has no artifacts of its own); None when that run
+    has no such file (logged before it existed)."""
+    source = run.data.tags.get(REUSED_FROM_TAG, run.info.run_id)
+    if UNCERTAINTY_FILE not in {f.path for f in client.list_artifacts(source)}:
+        return None
+    # One small file: no progress bar on the console (the CLI sets this too; serving.py alike).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as folder:
+        return json.loads(
+            Path(client.download_artifacts(source, UNCERTAINTY_FILE, folder)).read_text()
+        )
