@@ -301,6 +301,7 @@ def _record(name: str, level: int, message: str, exc: BaseException | None = Non
         (_record("tensorflow", logging.WARNING, "triggered tf.function retracing"), False),
         (_record("py.warnings", logging.WARNING, "UserWarning: Decorate your function"), False),
         (_record("prefect", logging.INFO, "Stopping temporary server"), False),
+        (_record("distributed.nanny", logging.WARNING, "Worker process still alive"), False),
         (_record("prefect.client", logging.WARNING, "retrying"), True),
     ],
 )
