@@ -22,6 +22,8 @@ from keras_variants import runtime
 from keras_variants.errors import ConfigError, VariantsError, disk_full
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from flows.pipeline import PipelineResult
     from keras_variants.config import PipelineConfig
 
@@ -202,10 +204,19 @@ def run(
             "code, settings, seed and profile (by default its results are reused).",
         ),
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (mixed_bfloat16 where the CPU has native bfloat16, else float32), "
+            "float32 or mixed_bfloat16.",
+        ),
+    ] = "auto",
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
     overrides = _study_overrides(variants, seed, seeds, sweep, study) | {
         "force": force,
+        "precision": precision,
         "runner": runner,
         "dask_address": dask_address,
         "promotion_margin": margin,
@@ -300,6 +311,8 @@ def report(
     from keras_variants.store import client_for
 
     client = client_for(config)
+    if run_id is not None:
+        _require_run(client, run_id, config.tracking_uri)
     record = load_pipeline(client, run_id)
     folder = write_report(
         build_report(record, registry.decisions_for(client, record.run_ids)),
@@ -309,6 +322,20 @@ def report(
     for parent in record.parents.values():
         client.log_artifacts(parent, str(folder), artifact_path="report")
     typer.echo(f"report: {folder / 'report.html'}")
+
+
+def _require_run(client: MlflowClient, run_id: str, tracking_uri: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise VariantsError(
+            f"no run {run_id} in the MLflow store {tracking_uri}: pass the id of a pipeline "
+            "run or of one of its variant runs (the run summary and the MLflow UI show them)"
+        ) from None
 
 
 @app.command()
@@ -524,6 +551,8 @@ def error_message(exc: BaseException) -> str:
             where = cause.filename2 or cause.filename or "a file"  # type: ignore[attr-defined]
             return f"no space left on the device writing {where}; free space and run again"
         cause = cause.__cause__ or cause.__context__
+    if any(c.__name__ == "MlflowException" for c in type(exc).__mro__):
+        return f"MLflow: {exc}"  # e.g. a run, model or version that does not exist
     hint = "" if runtime.is_verbose() else " (run again with --verbose for the traceback)"
     return f"unexpected {type(exc).__name__}: {exc}{hint}"
 

@@ -211,6 +211,7 @@ def log_variant_result(
     epochs: int,
     result: TrainingResult,
     input_example: str,
+    precision: str,
 ) -> str:
     """Params, data inputs, confusion matrix, the served model and its test metrics of one
     variant run; returns the logged model's id."""
@@ -230,6 +231,7 @@ def log_variant_result(
                 "l2": variant.l2,
                 "dropout": variant.dropout,
                 "mc_samples": variant.mc_samples,
+                "precision": precision,
                 "seed": trial.seed,
                 "profile": config.profile.name,
                 "parameter_count": result.parameter_count,

@@ -94,9 +94,10 @@ def train_and_evaluate(
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     steps_per_execution: int = 1,
+    precision: str = "float32",
 ) -> TrainingResult:
     """Build, train with validation curves, then score once on the test split."""
-    model = build_model(variant, seed, steps_per_execution)
+    model = build_model(variant, seed, steps_per_execution, precision)
     train = encoded_batches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
     validation = encoded_batches(splits.validation, variant, variant.batch_size)
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from keras_variants import store, tracking
 from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset, make_splits
 from keras_variants.interrupts import StopOnRequest
+from keras_variants.models import resolve_precision
 from keras_variants.registry import gate_inputs
 from keras_variants.reuse import TRAINING_CODE, source_digest, trial_key
 from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
@@ -65,7 +66,10 @@ def train_variant(
         )  # fmt: skip
 
     client = store.client_for(config)
-    key = trial_key(variant, seed, config.profile, data.fingerprints, source_digest(*TRAINING_CODE))
+    precision = resolve_precision(config.precision)
+    code = source_digest(*TRAINING_CODE)
+    settings = {"precision": precision}
+    key = trial_key(variant, seed, config.profile, data.fingerprints, code, settings)
     earlier = None if config.force else tracking.find_reusable(client, parent_run_id, key)
     if earlier is not None:
         with tracking.variant_run(client, trial, parent_run_id, key) as run_id:
@@ -80,12 +84,12 @@ def train_variant(
             tracking.EpochMetricsLogger(client, run_id),
         ]
         result = train_and_evaluate(
-            variant, splits, epochs, seed, callbacks, config.steps_per_execution
+            variant, splits, epochs, seed, callbacks, config.steps_per_execution, precision
         )
         # A test example as a user sends it: a review text or a PNG digit.
         example = gate_inputs(data, splits.test_rows[:1]).inputs[0]
         tracking.log_variant_result(
-            client, run_id, config, trial, data, splits, epochs, result, example
+            client, run_id, config, trial, data, splits, epochs, result, example, precision
         )
     logger.info(
         "%s: test %s, lowest val_loss at epoch %d, %.1f s",

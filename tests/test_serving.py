@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from keras_variants import registry, serving
+from keras_variants import models, registry, serving
 from keras_variants.config import NUM_WORDS, VARIANTS
 from keras_variants.datasets import IMDB_WORD_INDEX_FILE, load_dataset
 from keras_variants.errors import VariantsError
@@ -274,3 +274,32 @@ def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, dat
         serving.BadRequest, match=r"needs a model with dropout; this one \(imdb_dense"
     ):
         no_dropout.predict(texts, params={"mc_samples": 30})
+
+
+def test_a_mixed_bfloat16_model_serves_what_it_computes(tmp_path, data_slices) -> None:
+    variant = VARIANTS["mnist_cnn"]
+    model = build_model(variant, seed=1, precision="mixed_bfloat16")
+    assert {layer.compute_dtype for layer in model.layers[:-1]} == {"bfloat16"}
+    assert model.layers[-1].compute_dtype == "float32"  # probabilities in full precision
+    images = load_dataset("mnist", data_slices).test.inputs[:20]
+    serving.save_model(
+        tmp_path / "bf16", variant, model, png_base64(images[0]), None, serving.requirements()
+    )
+    served = mlflow.pyfunc.load_model(str(tmp_path / "bf16"))
+    answers = served.predict([png_base64(image) for image in images])
+    expected = np.asarray(model(encode_inputs(images, variant)))
+    np.testing.assert_allclose([a.probabilities for a in answers], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("requested", "native", "resolved"),
+    [
+        ("auto", True, "mixed_bfloat16"),
+        ("auto", False, "float32"),
+        ("float32", True, "float32"),
+        ("mixed_bfloat16", False, "mixed_bfloat16"),
+    ],
+)
+def test_precision_auto_uses_bfloat16_only_where_native(monkeypatch, requested, native, resolved):
+    monkeypatch.setattr(models, "native_bfloat16", lambda: native)
+    assert models.resolve_precision(requested) == resolved
