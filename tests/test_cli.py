@@ -185,6 +185,16 @@ def test_report_without_a_store(tmp_path: Path, heavy_stubs: Path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_report_on_a_run_that_is_not_there(tmp_path: Path, heavy_stubs: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # an empty store
+    stubs = tmp_path / "stubs"
+    shutil.copytree(heavy_stubs, stubs, ignore=shutil.ignore_patterns("mlflow"))
+    done = variants("report", "--run-id", "deadbeef", cwd=tmp_path, stubs=stubs)
+    assert_short_error(done, 1, "no run deadbeef in the MLflow store sqlite:///")
+
+
 @pytest.mark.parametrize("flag", ["--verbose", "-v", "--debug"])
 def test_verbose_shows_the_whole_traceback(tmp_path: Path, flag: str) -> None:
     done = variants("run", "--data-dir", str(tmp_path / "nowhere"), flag, cwd=tmp_path)
