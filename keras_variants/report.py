@@ -6,15 +6,15 @@ can be rebuilt for any past run. Rendering is pure; writing files is :func:`writ
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from keras_variants import calibration_report
+from keras_variants.calibration_report import CalibrationSection, calibration_sections
 from keras_variants.findings import (
     Group,
     findings_for,
@@ -23,6 +23,9 @@ from keras_variants.findings import (
     sweep_findings,
     verdict_row,
 )
+from keras_variants.plots import png as _png
+from keras_variants.plots import png_uri as _png_uri
+from keras_variants.plots import pyplot
 from keras_variants.runs import PipelineRecord, VariantRecord
 
 # Where the README's `mlflow ui ... --port 5000` serves the UI; a tracking server serves its own.
@@ -52,6 +55,7 @@ class Report:
     runs: dict[str, str] = field(default_factory=dict)  # data set -> MLflow UI page of its run
     claims: list[dict[str, str]] = field(default_factory=list)  # findings.verdict_row
     sweeps: list[str] = field(default_factory=list)  # a sentence per swept variant
+    calibration: dict[str, CalibrationSection] = field(default_factory=dict)  # by data set
 
 
 CLAIMS_INTRO = (
@@ -169,6 +173,7 @@ def build_report(
             if dataset in record.experiments
         },
         claims=[verdict_row(d) for d in lecture_verdicts(everything)],
+        calibration=calibration_sections(record.variants),
     )
 
 
@@ -185,11 +190,9 @@ def _curve(ax, group: Group, key: str, style: str, label: str) -> None:
 
 def figures(grouped: dict[str, list[Group]]) -> dict[str, bytes]:
     """The lecture's plots as PNG bytes: mean curves, bands across seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
 
     out: dict[str, bytes] = {}
     seeds = max((g.seeds for gs in grouped.values() for g in gs), default=1)
@@ -232,16 +235,6 @@ def figures(grouped: dict[str, list[Group]]) -> dict[str, bytes]:
     return out
 
 
-def _png(fig) -> bytes:
-    from matplotlib import pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _row_cell(row: dict[str, object], key: str) -> str:
     """A table cell; with several seeds, the mean and the standard deviation across them."""
     text = _cell(row.get(key), key)
@@ -274,10 +267,6 @@ def _cell(value: object, key: str = "") -> str:
 
 def _verdict(text: str) -> str:
     return f"**{text}**"
-
-
-def _png_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def to_markdown(report: Report, embed_images: bool = True) -> str:
@@ -313,6 +302,8 @@ def to_markdown(report: Report, embed_images: bool = True) -> str:
             if name.startswith(dataset)
         ]
         lines.append("")
+        if dataset in report.calibration:
+            lines += calibration_report.to_markdown(report.calibration[dataset], embed_images)
     if report.decisions:
         lines += ["## Registry decisions", "", *(f"- {d}" for d in report.decisions), ""]
     return "\n".join(lines)
@@ -373,6 +364,8 @@ def to_html(report: Report) -> str:
         for name, png in report.figures.items():
             if name.startswith(dataset):
                 parts.append(f"<img alt='{html.escape(name)}' src='{_png_uri(png)}'>")
+        if dataset in report.calibration:
+            parts.append(calibration_report.to_html(report.calibration[dataset]))
     if report.decisions:
         parts.append("<h2>Registry decisions</h2><ul>")
         parts += [f"<li>{html.escape(d)}</li>" for d in report.decisions]
@@ -385,7 +378,8 @@ def write_report(report: Report, folder: Path, pipeline_id: str) -> Path:
     """``folder/<pipeline_id>/report.{html,md}`` plus PNGs, and ``folder/latest.html``."""
     target = folder / pipeline_id
     target.mkdir(parents=True, exist_ok=True)
-    for name, png in report.figures.items():
+    calibration = [s.figures for s in report.calibration.values()]
+    for name, png in [*report.figures.items(), *(f for c in calibration for f in c.items())]:
         (target / name).write_bytes(png)
     (target / "report.md").write_text(to_markdown(report, embed_images=False))
     page = to_html(report)
