@@ -126,6 +126,16 @@ _IMDB = {
 
 # The lecture's six models, plus opt-in ones (not run unless named with --variants). A new
 # variant is one entry here (plus a builder if it needs one).
+_MNIST_CNN = {
+    "architecture": "cnn",
+    "input_shape": (28, 28, 1),
+    "input_encoding": "pixels_image",
+    "conv_filters": (32, 64, 64),
+    "hidden_units": (64,),
+    "batch_size": 64,
+    **_MNIST,
+}
+
 VARIANTS: dict[str, VariantConfig] = {
     v.name: v
     for v in [
@@ -138,33 +148,14 @@ VARIANTS: dict[str, VariantConfig] = {
             batch_size=128,
             **_MNIST,
         ),
-        VariantConfig(
-            name="mnist_cnn",
-            architecture="cnn",
-            input_shape=(28, 28, 1),
-            input_encoding="pixels_image",
-            conv_filters=(32, 64, 64),
-            hidden_units=(64,),
-            batch_size=64,
-            **_MNIST,
-        ),
+        VariantConfig(name="mnist_cnn", **_MNIST_CNN),
         VariantConfig(name="imdb_dense", hidden_units=(16, 16), **_IMDB),
         VariantConfig(name="imdb_reduced", hidden_units=(4, 4), **_IMDB),
         VariantConfig(name="imdb_l2", hidden_units=(16, 16), l2=0.001, **_IMDB),
         VariantConfig(name="imdb_dropout", hidden_units=(16, 16), dropout=0.5, **_IMDB),
         # Opt-in: the CNN with Dropout(0.5) after Flatten and after Dense(64), for Gal &
         # Ghahramani's rotated-digit figure with Monte Carlo dropout.
-        VariantConfig(
-            name="mnist_cnn_dropout",
-            architecture="cnn",
-            input_shape=(28, 28, 1),
-            input_encoding="pixels_image",
-            conv_filters=(32, 64, 64),
-            hidden_units=(64,),
-            dropout=0.5,
-            batch_size=64,
-            **_MNIST,
-        ),
+        VariantConfig(name="mnist_cnn_dropout", dropout=0.5, **_MNIST_CNN),
     ]
 }
 # What a run trains when no variants are named: the lecture's six.
