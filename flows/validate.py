@@ -19,12 +19,9 @@ def ingest_and_validate(
 ) -> tuple[dict[str, dict[str, object]], dict[str, Dataset]]:
     """Called inside a flow: every data set is read and checked before anything trains."""
     results_dir = config.reports_dir / "validation"
-    reads = {
-        name: ingest.submit(name, config.data_dir, NUM_WORDS) for name in config.datasets()
-    }
+    reads = {name: ingest.submit(name, config.data_dir, NUM_WORDS) for name in config.datasets()}
     datasets = {name: read.result() for name, read in reads.items()}
     checks = {
-        name: validate.submit(data, NUM_WORDS, results_dir)
-        for name, data in datasets.items()
+        name: validate.submit(data, NUM_WORDS, results_dir) for name, data in datasets.items()
     }
     return {name: check.result() for name, check in checks.items()}, datasets
