@@ -169,17 +169,12 @@ def rotation_sentence(records: list[VariantRecord]) -> str:
                 f"({'rising' if entropy[worst] > entropy[0] else 'not rising'})"
             )
         clauses.append(clause)
-    verdict = _count(falls, len(records), "falls", "does not fall")
-    overconfident = (
-        f"; at that angle it stays above accuracy for {_share(over, len(records))}"
-        if over
-        else "; at that angle it is no higher than accuracy for any"
-    )
+    verdict = _verdict(falls, len(records), "falls", "does not fall")
+    overconfident = _verdict(over, len(records), "stays above", "is no higher than")
     return (
         f"Far from the data (test digits rotated 0-180°), mean max-probability {verdict} "
-        f"from upright to each variant's least accurate angle{overconfident}: "
-        + "; ".join(clauses)
-        + "."
+        "from upright to each variant's least accurate angle; at that angle it "
+        f"{overconfident} accuracy: " + "; ".join(clauses) + "."
     )
 
 
@@ -199,7 +194,7 @@ def far_sentence(dataset: str, records: list[VariantRecord]) -> str:
         clauses.append(clause)
         if round(confidence["shuffled_words"], 4) != round(test, 4):
             shuffled.append(f"{record.label} {confidence['shuffled_words']:.4f}")
-    verdict = _count(falls, len(records), "falls", "does not fall")
+    verdict = _verdict(falls, len(records), "falls", "does not fall")
     order = (
         "; with their words shuffled they score as the originals (a bag-of-words model "
         "cannot see word order)"
@@ -212,18 +207,16 @@ def far_sentence(dataset: str, records: list[VariantRecord]) -> str:
     )
 
 
-def _count(hits: int, total: int, yes: str, no: str) -> str:
+def _verdict(hits: int, total: int, yes: str, no: str) -> str:
+    """``yes`` or ``no`` for how many of ``total`` variants: "falls for both variants",
+    "does not fall for any variant", "falls for 1 of 3 variants"; alone for one variant."""
+    if total == 1:
+        return yes if hits else no
     if hits == total:
-        return f"{yes} for {'both variants' if total == 2 else 'every variant'}"
+        return f"{yes} for {'both variants' if total == 2 else f'all {total} variants'}"
     if hits == 0:
         return f"{no} for {'either variant' if total == 2 else 'any variant'}"
     return f"{yes} for {hits} of {total} variants"
-
-
-def _share(hits: int, total: int) -> str:
-    if hits == total:
-        return "both" if total == 2 else "all"
-    return f"{hits} of {total}"
 
 
 # Figures -----------------------------------------------------------------------------------

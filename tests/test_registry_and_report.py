@@ -54,7 +54,8 @@ def test_first_run_promotes_a_champion_per_data_set(smoke_run, smoke_config) -> 
 def test_report_matches_mlflow_and_embeds_plots(smoke_run, smoke_config) -> None:
     html = smoke_run.report.read_text()
     assert (smoke_config.reports_dir / "latest.html").read_text().startswith("<!doctype html>")
-    assert html.count("src='data:image/png;base64,") == 4
+    # The lecture's four plots, and per data set a reliability diagram and far-from-data plot.
+    assert html.count("src='data:image/png;base64,") == 8
     client = client_for(smoke_config)
     rows = dict(re.findall(r"<tr><td>(\w+)</td>((?:<td>[^<]*</td>){7})</tr>", html))
     assert set(rows) == set(smoke_run.variants)
@@ -112,9 +113,9 @@ def test_report_header_names_date_profile_seed_data_and_runs(
         assert f"<dt>{file} SHA-256</dt><dd><code>{digest}</code></dd>" in html
     for dataset, url in report.runs.items():
         assert f"<a href='{url}'>{dataset}</a>" in html
-    # Prefect's UI shows images only as data URIs: the artifact embeds all four plots.
+    # Prefect's UI shows images only as data URIs: the artifact embeds all eight plots.
     artifact = to_markdown(report)
-    assert len(re.findall(r"!\[\w+\.png\]\(data:image/png;base64,", artifact)) == 4
+    assert len(re.findall(r"!\[\w+\.png\]\(data:image/png;base64,", artifact)) == 8
     assert f"[mnist]({report.runs['mnist']})" in artifact
 
 

@@ -57,9 +57,13 @@ def test_report_page_loads_every_plot_without_errors(smoke_run, browser) -> None
         "img", "all => all.map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
     )
     assert sorted(alt for alt, *_ in images) == [
+        "imdb_far_from_data.png",
+        "imdb_reliability.png",
         "imdb_training_vs_validation.png",
         "imdb_validation_loss.png",
         "mnist_dense_vs_cnn.png",
+        "mnist_reliability.png",
+        "mnist_rotated_digits.png",
         "mnist_training_vs_validation.png",
     ]
     for alt, complete, width, height in images:
