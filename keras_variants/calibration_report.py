@@ -170,11 +170,13 @@ def rotation_sentence(records: list[VariantRecord]) -> str:
             )
         clauses.append(clause)
     verdict = _verdict(falls, len(records), "falls", "does not fall")
-    overconfident = _verdict(over, len(records), "stays above", "is no higher than")
+    overconfident = _verdict(
+        over, len(records), "stays above accuracy", "is no higher than accuracy"
+    )
     return (
         f"Far from the data (test digits rotated 0-180°), mean max-probability {verdict} "
         "from upright to each variant's least accurate angle; at that angle it "
-        f"{overconfident} accuracy: " + "; ".join(clauses) + "."
+        f"{overconfident}: " + "; ".join(clauses) + "."
     )
 
 
@@ -250,11 +252,12 @@ def reliability_figure(dataset: str, records: list[VariantRecord]) -> bytes:
     for ax in axes.flat[len(records) :]:
         ax.set_visible(False)
     classes = 10 if dataset == "mnist" else 2
-    low = math.floor(10 / classes) / 10  # the top label's confidence is at least 1/C
     legend: dict[str, Any] = {}
     for ax, record in zip(axes.flat, records, strict=False):
         reliability = record.uncertainty["reliability"]
         edges = reliability["deterministic"]["bin_edges"]
+        # The top label's confidence is at least 1/C: start at the edge of that bin.
+        low = edges[math.floor((len(edges) - 1) / classes)]
         (diagonal,) = ax.plot([low, 1], [low, 1], ":", color="grey")
         legend["perfectly calibrated"] = diagonal
         kinds = [k for k in ("deterministic", "mc_dropout") if k in reliability]

@@ -117,7 +117,16 @@ def test_far_from_data_sentences_say_whether_confidence_falls() -> None:
         "Far from the data (test digits rotated 0-180°), mean max-probability falls from "
         "upright to each variant's least accurate angle; at that angle it stays above "
         "accuracy: mnist_cnn 0.9500 upright (accuracy 0.9000) to 0.8000 "
-        "at 180° (accuracy 0.2000)"
+        "at 180° (accuracy 0.2000)."
+    )
+    dropout = _record("mnist_cnn_dropout", "mnist", **(MC | {"test/ece": 0.1}))
+    assert rotation_sentence([digits, dropout]).startswith(
+        "Far from the data (test digits rotated 0-180°), mean max-probability falls for both "
+        "variants from upright to each variant's least accurate angle; at that angle it stays "
+        "above accuracy for both variants: mnist_cnn 0.9500 upright (accuracy 0.9000) to "
+        "0.8000 at 180° (accuracy 0.2000); mnist_cnn_dropout 0.9500 upright (accuracy 0.9000) "
+        "to 0.8000 at 180° (accuracy 0.2000), MC predictive entropy 0.0900 to 0.4500 nats "
+        "(rising)."
     )
     reviews = _record("imdb_dense", **{"test/ece": 0.1})
     dropout = _record("imdb_dropout", **MC)
