@@ -15,7 +15,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
-from scipy import stats
 
 from keras_variants.config import VARIANTS, VariantConfig
 from keras_variants.errors import ConfigError
@@ -162,6 +161,8 @@ def summarize(values: Sequence[float]) -> Summary:
     std = float(data.std(ddof=1))
     if std == 0:
         return Summary(n, mean, 0.0, mean, mean)
+    from scipy import stats  # on use: the command line's checks import this module
+
     low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=stats.sem(data))
     return Summary(n, mean, std, float(low), float(high))
 

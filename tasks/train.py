@@ -3,8 +3,6 @@ child run."""
 
 from __future__ import annotations
 
-import gc
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -17,6 +15,7 @@ from keras_variants.interrupts import StopOnRequest
 from keras_variants.models import resolve_precision
 from keras_variants.registry import gate_inputs
 from keras_variants.reuse import TRAINING_CODE, source_digest, trial_key
+from keras_variants.runtime import release_memory
 from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
 from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 
@@ -105,8 +104,8 @@ def train_variant(
     outcome = _outcome(
         trial, run_id, metrics, result.history["val/loss"], result.history["val/accuracy"]
     )
-    del result, callbacks  # the model and its compiled functions hold reference cycles:
-    gc.collect()  # free them now, not whenever the collector next runs (~50 MB a variant)
+    del result, callbacks
+    release_memory()
     return outcome
 
 
