@@ -267,16 +267,17 @@ def reliability_figure(dataset: str, records: list[VariantRecord]) -> bytes:
             total = sum(bins["count"]) or 1
             filled = [j for j, n in enumerate(bins["count"]) if n]
             name = "MC dropout" if kind == "mc_dropout" else "deterministic"
-            (line,) = ax.plot(
-                [bins["confidence"][j] for j in filled],
-                [bins["accuracy"][j] for j in filled],
-                "s--" if kind == "mc_dropout" else "o-",
-                color=f"C{i}",
-                markersize=4,
-            )
+            x = [bins["confidence"][j] for j in filled]
+            y = [bins["accuracy"][j] for j in filled]
+            (line,) = ax.plot(x, y, "s--" if i else "o-", color=f"C{i}", markersize=4,
+                              linewidth=1, alpha=0.6)  # fmt: skip
+            # A bin of a few rows gives a wild accuracy: its marker is as small as its share.
+            shares = [bins["count"][j] / total for j in filled]
+            ax.scatter(x, y, s=[4 + 150 * share for share in shares], color=f"C{i}",
+                       marker="s" if i else "o", zorder=3)  # fmt: skip
             bars = ax.bar(
                 [edges[j] + width * i for j in filled],
-                [bins["count"][j] / total for j in filled],
+                shares,
                 width=width,
                 align="edge",
                 color=f"C{i}",
@@ -287,12 +288,15 @@ def reliability_figure(dataset: str, records: list[VariantRecord]) -> bytes:
         title = f"{record.label}\nECE {cell(record.metrics.get('test/ece'))}"
         if "mc_dropout" in kinds:
             title += f", MC ECE {cell(record.metrics.get('test/mc_ece'))}"
-        ax.set(title=title, xlabel="confidence (top-label probability)", xlim=(low, 1))
+        ax.set(title=title, xlabel="confidence (top-label probability)", xlim=(low, 1.02))
         ax.set(ylim=(0, 1.02))
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy / share of test rows")
     _legend_right(axes[0, -1], legend)
-    fig.suptitle(f"{dataset}: reliability diagrams (test split, 15 confidence bins)")
+    fig.suptitle(
+        f"{dataset}: reliability diagrams (test split, 15 confidence bins; "
+        "marker area: share of rows)"
+    )
     return png(fig)
 
 
