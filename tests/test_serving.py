@@ -203,7 +203,8 @@ def test_mlflow_models_serve_answers_text_png_and_bad_requests(
                 answer = _post(url, {"inputs": ["A wonderful film, I loved it.", "Awful."]})
                 assert answer.status_code == 200, answer.text
                 predictions = answer.json()["predictions"]
-                assert [set(p) for p in predictions] == [{"label", "probability"}] * 2
+                assert [set(p) for p in predictions] == [{"label", "probability", "entropy"}] * 2
+                assert [p["entropy"] for p in predictions] == [None, None]  # no mc_samples
                 bad = _post(url, {"inputs": [12345, "x" * 50_000]})
                 assert bad.status_code == 400
                 assert bad.json()["message"] == "input 0 is a number; send a review text"
