@@ -29,6 +29,9 @@ InputEncoding = Literal["pixels_flat", "pixels_image", "multi_hot"]
 LabelEncoding = Literal["one_hot", "binary"]
 # IMDb vocabulary: the most frequent words kept, and so the width of the multi-hot input.
 NUM_WORDS = 10_000
+# Rows scored per compiled call, by evaluation, the served model and the gate alike: the
+# same batches give the same numbers (bfloat16 kernels may round differently per batch).
+SCORING_BATCH_ROWS = 1024
 # Keras's per-epoch history keys -> the metric keys of every curve in MLflow.
 HISTORY_KEYS = {
     "loss": "train/loss",

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
-from keras_variants.config import NUM_WORDS, PipelineConfig
+from keras_variants.config import NUM_WORDS, SCORING_BATCH_ROWS, PipelineConfig
 from keras_variants.datasets import (
     IMDB_FILE,
     IMDB_REVIEWS_FILE,
@@ -43,7 +43,6 @@ from keras_variants.serving import quiet_mlflow_notices
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
 SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
-GATE_BATCH = 1_000  # inputs per predict call while scoring
 
 # Scores a loaded pyfunc model on the gate's test inputs: its accuracy. A scorer with a
 # ``key`` (like ServedAccuracy) lets the gate remember scores per version.
@@ -199,10 +198,11 @@ class ServedAccuracy:
                 "score it on data made with its own word index"
             )
         correct = 0
-        for start in range(0, len(self.gate.inputs), GATE_BATCH):
-            answers = model.predict(self.gate.inputs[start : start + GATE_BATCH])
+        batch = SCORING_BATCH_ROWS  # as evaluation batched the same rows
+        for start in range(0, len(self.gate.inputs), batch):
+            answers = model.predict(self.gate.inputs[start : start + batch])
             predicted = np.array([_predicted_class(answer) for answer in answers])
-            correct += int((predicted == self.gate.labels[start : start + GATE_BATCH]).sum())
+            correct += int((predicted == self.gate.labels[start : start + batch]).sum())
         return correct / max(len(self.gate.inputs), 1)
 
 

@@ -23,7 +23,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
-from keras_variants.config import DATASETS, VariantConfig
+from keras_variants.config import DATASETS, SCORING_BATCH_ROWS, VariantConfig
 from keras_variants.errors import InputError, VariantsError
 from keras_variants.npz import sha256_of
 from keras_variants.preprocessing import (
@@ -40,7 +40,6 @@ KERAS_MODEL, WORD_INDEX = "keras_model", "word_index"
 MAX_INPUTS = 10_000  # per request
 MAX_TEXT_CHARS = 100_000  # per review (the longest IMDb review has ~14,000)
 MAX_IMAGE_CHARS = 2_000_000  # per base64 image, about 1.5 MB of image file
-BATCH_ROWS = 1_000  # rows encoded and scored at a time, so memory stays bounded
 
 
 MAX_MC_SAMPLES = 100
@@ -111,12 +110,12 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         """Model outputs for stored examples (word ids or uint8 pixels), in bounded batches,
         and with ``mc_samples`` > 0 the mean of that many Monte Carlo dropout passes instead,
         with each row's predictive entropy."""
-        from keras_variants.uncertainty import mc_dropout_predict
+        from keras_variants.uncertainty import inference_outputs, mc_dropout_predict
 
         outputs = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
         entropies = [np.zeros(0)]
-        for start in range(0, len(stored), BATCH_ROWS):
-            rows = np.arange(start, min(start + BATCH_ROWS, len(stored)))
+        for start in range(0, len(stored), SCORING_BATCH_ROWS):  # memory stays bounded
+            rows = np.arange(start, min(start + SCORING_BATCH_ROWS, len(stored)))
             batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
             encoded = encode_batch(stored_tensor(batch), self.variant)
             if mc_samples:
@@ -124,7 +123,8 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
                 outputs.append(mean)
                 entropies.append(entropy)
             else:
-                outputs.append(np.asarray(self.keras_model(encoded, training=False)))
+                # The compiled call evaluation used: the same numbers for the same batches.
+                outputs.append(inference_outputs(self.keras_model, [encoded]))
         return np.concatenate(outputs), np.concatenate(entropies) if mc_samples else None
 
     def mc_samples(self, params: dict[str, Any] | None) -> int:

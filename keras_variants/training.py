@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_variants.config import DATASETS, HISTORY_KEYS, VariantConfig
+from keras_variants.config import DATASETS, HISTORY_KEYS, SCORING_BATCH_ROWS, VariantConfig
 from keras_variants.datasets import Examples, Splits
 from keras_variants.models import build_model
 from keras_variants.preprocessing import encode_batch, encode_label_batch, stored_tensor
@@ -149,12 +149,12 @@ def evaluate(
     ``uncertainty``, calibration (``test/ece``, ``test/brier``, ``test/nll``), Monte Carlo
     dropout metrics (``test/mc_*``, variants with dropout, ``variant.mc_samples`` passes)
     and the summary for ``uncertainty.json`` (far-from-data rows chosen with ``seed``)."""
-    batches = encoded_batches(examples, variant, batch_size=1024)
+    batches = encoded_batches(examples, variant, batch_size=SCORING_BATCH_ROWS)
     scores = model.evaluate(batches, verbose=0, return_dict=True)
     mc_samples = variant.mc_samples if uncertainty and variant.dropout else 0
     probabilities, mc_outputs = _outputs(model, batches, mc_samples)
-    metrics = {"test/loss": float(scores["loss"]), "test/accuracy": float(scores["accuracy"])}
     labels = examples.labels.astype(np.int64)
+    metrics: dict[str, float] = {}
     if DATASETS[variant.dataset].label_encoding == "binary":
         scores_1d = probabilities.reshape(-1)
         predicted = (scores_1d > 0.5).astype(np.int64)
@@ -163,14 +163,21 @@ def evaluate(
         predicted = probabilities.argmax(axis=1)
     classes = DATASETS[variant.dataset].num_classes
     confusion = confusion_matrix(labels, predicted, classes)
+    # Accuracy from the same compiled inference the served model runs, so the gate's score
+    # through the served path equals it (Keras's own metric may round differently).
+    metrics = {
+        "test/loss": float(scores["loss"]),
+        "test/accuracy": float(np.trace(confusion) / max(len(labels), 1)),
+    } | metrics
     if not uncertainty:
         return metrics, confusion, {}
 
     def score(stored: Examples) -> np.ndarray:
-        return class_probabilities(_outputs(model, encoded_batches(stored, variant, 1024))[0])
+        batches = encoded_batches(stored, variant, SCORING_BATCH_ROWS)
+        return class_probabilities(_outputs(model, batches)[0])
 
     def mc_score(stored: Examples) -> np.ndarray:
-        batches = encoded_batches(stored, variant, 1024)
+        batches = encoded_batches(stored, variant, SCORING_BATCH_ROWS)
         return class_probabilities(_outputs(model, batches, mc_samples)[1])
 
     extra, summary = uncertainty_summary(
