@@ -305,23 +305,13 @@ def report(
     check_store_exists(config.tracking_uri)
     # Plain functions, no flow: no Prefect server and no TensorFlow, so it takes seconds.
     # (The pipeline's own report task also publishes the report as Prefect artifacts.)
-    from keras_variants import registry
-    from keras_variants.report import build_report, write_report
-    from keras_variants.runs import load_pipeline
+    from keras_variants.publish import publish_report
     from keras_variants.store import client_for
 
     client = client_for(config)
     if run_id is not None:
         _require_run(client, run_id, config.tracking_uri)
-    record = load_pipeline(client, run_id)
-    folder = write_report(
-        build_report(record, registry.decisions_for(client, record.run_ids)),
-        config.reports_dir,
-        record.pipeline_id,
-    )
-    for parent in record.parents.values():
-        client.log_artifacts(parent, str(folder), artifact_path="report")
-    typer.echo(f"report: {folder / 'report.html'}")
+    typer.echo(f"report: {publish_report(client, config.reports_dir, run_id).page}")
 
 
 def _require_run(client: MlflowClient, run_id: str, tracking_uri: str) -> None:

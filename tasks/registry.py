@@ -12,7 +12,8 @@ from prefect.logging import get_run_logger
 from keras_variants import registry
 from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset
-from keras_variants.report import build_report, to_markdown, write_report
+from keras_variants.publish import publish_report
+from keras_variants.report import to_markdown
 from keras_variants.runs import load_pipeline
 from keras_variants.store import client_for
 
@@ -31,14 +32,10 @@ def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> r
 @task(name="report", cache_policy=NO_CACHE)
 def write_comparison_report(config: PipelineConfig, run_id: str | None = None) -> Path:
     """Rebuild the comparison report of a pipeline run from MLflow and publish it."""
-    client = client_for(config)
-    record = load_pipeline(client, run_id)
-    report = build_report(record, registry.decisions_for(client, record.run_ids))
-    folder = write_report(report, config.reports_dir, record.pipeline_id)
-    for parent in record.parents.values():
-        client.log_artifacts(parent, str(folder), artifact_path="report")
+    published = publish_report(client_for(config), config.reports_dir, run_id, rebuild=True)
+    report = published.report
     create_markdown_artifact(to_markdown(report), key="comparison-report", description=report.title)
     for dataset, rows in report.tables.items():
         create_table_artifact(rows, key=f"{dataset}-variants", description=report.title)
-    get_run_logger().info("report written to %s", folder / "report.html")
-    return folder / "report.html"
+    get_run_logger().info("report written to %s", published.page)
+    return published.page

@@ -192,3 +192,15 @@ def test_report_rebuilds_from_any_run_id(smoke_run, smoke_config) -> None:
     page = comparison_report(smoke_config, child)
     assert page.parent.name == record.pipeline_id
     assert "<td>imdb_l2</td>" in page.read_text()
+
+
+def test_a_report_is_rebuilt_only_when_its_inputs_change(smoke_run, smoke_config) -> None:
+    from keras_variants.publish import DIGEST_FILE, publish_report
+
+    client, parent = client_for(smoke_config), smoke_run.parent_run_ids["imdb"]
+    first = publish_report(client, smoke_config.reports_dir, parent)
+    again = publish_report(client, smoke_config.reports_dir, parent)
+    assert again.report is None and again.page == first.page  # up to date: not rebuilt
+    assert again.page.read_text() == (smoke_config.reports_dir / "latest.html").read_text()
+    (first.folder / DIGEST_FILE).write_text("an older report")
+    assert publish_report(client, smoke_config.reports_dir, parent).report is not None
