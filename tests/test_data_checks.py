@@ -165,6 +165,7 @@ def test_imdb_check_fails_on_broken_file(broken_dir: Path, breaks, message: str)
     assert re.search(message, _failures(broken_dir, "imdb"))
 
 
+@pytest.mark.slow  # starts a Prefect test server
 def test_validate_flow_passes_on_real_slices(prefect_server, data_slices: Path, tmp_path) -> None:
     from flows.validate import validate_data
     from keras_variants.config import build_config
@@ -177,6 +178,7 @@ def test_validate_flow_passes_on_real_slices(prefect_server, data_slices: Path, 
     assert Path(summaries["mnist"]["results"]).is_file()
 
 
+@pytest.mark.slow  # the real command: Prefect's temporary server and the checks
 def test_cli_validate_fails_clearly(broken_dir: Path, tmp_path: Path) -> None:
     path = broken_dir / "mnist.npz"
     np.savez(path, **labels_out_of_range(_mnist(path)))
