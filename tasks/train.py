@@ -13,9 +13,9 @@ from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset, make_splits
 from keras_variants.interrupts import StopOnRequest
 from keras_variants.models import resolve_precision
-from keras_variants.registry import gate_inputs
 from keras_variants.reuse import TRAINING_CODE, source_digest, trial_key
 from keras_variants.runtime import release_memory
+from keras_variants.scoring import gate_inputs
 from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
 from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 

@@ -11,7 +11,7 @@ from flows.pipeline import pipeline
 from keras_variants.config import DEFAULT_VARIANTS, VARIANTS, PipelineConfig, build_config
 from keras_variants.datasets import load_dataset, make_splits
 from keras_variants.errors import DataValidationError
-from keras_variants.registry import ServedAccuracy, gate_inputs
+from keras_variants.scoring import ServedAccuracy, gate_inputs
 from keras_variants.store import client_for
 from tests.conftest import rewrite_npz
 

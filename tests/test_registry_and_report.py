@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from flows.report import comparison_report
-from keras_variants import registry
+from keras_variants import registry, scoring
 from keras_variants.datasets import load_dataset, make_splits
 from keras_variants.report import build_report, to_markdown
 from keras_variants.runs import load_pipeline
@@ -149,7 +149,7 @@ def _reject_force_and_roll_back(client, champions, smoke_config, data_slices) ->
     champion = champions[name]
     data = load_dataset("imdb", data_slices)
     rows = make_splits(data, smoke_config.profile, 0).test_rows
-    scorer = registry.ServedAccuracy(registry.gate_inputs(data, rows))
+    scorer = scoring.ServedAccuracy(scoring.gate_inputs(data, rows))
     dry = registry.promote(client, name, challenger, scorer, margin=1.0, dry_run=True, force=True)
     assert dry.promoted and _alias(client, name, "champion") == champion
     forced = registry.promote(client, name, challenger, scorer, margin=1.0, force=True)
@@ -168,14 +168,14 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     champion = _alias(client, name, "champion")
     data = load_dataset("mnist", data_slices)
     rows = make_splits(data, smoke_config.profile, 0).test_rows
-    scorer = registry.ServedAccuracy(registry.gate_inputs(data, rows))
+    scorer = scoring.ServedAccuracy(scoring.gate_inputs(data, rows))
     memo = f"gate.test_accuracy.{scorer.key}"
     remembered = client.get_model_version(name, champion).tags[memo]
     again = registry.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
     assert again.reason == "is already the champion" and not again.promoted
     assert float(remembered) == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
-    assert registry.ServedAccuracy(registry.gate_inputs(data, rows[:100])).key != scorer.key
+    assert scoring.ServedAccuracy(scoring.gate_inputs(data, rows[:100])).key != scorer.key
     # The gate trusts the remembered score instead of loading the model again.
     client.set_model_version_tag(name, champion, memo, "0.5")
     decision = registry.promote(client, name, champion, scorer, dry_run=True)

@@ -13,7 +13,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from keras_variants import registry
+from keras_variants import registry, scoring
 from keras_variants.config import VARIANTS
 from keras_variants.datasets import load_dataset, load_imdb
 from keras_variants.errors import DataError
@@ -87,7 +87,7 @@ def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp
     ).version
 
     data = load_dataset("imdb", data_slices, 10_000)
-    scorer = registry.ServedAccuracy(registry.gate_inputs(data, np.arange(len(data.test))))
+    scorer = scoring.ServedAccuracy(scoring.gate_inputs(data, np.arange(len(data.test))))
     decision = registry.promote(client, name, str(version), scorer)
     assert not decision.promoted
     assert "does not load or predict" in decision.reason and "Lambda" in decision.reason

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from keras_variants import models, registry, serving
+from keras_variants import models, registry, scoring, serving
 from keras_variants.config import NUM_WORDS, VARIANTS
 from keras_variants.datasets import IMDB_WORD_INDEX_FILE, load_dataset
 from keras_variants.errors import VariantsError
@@ -149,15 +149,15 @@ def test_bad_requests_get_one_sentence_naming_the_problem(served, dataset, input
 
 def test_the_gate_refuses_a_model_scored_with_another_word_index(served, data_slices) -> None:
     model, data = served["imdb"]
-    gate = registry.gate_inputs(data, np.arange(20))
+    gate = scoring.gate_inputs(data, np.arange(20))
     assert gate.word_index_sha256 == model.unwrap_python_model().word_index_sha256
-    assert registry.ServedAccuracy(gate)(model) == pytest.approx(
+    assert scoring.ServedAccuracy(gate)(model) == pytest.approx(
         np.mean([(a.label == "positive") == y for a, y in zip(
             model.predict(gate.inputs), gate.labels, strict=True)])
     )  # fmt: skip
-    other = registry.GateInputs(gate.inputs, gate.labels, word_index_sha256="0" * 64)
+    other = scoring.GateInputs(gate.inputs, gate.labels, word_index_sha256="0" * 64)
     with pytest.raises(VariantsError, match=r"trained with word index sha256 .* score it on data"):
-        registry.ServedAccuracy(other)(model)
+        scoring.ServedAccuracy(other)(model)
 
 
 PROMOTION_RULE = [
