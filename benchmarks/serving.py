@@ -49,7 +49,9 @@ def scoring_server(model: str, tracking_uri: str, log: Path):
         mlflow_bin, "models", "serve", "-m", f"models:/{model}@champion",
         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    # As in an activated environment: the server execs uvicorn by name.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
     with log.open("w") as out:
         server = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)  # fmt: skip

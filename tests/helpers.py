@@ -56,6 +56,8 @@ def process(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> Itera
 
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    # As in an activated environment: servers exec tools by name (mlflow: uvicorn).
+    env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     env.update(
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
