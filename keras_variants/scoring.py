@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from keras_variants.config import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.datasets import IMDB_FILE, IMDB_REVIEWS_FILE, IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.errors import VariantsError
 from keras_variants.preprocessing import png_base64, texts_from_word_ids
+from keras_variants.reuse import source_digest
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,9 @@ class GateInputs:
         digest = hashlib.sha256(np.ascontiguousarray(self.labels).tobytes())
         for text in self.inputs:
             digest.update(text.encode())
-        for module in ("keras_variants.preprocessing", "keras_variants.serving"):
-            digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
+        digest.update(
+            source_digest("keras_variants.preprocessing", "keras_variants.serving").encode()
+        )
         return digest.hexdigest()[:16]
 
 
