@@ -7,11 +7,15 @@ from data_checks.suites import imdb_suites, mnist_suites
 from data_checks.tables import encoded_tables, imdb_tables, mnist_tables
 from keras_variants.config import NUM_WORDS
 from keras_variants.datasets import Dataset
+from keras_variants.lanes import Run, call_here
 
 
-def validate_dataset(data: Dataset, num_words: int = NUM_WORDS) -> ValidationOutcome:
+def validate_dataset(
+    data: Dataset, num_words: int = NUM_WORDS, run: Run = call_here
+) -> ValidationOutcome:
     """Raw shape, label and distribution checks, then (only if they pass) the checks on
-    preprocessed inputs, which cannot even be computed from out-of-range labels."""
+    preprocessed inputs, which cannot even be computed from out-of-range labels; ``run``
+    runs the encoding (in a lane process, for a pipeline run)."""
     if data.name == "mnist":
         suites, raw = mnist_suites(), mnist_tables(data)
     else:
@@ -19,7 +23,7 @@ def validate_dataset(data: Dataset, num_words: int = NUM_WORDS) -> ValidationOut
     outcome = validate_tables(raw, suites)
     if not outcome.success:
         return outcome
-    encoded = validate_tables(encoded_tables(data), suites)
+    encoded = validate_tables(encoded_tables(data, run), suites)
     return ValidationOutcome(
         encoded.success,
         encoded.failures,

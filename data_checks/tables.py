@@ -9,6 +9,7 @@ import pandas as pd
 
 from keras_variants.config import DATASETS, VARIANTS
 from keras_variants.datasets import IMDB_FILE, MNIST_FILE, Dataset, Examples, Ragged
+from keras_variants.lanes import Run, call_here
 from keras_variants.preprocessing import encode_inputs, encode_labels
 
 ENCODED_SAMPLE_ROWS = 512
@@ -132,28 +133,34 @@ def imdb_tables(data: Dataset) -> list[CheckTable]:
     return tables
 
 
-def encoded_tables(data: Dataset) -> list[CheckTable]:
-    """Facts about the first rows of each split after the lecture's preprocessing."""
+def encoded_tables(data: Dataset, run: Run = call_here) -> list[CheckTable]:
+    """Facts about the first rows of each split after the lecture's preprocessing
+    (:func:`encoded_columns`, through ``run``)."""
     file = MNIST_FILE if data.name == "mnist" else IMDB_FILE
-    head = DATASETS[data.name]
     tables = []
     for split, ex in {"train": data.train, "test": data.test}.items():
         sample = ex.take(np.arange(min(len(ex), ENCODED_SAMPLE_ROWS)))
-        columns: dict[str, np.ndarray] = {}
-        for variant in (v for v in VARIANTS.values() if v.dataset == data.name):
-            inputs = encode_inputs(sample.inputs, variant)
-            flat = inputs.reshape(len(inputs), -1)
-            columns[f"{variant.input_encoding}_min"] = flat.min(axis=1, initial=np.inf)
-            columns[f"{variant.input_encoding}_max"] = flat.max(axis=1, initial=-np.inf)
-            columns[f"{variant.input_encoding}_width"] = np.full(len(flat), flat.shape[1])
-        labels = encode_labels(sample.labels, head)
-        columns["label_sum"] = labels.reshape(len(labels), -1).sum(axis=1)
-        if isinstance(sample.inputs, Ragged):
-            columns["max_word_id"] = _row_max(sample.inputs)
-        frame = pd.DataFrame(columns)
+        frame = pd.DataFrame(run(encoded_columns, data.name, sample))
         fields = {c: f"x_{split}" for c in frame.columns} | {"label_sum": f"y_{split}"}
         tables.append(CheckTable(file, f"{split} encoded", f"{data.name}_encoded", frame, fields))
     return tables
+
+
+def encoded_columns(dataset: str, sample: Examples) -> dict[str, np.ndarray]:
+    """Per row of ``sample``: smallest and largest value and width of every variant's input
+    encoding, the label encoding's sum and (word ids) the largest id."""
+    columns: dict[str, np.ndarray] = {}
+    for variant in (v for v in VARIANTS.values() if v.dataset == dataset):
+        inputs = encode_inputs(sample.inputs, variant)
+        flat = inputs.reshape(len(inputs), -1)
+        columns[f"{variant.input_encoding}_min"] = flat.min(axis=1, initial=np.inf)
+        columns[f"{variant.input_encoding}_max"] = flat.max(axis=1, initial=-np.inf)
+        columns[f"{variant.input_encoding}_width"] = np.full(len(flat), flat.shape[1])
+    labels = encode_labels(sample.labels, DATASETS[dataset])
+    columns["label_sum"] = labels.reshape(len(labels), -1).sum(axis=1)
+    if isinstance(sample.inputs, Ragged):
+        columns["max_word_id"] = _row_max(sample.inputs)
+    return columns
 
 
 def _row_max(sequences: Ragged) -> np.ndarray:

@@ -10,11 +10,12 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.validate import ingest_and_validate
-from keras_variants import tracking
+from keras_variants import lanes, tracking
 from keras_variants.config import PipelineConfig
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.progress import progress_line
 from keras_variants.registry import Decision
+from keras_variants.study import longest_first
 from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
 
@@ -28,7 +29,8 @@ class PipelineResult(BaseModel):
 
 
 def task_runner_for(config: PipelineConfig) -> TaskRunner:
-    """Threads in this process, or a Dask cluster (a temporary local one without address)."""
+    """Threads in this process (training in lane processes, or here with the ``threads``
+    runner), or a Dask cluster (a temporary local one without address)."""
     if config.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
@@ -51,31 +53,34 @@ def run_pipeline(config: PipelineConfig) -> "PipelineResult":
 
 @flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def pipeline(config: PipelineConfig) -> PipelineResult:
-    """Validate the data, then train every selected variant (two at a time)."""
+    """Validate the data, then train every selected variant (``max_parallel`` at a time)."""
     clear_stop_request()  # a stop asked for in an earlier run of this process is over
     logger = get_run_logger()
-    store = prepare_tracking.submit(config)
-    _, datasets = ingest_and_validate(config)
-    store.result()
-    with tracking.parent_runs(config, datasets) as parents:
-        started = time.monotonic()
-        futures = [
-            train_variant.submit(config, t, datasets[t.variant.dataset], parents[t.variant.dataset])
-            for t in config.trials()
-        ]
-        try:
-            for done, _ in enumerate(as_completed(futures), start=1):
-                logger.info(progress_line(done, len(futures), time.monotonic() - started))
-        except BaseException:  # interrupted: tell training threads to stop, not finish
-            request_stop()
-            raise
-        outcomes = [f.result() for f in futures]
-        summarize_study(config, parents, outcomes)
-    promotions = [
-        promote_best.submit(config, datasets[name], run_id)
-        for name, run_id in (parents.items() if config.promote else [])
-    ]  # one per data set, side by side
-    decisions = [promotion.result() for promotion in promotions]
+    with lanes.opened(config) as lane:  # lane processes start importing TensorFlow now
+        store = prepare_tracking.submit(config)
+        _, datasets = ingest_and_validate(config, lane)
+        store.result()
+        with tracking.parent_runs(config, datasets) as parents:
+            started = time.monotonic()
+            futures = [
+                train_variant.submit(
+                    config, t, datasets[t.variant.dataset], parents[t.variant.dataset], lane
+                )
+                for t in longest_first(config.trials())
+            ]
+            try:
+                for done, _ in enumerate(as_completed(futures), start=1):
+                    logger.info(progress_line(done, len(futures), time.monotonic() - started))
+            except BaseException:  # interrupted: tell training to stop, not finish
+                request_stop()
+                raise
+            outcomes = [f.result() for f in futures]
+            summarize_study(config, parents, outcomes)
+        promotions = [
+            promote_best.submit(config, datasets[name], run_id, lane)
+            for name, run_id in (parents.items() if config.promote else [])
+        ]  # one per data set, side by side
+        decisions = [promotion.result() for promotion in promotions]
     report = write_comparison_report(config, next(iter(parents.values())))
     return PipelineResult(
         parent_run_ids=parents,

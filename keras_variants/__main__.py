@@ -1,3 +1,4 @@
 from keras_variants.cli import main
 
-main()
+if __name__ == "__main__":  # not when a lane process starts from it
+    main()

@@ -151,8 +151,7 @@ def validate(
     config = _config(profile, data_dir, None)
     _check_data(ctx, config)
     server = runtime.start_prefect()
-    runtime.import_tensorflow()  # the checks encode samples with it; loads while the server starts
-    from flows.validate import validate_data
+    from flows.validate import validate_data  # the checks encode samples in a lane process
 
     server.wait()
     try:
@@ -182,8 +181,13 @@ def run(
     sweep: SetOption = None,
     study: StudyOption = None,
     runner: Annotated[
-        str, typer.Option("--runner", help="Run variant tasks on 'threads' here or on 'dask'.")
-    ] = "threads",
+        str,
+        typer.Option(
+            "--runner",
+            help="Where training runs: 'processes' (lean lane processes, the default), "
+            "'threads' of this process, or 'dask'.",
+        ),
+    ] = "processes",
     dask_address: Annotated[
         str | None,
         typer.Option(
@@ -225,7 +229,8 @@ def run(
     config = _config(profile, data_dir, tracking_uri, **overrides)
     _check_data(ctx, config)
     server = runtime.start_prefect()
-    runtime.import_tensorflow()  # while the server starts
+    if config.runner != "processes":  # TensorFlow runs in this process: load it now, quietly
+        runtime.import_tensorflow()
     from prefect.exceptions import TerminationSignal
 
     from flows.pipeline import run_pipeline
@@ -445,8 +450,7 @@ def serve(
             "PREFECT_API_URL=http://127.0.0.1:4200/api",
             param_hint="PREFECT_API_URL",
         )
-    runtime.import_tensorflow()
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline  # training runs in lane processes: no TensorFlow here
 
     pipeline.serve(
         name=name,

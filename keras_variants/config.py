@@ -31,7 +31,8 @@ LabelEncoding = Literal["one_hot", "binary"]
 NUM_WORDS = 10_000
 # Rows scored per compiled call, by evaluation, the served model and the gate alike: the
 # same batches give the same numbers (bfloat16 kernels may round differently per batch).
-SCORING_BATCH_ROWS = 1024
+# 256: an IMDb batch is then 10 MB of multi-hot floats; 1,024 cost a lane ~200 MB more.
+SCORING_BATCH_ROWS = 256
 # Keras's per-epoch history keys -> the metric keys of every curve in MLflow.
 HISTORY_KEYS = {
     "loss": "train/loss",
@@ -222,8 +223,10 @@ class PipelineConfig(_Frozen):
         default_factory=dict, description="variant -> field -> values, every combination run"
     )
     max_parallel: int = Field(2, ge=1, description="variants trained at the same time")
-    runner: Literal["threads", "dask"] = Field(
-        "threads", description="where variant tasks run: threads here, or a Dask cluster"
+    runner: Literal["processes", "threads", "dask"] = Field(
+        "processes",
+        description="where training runs: lean lane processes started by the run, threads "
+        "of this process, or a Dask cluster",
     )
     dask_address: str | None = Field(
         None, description="scheduler address (tcp://HOST:PORT); none: a local cluster"

@@ -6,6 +6,7 @@ ragged word ids); :mod:`keras_variants.preprocessing` turns them into model inpu
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class Examples:
         return len(self.labels)
 
     def take(self, rows: np.ndarray) -> Examples:
+        """The examples at ``rows``; a view, not a copy, when they are consecutive."""
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
         inputs = self.inputs.take(rows) if isinstance(self.inputs, Ragged) else self.inputs[rows]
         return Examples(inputs, self.labels[rows])
 
@@ -65,8 +69,9 @@ class Splits:
     test_rows: np.ndarray  # the test rows' positions in the file's test split
 
 
-def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
-    """Hold out validation rows from the training split and apply the profile's row caps."""
+def split_rows(dataset: Dataset, profile: Profile, seed: int) -> dict[str, np.ndarray]:
+    """Row positions of the train, validation (both in the file's train split) and test
+    splits: validation rows held out from training, the profile's row caps applied."""
     rng = np.random.default_rng(seed)
     holdout = DATASETS[dataset.name].validation_holdout
     rows = np.arange(len(dataset.train))
@@ -83,12 +88,75 @@ def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
     if profile.test_rows is not None and profile.test_rows < len(test_rows):
         # A random subset, since a test split may be sorted by label.
         test_rows = np.sort(rng.choice(test_rows, profile.test_rows, replace=False))
+    return {"train": train_rows, "validation": validation_rows, "test": test_rows}
+
+
+def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
+    """The examples at :func:`split_rows`."""
+    rows = split_rows(dataset, profile, seed)
     return Splits(
-        train=dataset.train.take(train_rows),
-        validation=dataset.train.take(validation_rows),
-        test=dataset.test.take(test_rows),
-        test_rows=test_rows,
+        train=dataset.train.take(rows["train"]),
+        validation=dataset.train.take(rows["validation"]),
+        test=dataset.test.take(rows["test"]),
+        test_rows=rows["test"],
     )
+
+
+@dataclass(frozen=True)
+class MappedDataset:
+    """A data set's compact arrays saved as ``.npy`` files in ``folder``, for processes
+    that memory-map them (:func:`open_mapped`) instead of receiving copies."""
+
+    name: str
+    folder: str
+    fingerprints: dict[str, str]
+    files: dict[str, str]
+    vocabulary_size: int | None
+
+
+def map_dataset(data: Dataset, folder: Path) -> MappedDataset:
+    """Save ``data``'s splits into the new folder ``folder`` (raw statistics stay behind)."""
+    folder.mkdir(parents=True)
+    for split, examples in (("train", data.train), ("test", data.test)):
+        arrays = {"labels": examples.labels}
+        if isinstance(examples.inputs, Ragged):
+            arrays |= {"values": examples.inputs.values, "offsets": examples.inputs.offsets}
+        else:
+            arrays["inputs"] = examples.inputs
+        for key, array in arrays.items():
+            np.save(folder / f"{split}_{key}.npy", np.ascontiguousarray(array))
+    return MappedDataset(
+        data.name, str(folder), dict(data.fingerprints), dict(data.files), data.vocabulary_size
+    )
+
+
+def open_mapped(mapped: MappedDataset) -> Dataset:
+    """The :class:`Dataset` saved by :func:`map_dataset`, its arrays memory-mapped (once
+    per process)."""
+    train, test = _mapped_splits(mapped.folder)
+    return Dataset(
+        name=mapped.name,
+        train=train,
+        test=test,
+        fingerprints=dict(mapped.fingerprints),
+        files=dict(mapped.files),
+        vocabulary_size=mapped.vocabulary_size,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _mapped_splits(folder: str) -> tuple[Examples, Examples]:
+    def load(split: str) -> Examples:
+        def array(key: str) -> np.ndarray:
+            return np.load(Path(folder) / f"{split}_{key}.npy", mmap_mode="r")
+
+        if (Path(folder) / f"{split}_values.npy").is_file():
+            inputs: np.ndarray | Ragged = Ragged(array("values"), array("offsets"))
+        else:
+            inputs = array("inputs")
+        return Examples(inputs, array("labels"))
+
+    return load("train"), load("test")
 
 
 def resolve_data_file(data_dir: Path | None, name: str) -> Path:

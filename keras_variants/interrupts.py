@@ -1,8 +1,9 @@
 """Stopping cleanly on Ctrl-C or SIGTERM while variants train in worker threads.
 
 Signals reach only the main thread. :func:`request_stop` (called from the CLI's signal
-handler, and by the pipeline flow when it is interrupted) sets an event that
-:class:`StopOnRequest` checks after every batch in every training thread; it then raises
+handler, and by the pipeline flow when it is interrupted) sets a flag that training
+(``training.StopOnRequest``) checks after every batch, in every thread and, once lanes share
+their flag (:func:`share_stop_flag`), in every lane process; it then raises
 KeyboardInterrupt there, so each run ends KILLED. The flow clears it as it starts.
 """
 
@@ -11,10 +12,9 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
-import keras
-
-_STOP = threading.Event()
+_STOP: Any = threading.Event()  # or a multiprocessing Event shared with lanes
 
 
 def request_stop() -> None:
@@ -26,13 +26,16 @@ def clear_stop_request() -> None:
     _STOP.clear()
 
 
-class StopOnRequest(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if _STOP.is_set():
-            self.model.stop_training = True
-            raise KeyboardInterrupt("stop requested")
+def stop_requested() -> bool:
+    return _STOP.is_set()
 
-    on_test_batch_end = on_train_batch_end
+
+def share_stop_flag(flag: Any) -> Any:
+    """Use ``flag`` (a ``multiprocessing`` Event that lane processes share) as the stop flag
+    from now on; returns the one it replaces."""
+    global _STOP
+    previous, _STOP = _STOP, flag
+    return previous
 
 
 def install_signal_handlers() -> None:

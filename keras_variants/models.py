@@ -9,7 +9,6 @@ layers compute in ``precision``, the output layer always in float32.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 from keras import layers
@@ -108,20 +107,3 @@ def build_model(
         steps_per_execution=steps_per_execution,
     )
     return model
-
-
-def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where Keras's
-    mixed_bfloat16 policy pays; elsewhere it would be emulated, and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(requested: str) -> str:
-    """``auto`` as what pays on this machine; an explicit choice as it is."""
-    if requested != "auto":
-        return requested
-    return "mixed_bfloat16" if native_bfloat16() else "float32"

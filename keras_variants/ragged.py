@@ -21,8 +21,12 @@ class Ragged:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def take(self, rows: np.ndarray) -> Ragged:
+    def take(self, rows: np.ndarray | slice) -> Ragged:
         """The sequences at ``rows``, in that order."""
+        if isinstance(rows, slice):  # consecutive rows: a view
+            start, stop, _ = rows.indices(len(self))
+            offsets = self.offsets[start : stop + 1]
+            return Ragged(self.values[offsets[0] : offsets[-1]], offsets - offsets[0])
         starts, lengths = self.offsets[rows], self.lengths[rows]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         # Index of every kept value: each row's start repeated, plus its position in the row.

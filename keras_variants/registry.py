@@ -23,12 +23,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from keras_variants.config import PipelineConfig
-from keras_variants.datasets import Dataset, make_splits
+from keras_variants.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
+from keras_variants.jobs import score_served
+from keras_variants.lanes import Run, call_here
 from keras_variants.locks import promotion_lock
 from keras_variants.runs import VariantRecord
 from keras_variants.scoring import ServedAccuracy, gate_inputs
-from keras_variants.serving import quiet_mlflow_notices
+from keras_variants.serving import load_served
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
 SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
@@ -102,17 +104,20 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
     return str(version.version)
 
 
-def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
-    """A registered version's served model, read from this client's store."""
+def model_path(client: MlflowClient, name: str, version: str) -> str:
+    """The local folder of a registered version's served model (downloaded from a remote
+    store)."""
     source = client.get_model_version(name, version).source
     if source.startswith("file:"):
-        local = local_file_uri_to_path(source)
-    else:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=source, tracking_uri=client.tracking_uri
-        )
-    quiet_mlflow_notices()
-    return mlflow.pyfunc.load_model(local)
+        return local_file_uri_to_path(source)
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=source, tracking_uri=client.tracking_uri
+    )
+
+
+def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered version's served model, read from this client's store."""
+    return load_served(model_path(client, name, version))
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -122,14 +127,17 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def _score(client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool) -> float:
-    """The version's test accuracy; remembered on the version (a tag per input digest),
-    since a version and the test inputs are both immutable, so a champion is scored once."""
+def _score(
+    client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool, run: Run
+) -> float:
+    """The version's test accuracy, computed through ``run``; remembered on the version (a
+    tag per input digest), since a version and the test inputs are both immutable, so a
+    champion is scored once."""
     tags = client.get_model_version(name, version).tags
     memo = f"gate.test_accuracy.{scorer.key}" if hasattr(scorer, "key") else None
     if memo in tags:
         return float(tags[memo])
-    score = float(scorer(load_version(client, name, version)))
+    score = run(score_served, model_path(client, name, version), scorer)
     if memo and remember:
         client.set_model_version_tag(name, version, memo, repr(score))
     return score
@@ -159,13 +167,15 @@ def gate(
     margin: float | None = None,
     dry_run: bool = False,
     force: bool = False,
+    run: Run = call_here,
 ) -> Decision:
     """The gate, as both the pipeline and ``variants promote`` run it.
 
     Registers ``challenger`` first when given, else takes ``version`` (default: the version
     aliased ``challenger``); scores it and the champion through the served path on
-    ``data``'s test rows for ``config``'s profile and seed; switches aliases if it passes.
-    One promotion of a registered model at a time, across this host's processes.
+    ``data``'s test rows for ``config``'s profile and seed, loading models through ``run``
+    (in a lane, for a pipeline run); switches aliases if it passes. One promotion of a
+    registered model at a time, across this host's processes.
     """
     name = REGISTERED_MODELS[data.name]
     margin = config.promotion_margin if margin is None else margin
@@ -179,9 +189,9 @@ def gate(
             version = _alias_version(client, name, "challenger")
             if version is None:
                 raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
-        test_rows = make_splits(data, config.profile, config.seed).test_rows
+        test_rows = split_rows(data, config.profile, config.seed)["test"]
         scorer = ServedAccuracy(gate_inputs(data, test_rows))
-        return promote(client, name, version, scorer, margin, dry_run, force)
+        return promote(client, name, version, scorer, margin, dry_run, force, run)
 
 
 def _model_id(client: MlflowClient, record: VariantRecord) -> str:
@@ -219,12 +229,14 @@ def promote(
     margin: float = 0.0,
     dry_run: bool = False,
     force: bool = False,
+    run: Run = call_here,
 ) -> Decision:
-    """Score ``name`` version ``version`` and the champion, apply :func:`decide`, and
-    switch aliases if it says so. Callers hold the promotion lock (see :func:`gate`)."""
+    """Score ``name`` version ``version`` and the champion (through ``run``), apply
+    :func:`decide`, and switch aliases if it says so. Callers hold the promotion lock
+    (see :func:`gate`)."""
     version = str(version)  # MLflow hands out versions as int or str
     try:
-        challenger_accuracy = _score(client, name, version, scorer, not dry_run)
+        challenger_accuracy = _score(client, name, version, scorer, not dry_run, run)
     except Exception as exc:
         decision = Decision(name, version, False, f"does not load or predict ({exc})")
         return _record(client, decision, dry_run)
@@ -233,7 +245,7 @@ def promote(
         if champion == version:
             return Decision(name, version, False, "is already the champion", challenger_accuracy)
         champion_accuracy = (
-            _score(client, name, champion, scorer, not dry_run) if champion else None
+            _score(client, name, champion, scorer, not dry_run, run) if champion else None
         )
         promoted = decide(challenger_accuracy, champion_accuracy, margin, force)
         if not promoted:

@@ -24,6 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from keras_variants.errors import VariantsError
 
@@ -269,3 +270,20 @@ def freeze_gc() -> None:
     """At exit: everything alive dies with the process. Without this, the interpreter's
     last collections walk millions of TensorFlow/MLflow/Prefect objects (~5 s)."""
     gc.freeze()
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where Keras's
+    mixed_bfloat16 policy pays; elsewhere it would be emulated, and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str) -> str:
+    """``auto`` as what pays on this machine; an explicit choice as it is."""
+    if requested != "auto":
+        return requested
+    return "mixed_bfloat16" if native_bfloat16() else "float32"

@@ -309,6 +309,12 @@ def quiet_mlflow_notices() -> None:
             logger.addFilter(_MlflowNotices())
 
 
+def load_served(folder: str) -> mlflow.pyfunc.PyFuncModel:
+    """The served model saved in ``folder``, loaded as ``mlflow models serve`` loads it."""
+    quiet_mlflow_notices()
+    return mlflow.pyfunc.load_model(folder)
+
+
 def predict_lines(
     client: MlflowClient, model: str, inputs: list[str], version: str | None = None
 ) -> list[str]:

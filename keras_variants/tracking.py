@@ -10,8 +10,6 @@ on interruption, FAILED otherwise, so no run of this tool stays RUNNING.
 from __future__ import annotations
 
 import shutil
-import tempfile
-import threading
 import time
 import uuid
 import warnings
@@ -19,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import keras
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import (
@@ -37,17 +34,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
-from keras_variants import serving
 from keras_variants.config import HISTORY_KEYS, PipelineConfig, VariantConfig
-from keras_variants.datasets import IMDB_WORD_INDEX_FILE, Dataset
+from keras_variants.datasets import Dataset
 from keras_variants.errors import ArtifactStoreError, disk_full
+from keras_variants.jobs import TrainedVariant
 from keras_variants.reuse import REUSED_FROM_TAG, TRIAL_KEY_TAG
 from keras_variants.store import TOOL_TAG, client_for, experiment_id, git_commit, owner_tags
 from keras_variants.study import Trial
-from keras_variants.training import Splits, TrainingResult
 
-# MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time.
-_MODEL_LOGGING = threading.Lock()
 MODEL_NAME = "model"  # the logged model of every variant run
 
 
@@ -184,21 +178,12 @@ def reuse(client: MlflowClient, run_id: str, earlier: Run) -> dict[str, list[flo
     return {key: [m.value for m in history] for key, history in curves.items()}
 
 
-class EpochMetricsLogger(keras.callbacks.Callback):
-    """Logs ``train/*`` and ``val/*`` after every epoch, so curves grow live in the UI."""
-
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
-        super().__init__()
-        self.client, self.run_id = client, run_id
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        stamp = int(time.time() * 1000)
-        metrics = [
-            Metric(HISTORY_KEYS[k], float(v), stamp, epoch + 1)
-            for k, v in (logs or {}).items()
-            if k in HISTORY_KEYS
-        ]
-        self.client.log_batch(self.run_id, metrics=metrics)
+def log_epoch(client: MlflowClient, run_id: str, epoch: int, logs: dict[str, float]) -> None:
+    """``train/*`` and ``val/*`` of one epoch (1-based), so curves grow live in the UI."""
+    stamp = int(time.time() * 1000)
+    keys = [(HISTORY_KEYS[k], v) for k, v in logs.items() if k in HISTORY_KEYS]
+    metrics = [Metric(key, float(value), stamp, epoch) for key, value in keys]
+    client.log_batch(run_id, metrics=metrics)
 
 
 def log_variant_result(
@@ -207,14 +192,11 @@ def log_variant_result(
     config: PipelineConfig,
     trial: Trial,
     data: Dataset,
-    splits: Splits,
-    epochs: int,
-    result: TrainingResult,
-    input_example: str,
-    precision: str,
+    result: TrainedVariant,
 ) -> str:
-    """Params, data inputs, confusion matrix, the served model and its test metrics of one
-    variant run; returns the logged model's id."""
+    """Params, data inputs, confusion matrix, the served model (saved by the lane in
+    ``result.model_dir``) and the test metrics of one variant run; returns the logged
+    model's id."""
     variant = trial.variant
     client.log_batch(
         run_id,
@@ -226,18 +208,16 @@ def log_variant_result(
                 "input_shape": list(variant.input_shape),
                 "optimizer": variant.optimizer,
                 "learning_rate": variant.learning_rate,
-                "epochs": epochs,
+                "epochs": result.epochs,
                 "batch_size": variant.batch_size,
                 "l2": variant.l2,
                 "dropout": variant.dropout,
                 "mc_samples": variant.mc_samples,
-                "precision": precision,
+                "precision": result.precision,
                 "seed": trial.seed,
                 "profile": config.profile.name,
                 "parameter_count": result.parameter_count,
-                "train_rows": len(splits.train),
-                "validation_rows": len(splits.validation),
-                "test_rows": len(splits.test),
+                **{f"{split}_rows": rows for split, rows in result.rows.items()},
             }
         ),
         tags=[RunTag(f"data.{f}.sha256", d) for f, d in data.fingerprints.items()],
@@ -252,12 +232,9 @@ def log_variant_result(
             },
             "confusion_matrix.json",
         )
-        _log_uncertainty(client, run_id, result)
-        word_index = data.files.get(IMDB_WORD_INDEX_FILE)
-        with _MODEL_LOGGING:
-            model_id = _log_served_model(
-                client, run_id, variant, result.model, input_example, word_index
-            )
+        if result.uncertainty:  # reliability diagrams and far-from-data scores
+            client.log_dict(run_id, result.uncertainty, "uncertainty.json")
+        model_id = _log_served_model(client, run_id, variant, Path(result.model_dir))
     validation_loss = result.history["val/loss"]
     best = result.validation_loss_min_epoch - 1
     stamp = int(time.time() * 1000)
@@ -275,12 +252,6 @@ def log_variant_result(
     return model_id
 
 
-def _log_uncertainty(client: MlflowClient, run_id: str, result: TrainingResult) -> None:
-    """Reliability diagrams and far-from-data scores (uncertainty.uncertainty_summary)."""
-    if result.uncertainty:
-        client.log_dict(run_id, result.uncertainty, "uncertainty.json")
-
-
 def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
     inputs = []
     for file, path in data.files.items():
@@ -294,14 +265,10 @@ def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
 
 
 def _log_served_model(
-    client: MlflowClient,
-    run_id: str,
-    variant: VariantConfig,
-    model: keras.Model,
-    input_example: str,
-    word_index: str | None,
+    client: MlflowClient, run_id: str, variant: VariantConfig, folder: Path
 ) -> str:
-    """The variant's pyfunc model (Keras model plus preprocessing) as the run's logged model."""
+    """The variant's pyfunc model (Keras model plus preprocessing), saved in ``folder``, as
+    the run's logged model."""
     run = client.get_run(run_id)
     logged = client.create_logged_model(
         run.info.experiment_id,
@@ -310,17 +277,7 @@ def _log_served_model(
         params={"variant": variant.name},
         model_type=variant.dataset,
     )
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / MODEL_NAME
-        serving.save_model(
-            path,
-            variant,
-            model,
-            input_example,
-            Path(word_index) if word_index else None,
-            pip_requirements=serving.requirements(),
-        )
-        client.log_model_artifacts(logged.model_id, str(path))
+    client.log_model_artifacts(logged.model_id, str(folder))
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     return logged.model_id

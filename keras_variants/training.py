@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_variants.config import DATASETS, HISTORY_KEYS, SCORING_BATCH_ROWS, VariantConfig
 from keras_variants.datasets import Examples, Splits
+from keras_variants.interrupts import stop_requested
 from keras_variants.models import build_model
 from keras_variants.preprocessing import encode_batch, encode_label_batch, stored_tensor
 from keras_variants.uncertainty import (
@@ -85,6 +86,17 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.report(epoch + 1, self.epochs, dict(logs or {}), time.perf_counter() - self._started)
+
+
+class StopOnRequest(keras.callbacks.Callback):
+    """Ends training with KeyboardInterrupt after the batch in which a stop was requested."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if stop_requested():
+            self.model.stop_training = True
+            raise KeyboardInterrupt("stop requested")
+
+    on_test_batch_end = on_train_batch_end
 
 
 def train_and_evaluate(

@@ -13,6 +13,7 @@ from prefect.logging import get_run_logger
 
 from keras_variants.datasets import Dataset, dataset_files, load_dataset, summarize
 from keras_variants.errors import DataValidationError
+from keras_variants.lanes import Lane
 from keras_variants.npz import sha256_of
 from keras_variants.reuse import source_digest
 
@@ -66,15 +67,15 @@ def ingest(name: str, data_dir: Path | None, num_words: int) -> Dataset:
     cache_expiration=CACHE_DAYS,
     persist_result=True,
 )
-def validate(data: Dataset, num_words: int, results_dir: Path) -> dict[str, object]:
+def validate(data: Dataset, num_words: int, results_dir: Path, lane: Lane) -> dict[str, object]:
     """Great Expectations checks; raises DataValidationError listing every failure.
 
-    The full GX result is written to ``results_dir`` either way.
+    The full GX result is written to ``results_dir`` either way. ``lane`` encodes samples.
     """
     from data_checks.checks import validate_dataset
     from data_checks.runner import write_results
 
-    outcome = validate_dataset(data, num_words)
+    outcome = validate_dataset(data, num_words, lane.call)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = write_results(outcome, results_dir / f"{data.name}-{stamp}.json")
     if not outcome.success:

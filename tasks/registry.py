@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 from keras_variants import registry
 from keras_variants.config import PipelineConfig
 from keras_variants.datasets import Dataset
+from keras_variants.lanes import Lane
 from keras_variants.publish import publish_report
 from keras_variants.report import to_markdown
 from keras_variants.runs import load_pipeline
@@ -19,12 +20,15 @@ from keras_variants.store import client_for
 
 
 @task(name="promote", task_run_name="promote-{data.name}", cache_policy=NO_CACHE)
-def promote_best(config: PipelineConfig, data: Dataset, parent_run_id: str) -> registry.Decision:
-    """Register the run's best variant on validation as challenger, then run the gate."""
+def promote_best(
+    config: PipelineConfig, data: Dataset, parent_run_id: str, lane: Lane
+) -> registry.Decision:
+    """Register the run's best variant on validation as challenger, then run the gate
+    (models are scored in ``lane``)."""
     client = client_for(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
-    decision = registry.gate(client, config, data, challenger=challenger)
+    decision = registry.gate(client, config, data, challenger=challenger, run=lane.call)
     get_run_logger().info(decision.sentence())
     return decision
 

@@ -3,6 +3,9 @@ child run."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -10,14 +13,13 @@ from pydantic import BaseModel
 
 from keras_variants import store, tracking
 from keras_variants.config import PipelineConfig
-from keras_variants.datasets import Dataset, make_splits
-from keras_variants.interrupts import StopOnRequest
-from keras_variants.models import resolve_precision
+from keras_variants.datasets import Dataset, split_rows
+from keras_variants.jobs import TrainJob
+from keras_variants.lanes import Lane
 from keras_variants.reuse import TRAINING_CODE, source_digest, trial_key
-from keras_variants.runtime import release_memory
+from keras_variants.runtime import resolve_precision
 from keras_variants.scoring import gate_inputs
 from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
-from keras_variants.training import EpochProgress, configure_runtime, train_and_evaluate
 
 
 class VariantOutcome(BaseModel):
@@ -46,24 +48,12 @@ def prepare_tracking(config: PipelineConfig) -> list[str]:
 
 @task(name="train-and-evaluate", task_run_name="train-{trial.run_name}", cache_policy=NO_CACHE)
 def train_variant(
-    config: PipelineConfig, trial: Trial, data: Dataset, parent_run_id: str
+    config: PipelineConfig, trial: Trial, data: Dataset, parent_run_id: str, lane: Lane
 ) -> VariantOutcome:
-    """Train ``trial``'s variant on its data set's splits for its seed, score it on test,
-    log it all to MLflow."""
+    """Train ``trial``'s variant on its data set's splits for its seed in ``lane``, score it
+    on test, log it all to MLflow; or reuse an earlier run of the same trial key."""
     logger = get_run_logger()
-    configure_runtime()
     variant, seed = trial.variant, trial.seed
-    splits = make_splits(data, config.profile, seed)
-    epochs = config.profile.epochs_for(variant)
-
-    def report(epoch: int, total: int, logs: dict, seconds: float) -> None:
-        logger.info(
-            "%s epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f (%.1f s)",
-            trial.run_name, epoch, total, logs.get("loss", float("nan")),
-            logs.get("accuracy", float("nan")), logs.get("val_loss", float("nan")),
-            logs.get("val_accuracy", float("nan")), seconds,
-        )  # fmt: skip
-
     client = store.client_for(config)
     precision = resolve_precision(config.precision)
     code = source_digest(*TRAINING_CODE)
@@ -76,20 +66,34 @@ def train_variant(
         logger.info("%s: unchanged since run %s, reused", trial.run_name, earlier.info.run_id)
         metrics = earlier.data.metrics
         return _outcome(trial, run_id, metrics, curves["val/loss"], curves["val/accuracy"])
-    with tracking.variant_run(client, trial, parent_run_id, key) as run_id:
-        callbacks = [
-            StopOnRequest(),
-            EpochProgress(epochs, report),
-            tracking.EpochMetricsLogger(client, run_id),
-        ]
-        result = train_and_evaluate(
-            variant, splits, epochs, seed, callbacks, config.steps_per_execution, precision
+    test_rows = split_rows(data, config.profile, seed)["test"]
+    with (
+        tracking.variant_run(client, trial, parent_run_id, key) as run_id,
+        tempfile.TemporaryDirectory(prefix="keras-variants-model-") as folder,
+    ):
+
+        def report(epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> None:
+            tracking.log_epoch(client, run_id, epoch, logs)
+            logger.info(
+                "%s epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f (%.1f s)",
+                trial.run_name, epoch, epochs, logs.get("loss", float("nan")),
+                logs.get("accuracy", float("nan")), logs.get("val_loss", float("nan")),
+                logs.get("val_accuracy", float("nan")), seconds,
+            )  # fmt: skip
+
+        job = TrainJob(
+            variant=variant,
+            seed=seed,
+            profile=config.profile,
+            data=lane.share(data),
+            # A test example as a user sends it: a review text or a PNG digit.
+            input_example=gate_inputs(data, test_rows[:1]).inputs[0],
+            model_dir=str(Path(folder) / "model"),
+            steps_per_execution=config.steps_per_execution,
+            precision=precision,
         )
-        # A test example as a user sends it: a review text or a PNG digit.
-        example = gate_inputs(data, splits.test_rows[:1]).inputs[0]
-        tracking.log_variant_result(
-            client, run_id, config, trial, data, splits, epochs, result, example, precision
-        )
+        result = lane.train(job, report)
+        tracking.log_variant_result(client, run_id, config, trial, data, result)
     logger.info(
         "%s: test %s, lowest val_loss at epoch %d, %.1f s",
         trial.run_name,
@@ -101,12 +105,9 @@ def train_variant(
         "validation_loss_min_epoch": result.validation_loss_min_epoch,
         "training_seconds": result.training_seconds,
     }
-    outcome = _outcome(
+    return _outcome(
         trial, run_id, metrics, result.history["val/loss"], result.history["val/accuracy"]
     )
-    del result, callbacks
-    release_memory()
-    return outcome
 
 
 def _outcome(

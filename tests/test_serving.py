@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from keras_variants import models, registry, scoring, serving
+from keras_variants import registry, runtime, scoring, serving
 from keras_variants.config import NUM_WORDS, VARIANTS
 from keras_variants.datasets import IMDB_WORD_INDEX_FILE, load_dataset
 from keras_variants.errors import VariantsError
@@ -302,5 +302,5 @@ def test_a_mixed_bfloat16_model_serves_what_it_computes(tmp_path, data_slices) -
     ],
 )
 def test_precision_auto_uses_bfloat16_only_where_native(monkeypatch, requested, native, resolved):
-    monkeypatch.setattr(models, "native_bfloat16", lambda: native)
-    assert models.resolve_precision(requested) == resolved
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda: native)
+    assert runtime.resolve_precision(requested) == resolved
