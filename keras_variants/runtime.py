@@ -78,7 +78,7 @@ def prepare(verbose: bool) -> None:
     global _verbose
     _verbose = verbose
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
-    _return_large_buffers_to_the_os()
+    _tune_malloc()
     for name, value in (ENVIRONMENT_DEFAULTS | ({} if verbose else QUIET_ENVIRONMENT)).items():
         os.environ.setdefault(name, value)
     if not verbose:
@@ -91,18 +91,23 @@ def is_verbose() -> bool:
     return _verbose
 
 
-def _return_large_buffers_to_the_os() -> None:
-    """Serve allocations over 128 KiB from mmap, always (glibc only).
+def _tune_malloc() -> None:
+    """glibc only: serve allocations over 128 KiB from mmap, always, and at most two malloc
+    arenas.
 
     Per-batch input tensors are tens of MB. glibc raises its mmap threshold after such a
     buffer is freed, so later ones land in per-thread heaps that never shrink: resident
-    memory then grows by ~70 MB per epoch. A fixed threshold keeps it flat.
+    memory then grows by ~70 MB per epoch. A fixed threshold keeps it flat. TensorFlow's
+    threads would each get an arena (up to 8 per core), whose free space stays resident:
+    two arenas take ~100 MB less a lane, at no measurable cost in speed here.
     """
     libc_name = ctypes.util.find_library("c")
     if sys.platform.startswith("linux") and libc_name:
-        m_mmap_threshold = -3
+        m_arena_max, m_mmap_threshold = -8, -3
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(libc_name).mallopt(m_mmap_threshold, 128 * 1024)
+            libc = ctypes.CDLL(libc_name)
+            libc.mallopt(m_mmap_threshold, 128 * 1024)
+            libc.mallopt(m_arena_max, 2)
 
 
 def expected_failure(exc: BaseException | None) -> bool:

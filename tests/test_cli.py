@@ -159,7 +159,7 @@ def test_no_data_folder_and_no_internet(tmp_path: Path, heavy_stubs: Path) -> No
         (["run", "--variants", "imdb_foo"], "unknown variant(s) ['imdb_foo']; choose from"),
         (["run", "--profile", "huge"], "unknown profile 'huge'; choose from full, smoke"),
         (["run", "--margin", "-1"], "--margin: Input should be greater than or equal to 0"),
-        (["run", "--runner", "spark"], "--runner: Input should be 'threads' or 'dask'"),
+        (["run", "--runner", "spark"], "--runner: Input should be 'processes', 'threads' or"),
         (["run", "--epochs", "3"], "No such option: --epochs"),
         (["validate", "--profile", "huge"], "unknown profile 'huge'"),
         (["nonsense"], "No such command 'nonsense'"),
@@ -327,11 +327,29 @@ def test_quiet_console(record: logging.LogRecord, shown: bool) -> None:
 def quiet_run(data_slices: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Done]:
     """One quiet smoke run of two variants through the command, in its own folder."""
     workdir = tmp_path_factory.mktemp("cli-run")
+    site = workdir / "site"
+    site.mkdir()
+    # What the command's own process imported, written as it exits (not by lane processes).
+    (site / "sitecustomize.py").write_text(
+        "import atexit, sys\n"
+        "if sys.argv and sys.argv[0].endswith('variants'):\n"
+        "    atexit.register(lambda: open('modules.txt', 'w').write('\\n'.join(sys.modules)))\n"
+    )
     done = variants(
         "run", "--profile", "smoke", "--data-dir", str(data_slices),
-        "--variants", "mnist_dense,imdb_reduced", cwd=workdir,
+        "--variants", "mnist_dense,imdb_reduced", cwd=workdir, PYTHONPATH=str(site),
     )  # fmt: skip
     return workdir, done
+
+
+@pytest.mark.slow
+def test_the_command_never_imports_tensorflow_itself(quiet_run: tuple[Path, Done]) -> None:
+    """Training ran in lane processes: the orchestrating process stayed lean."""
+    workdir, done = quiet_run
+    assert done.code == 0, done.text
+    modules = set((workdir / "modules.txt").read_text().split())
+    assert {"prefect", "mlflow", "great_expectations"} <= modules  # it did orchestrate
+    assert not {"tensorflow", "keras"} & modules
 
 
 NOISE = [

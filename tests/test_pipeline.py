@@ -92,13 +92,17 @@ def _runs(config: PipelineConfig) -> list:
 
 def test_failed_training_ends_runs_failed(prefect_server, data_slices, tmp_path, monkeypatch):
     config = build_config(
-        profile="smoke", data_dir=data_slices, workdir=tmp_path, variants=("imdb_reduced",)
+        profile="smoke",
+        data_dir=data_slices,
+        workdir=tmp_path,
+        variants=("imdb_reduced",),
+        runner="threads",  # in this process, where the fault can be injected
     )
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected training fault")
 
-    monkeypatch.setattr("tasks.train.train_and_evaluate", broken)
+    monkeypatch.setattr("keras_variants.training.train_and_evaluate", broken)
     with pytest.raises(RuntimeError, match="injected training fault"):
         pipeline(config)
     statuses = {r.data.tags.get("role"): r.info.status for r in _runs(config)}

@@ -1,0 +1,51 @@
+"""Lanes: training in lean processes gives what training here gives, failures in a lane
+reach the caller, and the lanes go on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from keras_variants.config import PROFILES, VARIANTS, build_config
+from keras_variants.datasets import MappedDataset
+from keras_variants.jobs import TrainJob
+from keras_variants.lanes import ProcessLanes
+
+
+def test_a_failure_in_a_lane_reaches_the_caller_and_the_lane_goes_on(tmp_path: Path) -> None:
+    lanes = ProcessLanes(workers=1, threads=1)
+    try:
+        with pytest.raises(ValueError, match="invalid literal"):
+            lanes.call(int, "not a number")
+        missing = MappedDataset("mnist", str(tmp_path / "gone"), {}, {}, None)
+        job = TrainJob(VARIANTS["mnist_dense"], 0, PROFILES["smoke"], missing, "", str(tmp_path))
+        with pytest.raises(FileNotFoundError, match="gone"):
+            lanes.train(job, lambda *report: None)
+        assert lanes.call(os.getpid) != os.getpid()  # still there, in another process
+    finally:
+        lanes.close(interrupted=False)
+
+
+@pytest.mark.slow
+def test_lanes_and_this_process_train_the_same_models(smoke_run, data_slices, tmp_path) -> None:
+    """The session's smoke run trains in lanes; the same trials here, with the threads
+    runner, give the same metrics and curves to the last digit."""
+    from flows.pipeline import pipeline
+
+    assert build_config(profile="smoke", data_dir=data_slices).runner == "processes"
+    variants = ("mnist_cnn", "imdb_dropout")
+    here = pipeline(
+        build_config(
+            profile="smoke",
+            data_dir=data_slices,
+            workdir=tmp_path,
+            variants=variants,
+            runner="threads",
+        )
+    )
+    for label in variants:
+        lane, local = smoke_run.variants[label], here.variants[label]
+        assert local.test_metrics == lane.test_metrics, label
+        assert local.measures == lane.measures, label
