@@ -56,7 +56,7 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
     """Validate the data, then train every selected variant (``max_parallel`` at a time)."""
     clear_stop_request()  # a stop asked for in an earlier run of this process is over
     logger = get_run_logger()
-    with lanes.opened(config) as lane:  # lane processes start importing TensorFlow now
+    with lanes.opened(config) as lane:  # lane processes start when first needed
         store = prepare_tracking.submit(config)
         _, datasets = ingest_and_validate(config, lane)
         store.result()

@@ -2,12 +2,12 @@
 
 With the default ``processes`` runner the orchestrating process (Prefect, MLflow, Great
 Expectations, the data) never imports TensorFlow. ``max_parallel`` lane processes start
-with the run and import only what the work needs (TensorFlow, Keras, NumPy, and MLflow's
-pyfunc to save served models) while the data is read and checked. Each trial, gate score and
-encoded-data check (:mod:`keras_variants.jobs`) goes to a free lane; a data set goes to the
-lanes once, as ``.npy`` files they memory-map; epoch reports come back through a queue; a
-stop request (Ctrl-C, SIGTERM) reaches them through a shared event that training checks
-after every batch.
+when the run first needs one and import only what the work needs (TensorFlow, Keras, NumPy,
+and MLflow's pyfunc to save served models). Each trial, gate score and encoded-data check
+(:mod:`keras_variants.jobs`) goes to a free lane; a data set goes to the lanes once, as
+``.npy`` files they memory-map; epoch reports come back through a queue; a stop request
+(Ctrl-C, SIGTERM) reaches them through a shared event that training checks after every
+batch.
 
 :class:`HereLane` runs the same functions in the calling process: the ``threads`` runner,
 and Dask workers, which are processes of their own.
@@ -95,14 +95,23 @@ class ProcessLanes:
         self._previous_stop = interrupts.share_stop_flag(self._stop)
         self._router = threading.Thread(target=self._route, name="lane-reports", daemon=True)
         self._router.start()
-        # One job per lane now, so every lane starts importing while the data is checked.
-        for _ in range(workers):
-            self._pool.submit(_ready)
+        self._workers, self._started = workers, False
+
+    def _start(self) -> None:
+        """On first use (a run that reuses every trial needs none): one job per lane, so
+        every lane starts importing at once, while the first job's data is prepared."""
+        with self._lock:
+            if not self._started:
+                self._started = True
+                for _ in range(self._workers):
+                    self._pool.submit(_ready)
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
+        self._start()
         return self._pool.submit(fn, *args).result()
 
     def train(self, job: jobs.TrainJob, report: jobs.EpochReport) -> jobs.TrainedVariant:
+        self._start()
         job_id = uuid.uuid4().hex
         inbox: queue.Queue = queue.Queue()
         self._inboxes[job_id] = inbox
@@ -115,6 +124,7 @@ class ProcessLanes:
             del self._inboxes[job_id]
 
     def share(self, data: Dataset) -> MappedDataset:
+        self._start()
         key = (data.name, tuple(sorted(data.fingerprints.items())))
         with self._lock:
             if key not in self._shared:
