@@ -28,6 +28,7 @@ TRAINING_CODE = (
     "keras_variants.preprocessing",
     "keras_variants.models",
     "keras_variants.training",
+    "keras_variants.jobs",  # splits, callbacks and the saved model of a trial
     "keras_variants.serving",
     "keras_variants.uncertainty",
 )
