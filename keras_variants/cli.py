@@ -212,8 +212,8 @@ def run(
         str,
         typer.Option(
             "--precision",
-            help="auto (mixed_bfloat16 where the CPU has native bfloat16, else float32), "
-            "float32 or mixed_bfloat16.",
+            help="auto (mixed_bfloat16 for convolutional variants where the CPU has native "
+            "bfloat16, else float32), float32 or mixed_bfloat16.",
         ),
     ] = "auto",
 ) -> None:

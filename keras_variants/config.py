@@ -240,7 +240,9 @@ class PipelineConfig(_Frozen):
     promote: bool = Field(True, description="register and gate the best variant per data set")
     force: bool = Field(False, description="retrain trials that an earlier run already trained")
     precision: Literal["auto", "float32", "mixed_bfloat16"] = Field(
-        "auto", description="auto: mixed_bfloat16 where the CPU computes bfloat16 natively"
+        "auto",
+        description="auto: mixed_bfloat16 for convolutional variants where the CPU computes "
+        "bfloat16 natively, float32 elsewhere",
     )
 
     @model_validator(mode="before")

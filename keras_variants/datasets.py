@@ -6,7 +6,6 @@ ragged word ids); :mod:`keras_variants.preprocessing` turns them into model inpu
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,8 +130,9 @@ def map_dataset(data: Dataset, folder: Path) -> MappedDataset:
 
 
 def open_mapped(mapped: MappedDataset) -> Dataset:
-    """The :class:`Dataset` saved by :func:`map_dataset`, its arrays memory-mapped (once
-    per process)."""
+    """The :class:`Dataset` saved by :func:`map_dataset`, its arrays memory-mapped. Mapped
+    anew for each job: the pages stay in the page cache, but leave the process when the
+    job's arrays go, so a lane that ran both data sets does not hold both."""
     train, test = _mapped_splits(mapped.folder)
     return Dataset(
         name=mapped.name,
@@ -144,7 +144,6 @@ def open_mapped(mapped: MappedDataset) -> Dataset:
     )
 
 
-@functools.lru_cache(maxsize=4)
 def _mapped_splits(folder: str) -> tuple[Examples, Examples]:
     def load(split: str) -> Examples:
         def array(key: str) -> np.ndarray:

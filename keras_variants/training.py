@@ -122,6 +122,7 @@ def train_and_evaluate(
         callbacks=list(callbacks),
     )
     training_seconds = time.perf_counter() - started
+    del train, validation  # their tensors make room for the test split's
     history = {HISTORY_KEYS[k]: [float(v) for v in vs] for k, vs in fit.history.items()}
     test_metrics, confusion, uncertainty = evaluate(model, variant, splits.test, seed=seed)
     return TrainingResult(

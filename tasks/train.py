@@ -55,7 +55,7 @@ def train_variant(
     logger = get_run_logger()
     variant, seed = trial.variant, trial.seed
     client = store.client_for(config)
-    precision = resolve_precision(config.precision)
+    precision = resolve_precision(config.precision, variant.architecture)
     code = source_digest(*TRAINING_CODE)
     settings = {"precision": precision}
     key = trial_key(variant, seed, config.profile, data.fingerprints, code, settings)

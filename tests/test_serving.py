@@ -293,14 +293,17 @@ def test_a_mixed_bfloat16_model_serves_what_it_computes(tmp_path, data_slices) -
 
 
 @pytest.mark.parametrize(
-    ("requested", "native", "resolved"),
+    ("requested", "architecture", "native", "resolved"),
     [
-        ("auto", True, "mixed_bfloat16"),
-        ("auto", False, "float32"),
-        ("float32", True, "float32"),
-        ("mixed_bfloat16", False, "mixed_bfloat16"),
+        ("auto", "cnn", True, "mixed_bfloat16"),
+        ("auto", "cnn", False, "float32"),
+        ("auto", "dense", True, "float32"),  # measured slower in bfloat16
+        ("float32", "cnn", True, "float32"),
+        ("mixed_bfloat16", "dense", False, "mixed_bfloat16"),
     ],
 )
-def test_precision_auto_uses_bfloat16_only_where_native(monkeypatch, requested, native, resolved):
+def test_precision_auto_uses_bfloat16_only_where_it_pays(
+    monkeypatch, requested, architecture, native, resolved
+):
     monkeypatch.setattr(runtime, "native_bfloat16", lambda: native)
-    assert runtime.resolve_precision(requested) == resolved
+    assert runtime.resolve_precision(requested, architecture) == resolved
