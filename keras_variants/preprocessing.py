@@ -156,8 +156,13 @@ def stored_tensor(inputs: np.ndarray | Ragged) -> tf.Tensor | tf.RaggedTensor:
     import tensorflow as tf
 
     if isinstance(inputs, Ragged):
+        # 16-bit word ids where they fit (a vocabulary under 32,768 words): half the memory
+        # of a data set's tensors; encode_batch widens each batch.
+        values = inputs.values
+        fits = not values.size or (values.min() >= 0 and values.max() <= np.iinfo(np.int16).max)
         return tf.RaggedTensor.from_row_splits(
-            inputs.values.astype(np.int32), inputs.offsets.astype(np.int64)
+            np.asarray(values, np.int16 if fits else np.int32),
+            np.asarray(inputs.offsets, np.int64),
         )
     return tf.constant(inputs)
 
@@ -170,7 +175,12 @@ def encode_batch(batch: tf.Tensor | tf.RaggedTensor, variant: VariantConfig) -> 
     if variant.input_encoding == "multi_hot":
         width = variant.input_shape[0]
         encoded = tf.math.bincount(
-            batch, minlength=width, maxlength=width, dtype=tf.float32, binary_output=True, axis=-1
+            tf.cast(batch, tf.int32),
+            minlength=width,
+            maxlength=width,
+            dtype=tf.float32,
+            binary_output=True,
+            axis=-1,
         )
     else:
         encoded = tf.cast(batch, tf.float32) / 255.0

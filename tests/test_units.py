@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_variants.config import PROFILES
+from keras_variants.config import PROFILES, VARIANTS
 from keras_variants.datasets import Dataset, Examples, make_splits
 from keras_variants.findings import findings_for, groups
 from keras_variants.ragged import Ragged
@@ -115,3 +115,15 @@ def test_groups_average_seeds_curve_by_curve() -> None:
     (group,) = groups([_record("imdb_l2", [0.4, 0.2], 0), _record("imdb_l2", [0.6, 0.4], 1)])
     assert group.seeds == 2 and group.mean.curves["val/loss"] == pytest.approx([0.5, 0.3])
     assert group.spread["val/loss"] == pytest.approx([0.1414214, 0.1414214])
+
+
+@pytest.mark.parametrize("width", [10, 40_000])  # word ids that fit 16 bits, and ones past
+def test_multi_hot_rows_mark_each_word_id_once(width: int) -> None:
+    from keras_variants.preprocessing import encode_inputs
+
+    ids = Ragged(np.array([1, 5, 5, 9, 2, width - 1, 3]), np.array([0, 4, 4, 7]))
+    variant = VARIANTS["imdb_dense"].model_copy(update={"input_shape": (width,)})
+    expected = np.zeros((3, width), np.float32)
+    for row, (start, stop) in enumerate(itertools.pairwise(ids.offsets)):
+        expected[row, ids.values[start:stop]] = 1.0
+    np.testing.assert_array_equal(encode_inputs(ids, variant), expected)
