@@ -99,8 +99,7 @@ def _tune_malloc() -> None:
     buffer is freed, so later ones land in per-thread heaps that never shrink: resident
     memory then grows by ~70 MB per epoch. A fixed threshold keeps it flat. TensorFlow's
     threads would each get an arena (up to 8 per core), whose free space stays resident:
-    measured alone, two arenas lowered one trial's peak by 50-90 MB (a whole run's busiest
-    lane still reached 1.10 GB; BENCHMARKS.md).
+    measured alone, two arenas lowered one trial's peak by 50-90 MB (BENCHMARKS.md).
     """
     libc_name = ctypes.util.find_library("c")
     if sys.platform.startswith("linux") and libc_name:

@@ -115,7 +115,7 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         outputs = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
         entropies = [np.zeros(0)]
         for start in range(0, len(stored), SCORING_BATCH_ROWS):  # memory stays bounded
-            rows = np.arange(start, min(start + SCORING_BATCH_ROWS, len(stored)))
+            rows = slice(start, start + SCORING_BATCH_ROWS)  # a view of consecutive rows
             batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
             encoded = encode_batch(stored_tensor(batch), self.variant)
             if mc_samples:
