@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from keras_variants.preprocessing import png_base64
+    from keras_variants.data.preprocessing import png_base64
 
     client = MlflowClient(args.tracking_uri, registry_uri=args.tracking_uri)
     reviews = pd.read_parquet(args.data_dir / "imdb_reviews.parquet")

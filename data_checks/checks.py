@@ -5,9 +5,9 @@ from __future__ import annotations
 from data_checks.runner import ValidationOutcome, validate_tables
 from data_checks.suites import imdb_suites, mnist_suites
 from data_checks.tables import encoded_tables, imdb_tables, mnist_tables
-from keras_variants.config import NUM_WORDS
-from keras_variants.datasets import Dataset
-from keras_variants.lanes import Run, call_here
+from keras_variants.config.variants import NUM_WORDS
+from keras_variants.data.datasets import Dataset
+from keras_variants.lanes.pool import Run, call_here
 
 
 def validate_dataset(

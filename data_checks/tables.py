@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from keras_variants.config import DATASETS, VARIANTS
-from keras_variants.datasets import IMDB_FILE, MNIST_FILE, Dataset, Examples, Ragged
-from keras_variants.lanes import Run, call_here
-from keras_variants.preprocessing import encode_inputs, encode_labels
+from keras_variants.config.variants import DATASETS, VARIANTS
+from keras_variants.data.datasets import IMDB_FILE, MNIST_FILE, Dataset, Examples
+from keras_variants.data.preprocessing import encode_inputs, encode_labels
+from keras_variants.data.ragged import Ragged
+from keras_variants.lanes.pool import Run, call_here
 
 ENCODED_SAMPLE_ROWS = 512
 IMAGE_CHUNK_ROWS = 5_000

@@ -10,12 +10,13 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.validate import ingest_and_validate
-from keras_variants import lanes, tracking
-from keras_variants.config import PipelineConfig
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.config.trials import longest_first
 from keras_variants.interrupts import clear_stop_request, request_stop
-from keras_variants.progress import progress_line
-from keras_variants.registry import Decision
-from keras_variants.study import longest_first
+from keras_variants.lanes import pool as lanes
+from keras_variants.registry.gate import Decision
+from keras_variants.reporting.progress import progress_line
+from keras_variants.tracking import runs as tracking
 from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from keras_variants.config import PipelineConfig
+from keras_variants.config.pipeline import PipelineConfig
 from tasks.registry import write_comparison_report
 
 

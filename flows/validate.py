@@ -2,10 +2,11 @@
 
 from prefect import flow
 
-from keras_variants import lanes
-from keras_variants.config import NUM_WORDS, PipelineConfig
-from keras_variants.datasets import Dataset
-from keras_variants.lanes import Lane
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.config.variants import NUM_WORDS
+from keras_variants.data.datasets import Dataset
+from keras_variants.lanes import pool as lanes
+from keras_variants.lanes.pool import Lane
 from tasks.data import ingest, validate
 
 

@@ -1,4 +1,4 @@
-from keras_variants.cli import main
+from keras_variants.cli.main import main
 
 if __name__ == "__main__":  # not when a lane process starts from it
     main()

@@ -11,11 +11,11 @@ from prefect import task
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
-from keras_variants.datasets import Dataset, dataset_files, load_dataset, summarize
+from keras_variants.data.datasets import Dataset, dataset_files, load_dataset, summarize
+from keras_variants.data.npz import sha256_of
 from keras_variants.errors import DataValidationError
-from keras_variants.lanes import Lane
-from keras_variants.npz import sha256_of
-from keras_variants.reuse import source_digest
+from keras_variants.lanes.pool import Lane
+from keras_variants.tracking.trial_key import source_digest
 
 
 def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -26,7 +26,9 @@ def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | No
     digest = hashlib.sha256(
         f"{parameters['name']}:{parameters['num_words']}".encode()
         + source_digest(
-            "keras_variants.datasets", "keras_variants.npz", "keras_variants.preprocessing"
+            "keras_variants.data.datasets",
+            "keras_variants.data.npz",
+            "keras_variants.data.preprocessing",
         ).encode()
     )
     for path in sorted(dataset_files(parameters["name"], Path(data_dir))):

@@ -9,14 +9,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from keras_variants import registry
-from keras_variants.config import PipelineConfig
-from keras_variants.datasets import Dataset
-from keras_variants.lanes import Lane
-from keras_variants.publish import publish_report
-from keras_variants.report import to_markdown
-from keras_variants.runs import load_pipeline
-from keras_variants.store import client_for
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.data.datasets import Dataset
+from keras_variants.lanes.pool import Lane
+from keras_variants.registry import gate as registry
+from keras_variants.reporting.publish import publish_report
+from keras_variants.reporting.report import to_markdown
+from keras_variants.tracking.records import load_pipeline
+from keras_variants.tracking.store import client_for
 
 
 @task(name="promote", task_run_name="promote-{data.name}", cache_policy=NO_CACHE)

@@ -11,15 +11,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from keras_variants import store, tracking
-from keras_variants.config import PipelineConfig
-from keras_variants.datasets import Dataset, split_rows
-from keras_variants.jobs import TrainJob
-from keras_variants.lanes import Lane
-from keras_variants.reuse import TRAINING_CODE, source_digest, trial_key
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.config.trials import Trial
+from keras_variants.data.datasets import Dataset, split_rows
+from keras_variants.lanes.jobs import TrainJob
+from keras_variants.lanes.pool import Lane
+from keras_variants.registry.served_accuracy import gate_inputs
 from keras_variants.runtime import resolve_precision
-from keras_variants.scoring import gate_inputs
-from keras_variants.study import Trial, aggregate, run_measures, summary_metrics
+from keras_variants.studies.study import aggregate, run_measures, summary_metrics
+from keras_variants.tracking import runs as tracking
+from keras_variants.tracking import store
+from keras_variants.tracking.trial_key import TRAINING_CODE, source_digest, trial_key
 
 
 class VariantOutcome(BaseModel):

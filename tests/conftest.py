@@ -15,7 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from flows.pipeline import PipelineResult
-    from keras_variants.config import PipelineConfig
+    from keras_variants.config.pipeline import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
-    from keras_variants.config import build_config
+    from keras_variants.config.pipeline import build_config
 
     return build_config(profile="smoke", data_dir=data_slices, workdir=store)
 

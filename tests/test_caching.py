@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import TaskRunSort
 
 from flows.validate import validate_data
-from keras_variants.config import build_config
+from keras_variants.config.pipeline import build_config
 from tests.conftest import rewrite_npz
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from keras_variants.calibration_report import (
+from keras_variants.model.calibration import reliability_diagram
+from keras_variants.reporting.calibration_report import (
     COLUMNS,
     MC_COLUMNS,
     calibration_section,
@@ -24,11 +25,10 @@ from keras_variants.calibration_report import (
     mc_sentence,
     rotation_sentence,
 )
-from keras_variants.report import build_report, to_markdown
-from keras_variants.reuse import REUSED_FROM_TAG
-from keras_variants.runs import UNCERTAINTY_FILE, VariantRecord, load_pipeline
-from keras_variants.store import TOOL_TAG, client_for
-from keras_variants.uncertainty import reliability_diagram
+from keras_variants.reporting.report import build_report, to_markdown
+from keras_variants.tracking.records import UNCERTAINTY_FILE, VariantRecord, load_pipeline
+from keras_variants.tracking.store import TOOL_TAG, client_for
+from keras_variants.tracking.trial_key import REUSED_FROM_TAG
 
 FIGURES = {
     "imdb": ["imdb_reliability.png", "imdb_far_from_data.png"],

@@ -21,9 +21,14 @@ import numpy as np
 import pytest
 
 from keras_variants import runtime
-from keras_variants.cli import _verbose_flags_first, error_message
+from keras_variants.cli.main import _verbose_flags_first, error_message
 from keras_variants.errors import DataError
-from keras_variants.progress import SummaryRow, mlflow_ui_lines, progress_line, summary_table
+from keras_variants.reporting.progress import (
+    SummaryRow,
+    mlflow_ui_lines,
+    progress_line,
+    summary_table,
+)
 from tests.helpers import BIN, subprocess_env
 
 HEAVY = ("tensorflow", "keras", "prefect", "mlflow")

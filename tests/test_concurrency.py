@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from keras_variants.registry import REGISTERED_MODELS, register_challenger
-from keras_variants.runs import load_pipeline
+from keras_variants.registry.versions import REGISTERED_MODELS, register_challenger
+from keras_variants.tracking.records import load_pipeline
 from tests.helpers import BIN, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]

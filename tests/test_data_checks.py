@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data_checks.checks import validate_dataset
-from keras_variants.datasets import load_dataset
+from keras_variants.data.datasets import load_dataset
 from tests.conftest import rewrite_npz
 
 
@@ -168,7 +168,7 @@ def test_imdb_check_fails_on_broken_file(broken_dir: Path, breaks, message: str)
 @pytest.mark.slow  # starts a Prefect test server
 def test_validate_flow_passes_on_real_slices(prefect_server, data_slices: Path, tmp_path) -> None:
     from flows.validate import validate_data
-    from keras_variants.config import build_config
+    from keras_variants.config.pipeline import build_config
 
     summaries = validate_data(build_config(data_dir=data_slices, workdir=tmp_path))
     assert set(summaries) == {"mnist", "imdb"}

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from keras_variants.config import PROFILES, VARIANTS, build_config
-from keras_variants.datasets import MappedDataset
-from keras_variants.jobs import TrainJob
-from keras_variants.lanes import ProcessLanes
+from keras_variants.config.pipeline import PROFILES, build_config
+from keras_variants.config.variants import VARIANTS
+from keras_variants.data.datasets import MappedDataset
+from keras_variants.lanes.jobs import TrainJob
+from keras_variants.lanes.pool import ProcessLanes
 
 
 def test_a_failure_in_a_lane_reaches_the_caller_and_the_lane_goes_on(tmp_path: Path) -> None:

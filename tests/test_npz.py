@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_variants.datasets import SPLIT_KEYS, load_imdb
+from keras_variants.data.datasets import SPLIT_KEYS, load_imdb
+from keras_variants.data.npz import read_npz
 from keras_variants.errors import DataError
-from keras_variants.npz import read_npz
 from tests.conftest import npz_with_member
 
 

@@ -8,11 +8,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from keras_variants.config import DEFAULT_VARIANTS, VARIANTS, PipelineConfig, build_config
-from keras_variants.datasets import load_dataset, make_splits
+from keras_variants.config.pipeline import PipelineConfig, build_config
+from keras_variants.config.variants import DEFAULT_VARIANTS, VARIANTS
+from keras_variants.data.datasets import load_dataset, make_splits
 from keras_variants.errors import DataValidationError
-from keras_variants.scoring import ServedAccuracy, gate_inputs
-from keras_variants.store import client_for
+from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs
+from keras_variants.tracking.store import client_for
 from tests.conftest import rewrite_npz
 
 pytestmark = pytest.mark.slow
@@ -102,7 +103,7 @@ def test_failed_training_ends_runs_failed(prefect_server, data_slices, tmp_path,
     def broken(*args, **kwargs):
         raise RuntimeError("injected training fault")
 
-    monkeypatch.setattr("keras_variants.training.train_and_evaluate", broken)
+    monkeypatch.setattr("keras_variants.model.training.train_and_evaluate", broken)
     with pytest.raises(RuntimeError, match="injected training fault"):
         pipeline(config)
     statuses = {r.data.tags.get("role"): r.info.status for r in _runs(config)}

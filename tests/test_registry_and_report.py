@@ -11,11 +11,11 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from flows.report import comparison_report
-from keras_variants import registry, scoring
-from keras_variants.datasets import load_dataset, make_splits
-from keras_variants.report import build_report, to_markdown
-from keras_variants.runs import load_pipeline
-from keras_variants.store import client_for
+from keras_variants.data.datasets import load_dataset, make_splits
+from keras_variants.registry import gate, served_accuracy
+from keras_variants.reporting.report import build_report, to_markdown
+from keras_variants.tracking.records import load_pipeline
+from keras_variants.tracking.store import client_for
 
 pytestmark = pytest.mark.slow
 
@@ -149,18 +149,18 @@ def _reject_force_and_roll_back(client, champions, smoke_config, data_slices) ->
     champion = champions[name]
     data = load_dataset("imdb", data_slices)
     rows = make_splits(data, smoke_config.profile, 0).test_rows
-    scorer = scoring.ServedAccuracy(scoring.gate_inputs(data, rows))
-    dry = registry.promote(client, name, challenger, scorer, margin=1.0, dry_run=True, force=True)
+    scorer = served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows))
+    dry = gate.promote(client, name, challenger, scorer, margin=1.0, dry_run=True, force=True)
     assert dry.promoted and _alias(client, name, "champion") == champion
-    forced = registry.promote(client, name, challenger, scorer, margin=1.0, force=True)
+    forced = gate.promote(client, name, challenger, scorer, margin=1.0, force=True)
     assert forced.promoted and "(forced)" in forced.reason
     assert _alias(client, name, "champion") == challenger
     assert _alias(client, name, "previous") == champion
-    registry.rollback(client, smoke_config.tracking_uri, name)
+    gate.rollback(client, smoke_config.tracking_uri, name)
     assert _alias(client, name, "champion") == champion
     assert _alias(client, name, "previous") is None
     with pytest.raises(Exception, match="no 'previous' version"):
-        registry.rollback(client, smoke_config.tracking_uri, name)
+        gate.rollback(client, smoke_config.tracking_uri, name)
 
 
 def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, data_slices) -> None:
@@ -168,17 +168,20 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     champion = _alias(client, name, "champion")
     data = load_dataset("mnist", data_slices)
     rows = make_splits(data, smoke_config.profile, 0).test_rows
-    scorer = scoring.ServedAccuracy(scoring.gate_inputs(data, rows))
+    scorer = served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows))
     memo = f"gate.test_accuracy.{scorer.key}"
     remembered = client.get_model_version(name, champion).tags[memo]
-    again = registry.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
+    again = gate.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
     assert again.reason == "is already the champion" and not again.promoted
     assert float(remembered) == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
-    assert scoring.ServedAccuracy(scoring.gate_inputs(data, rows[:100])).key != scorer.key
+    assert (
+        served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows[:100])).key
+        != scorer.key
+    )
     # The gate trusts the remembered score instead of loading the model again.
     client.set_model_version_tag(name, champion, memo, "0.5")
-    decision = registry.promote(client, name, champion, scorer, dry_run=True)
+    decision = gate.promote(client, name, champion, scorer, dry_run=True)
     assert decision.challenger_accuracy == 0.5
     client.set_model_version_tag(name, champion, memo, remembered)
 
@@ -195,7 +198,7 @@ def test_report_rebuilds_from_any_run_id(smoke_run, smoke_config) -> None:
 
 
 def test_a_report_is_rebuilt_only_when_its_inputs_change(smoke_run, smoke_config) -> None:
-    from keras_variants.publish import DIGEST_FILE, publish_report
+    from keras_variants.reporting.publish import DIGEST_FILE, publish_report
 
     client, parent = client_for(smoke_config), smoke_run.parent_run_ids["imdb"]
     first = publish_report(client, smoke_config.reports_dir, parent)

@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_variants.config import PROFILES, VARIANTS, build_config
-from keras_variants.reuse import REUSED_FROM_TAG, TRAINING_CODE, source_digest, trial_key
-from keras_variants.store import client_for
+from keras_variants.config.pipeline import PROFILES, build_config
+from keras_variants.config.variants import VARIANTS
+from keras_variants.tracking.store import client_for
+from keras_variants.tracking.trial_key import (
+    REUSED_FROM_TAG,
+    TRAINING_CODE,
+    source_digest,
+    trial_key,
+)
 from tests.conftest import rewrite_npz
 
 FINGERPRINTS = {"imdb.npz": "a" * 64, "imdb_word_index.json": "b" * 64}

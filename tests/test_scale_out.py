@@ -9,8 +9,8 @@ import mlflow
 import pytest
 
 from flows.pipeline import run_pipeline
-from keras_variants.config import build_config
-from keras_variants.store import client_for
+from keras_variants.config.pipeline import build_config
+from keras_variants.tracking.store import client_for
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 
 pytestmark = pytest.mark.slow

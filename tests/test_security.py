@@ -13,12 +13,13 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from keras_variants import registry, scoring
-from keras_variants.config import VARIANTS
-from keras_variants.datasets import load_dataset, load_imdb
+from keras_variants.config.variants import VARIANTS
+from keras_variants.data.datasets import load_dataset, load_imdb
+from keras_variants.data.npz import read_npz
 from keras_variants.errors import DataError
-from keras_variants.models import build_model
-from keras_variants.npz import read_npz
+from keras_variants.model.builders import build_model
+from keras_variants.registry import gate, served_accuracy
+from keras_variants.registry.versions import REGISTERED_MODELS
 from tests.conftest import REPO, npz_with_member
 
 OBJECT_HEADER = {"descr": "|O", "fortran_order": False, "shape": (1,)}
@@ -79,7 +80,7 @@ def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp
     with mlflow.start_run() as run:
         info = mlflow.keras.log_model(keras.Model(inputs, outputs), name="model")
     marker.unlink()  # written while the model was built; it must not come back on loading
-    name = registry.REGISTERED_MODELS["imdb"]
+    name = REGISTERED_MODELS["imdb"]
     client.create_registered_model(name)
     source = client.get_logged_model(info.model_id).artifact_location
     version = client.create_model_version(
@@ -87,8 +88,10 @@ def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp
     ).version
 
     data = load_dataset("imdb", data_slices, 10_000)
-    scorer = scoring.ServedAccuracy(scoring.gate_inputs(data, np.arange(len(data.test))))
-    decision = registry.promote(client, name, str(version), scorer)
+    scorer = served_accuracy.ServedAccuracy(
+        served_accuracy.gate_inputs(data, np.arange(len(data.test)))
+    )
+    decision = gate.promote(client, name, str(version), scorer)
     assert not decision.promoted
     assert "does not load or predict" in decision.reason and "Lambda" in decision.reason
     assert not marker.exists()

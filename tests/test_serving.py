@@ -17,12 +17,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from keras_variants import registry, runtime, scoring, serving
-from keras_variants.config import NUM_WORDS, VARIANTS
-from keras_variants.datasets import IMDB_WORD_INDEX_FILE, load_dataset
-from keras_variants.errors import VariantsError
-from keras_variants.models import build_model
-from keras_variants.preprocessing import (
+from keras_variants import runtime
+from keras_variants.config.variants import NUM_WORDS, VARIANTS
+from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE, load_dataset
+from keras_variants.data.preprocessing import (
     encode_inputs,
     keras_word_ids,
     pixels_from_image,
@@ -30,6 +28,11 @@ from keras_variants.preprocessing import (
     ranks_from_texts,
     texts_from_word_ids,
 )
+from keras_variants.errors import VariantsError
+from keras_variants.model.builders import build_model
+from keras_variants.registry import served_accuracy
+from keras_variants.registry.gate import decide
+from keras_variants.serving import pyfunc
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 
 
@@ -67,13 +70,13 @@ def served(tmp_path_factory: pytest.TempPathFactory, data_slices: Path):
         variant = VARIANTS[name]
         data = load_dataset(variant.dataset, data_slices)
         example = example or png_base64(data.test.inputs[0])
-        serving.save_model(
+        pyfunc.save_model(
             folder / name,
             variant,
             build_model(variant, seed=1),
             example,
             data_slices / IMDB_WORD_INDEX_FILE,
-            serving.requirements(),
+            pyfunc.requirements(),
         )
         models[variant.dataset] = (mlflow.pyfunc.load_model(str(folder / name)), data)
     return models
@@ -139,7 +142,7 @@ BAD_REQUESTS = [
 @pytest.mark.parametrize(("dataset", "inputs", "message"), BAD_REQUESTS)
 def test_bad_requests_get_one_sentence_naming_the_problem(served, dataset, inputs, message):
     model, _ = served[dataset]
-    with pytest.raises(serving.BadRequest) as raised:
+    with pytest.raises(pyfunc.BadRequest) as raised:
         model.predict(inputs)
     assert raised.value.message.startswith(message)
     assert raised.value.get_http_status_code() == 400
@@ -149,15 +152,15 @@ def test_bad_requests_get_one_sentence_naming_the_problem(served, dataset, input
 
 def test_the_gate_refuses_a_model_scored_with_another_word_index(served, data_slices) -> None:
     model, data = served["imdb"]
-    gate = scoring.gate_inputs(data, np.arange(20))
+    gate = served_accuracy.gate_inputs(data, np.arange(20))
     assert gate.word_index_sha256 == model.unwrap_python_model().word_index_sha256
-    assert scoring.ServedAccuracy(gate)(model) == pytest.approx(
+    assert served_accuracy.ServedAccuracy(gate)(model) == pytest.approx(
         np.mean([(a.label == "positive") == y for a, y in zip(
             model.predict(gate.inputs), gate.labels, strict=True)])
     )  # fmt: skip
-    other = scoring.GateInputs(gate.inputs, gate.labels, word_index_sha256="0" * 64)
+    other = served_accuracy.GateInputs(gate.inputs, gate.labels, word_index_sha256="0" * 64)
     with pytest.raises(VariantsError, match=r"trained with word index sha256 .* score it on data"):
-        scoring.ServedAccuracy(other)(model)
+        served_accuracy.ServedAccuracy(other)(model)
 
 
 PROMOTION_RULE = [
@@ -175,7 +178,7 @@ PROMOTION_RULE = [
 
 @pytest.mark.parametrize(("challenger", "champion", "margin", "force", "promoted"), PROMOTION_RULE)
 def test_promotion_rule(challenger, champion, margin, force, promoted) -> None:
-    assert registry.decide(challenger, champion, margin, force) is promoted
+    assert decide(challenger, champion, margin, force) is promoted
 
 
 def _post(url: str, body: object) -> httpx.Response:
@@ -252,13 +255,13 @@ def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, 
 
 def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, data_slices):
     variant = VARIANTS["imdb_dropout"]
-    serving.save_model(
+    pyfunc.save_model(
         tmp_path / "dropout",
         variant,
         build_model(variant, seed=1),
         "A fine film.",
         data_slices / IMDB_WORD_INDEX_FILE,
-        serving.requirements(),
+        pyfunc.requirements(),
     )
     model = mlflow.pyfunc.load_model(str(tmp_path / "dropout"))
     assert "'mc_samples': long (default: 0)" in str(model.metadata.signature.params)
@@ -268,11 +271,11 @@ def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, dat
     mc = model.predict(texts, params={"mc_samples": 30})
     assert all(0 < a.entropy <= math.log(2) for a in mc)
     assert [a.probability for a in mc] != [a.probability for a in plain]  # dropout was on
-    with pytest.raises(serving.BadRequest, match="from 0 to 100"):
+    with pytest.raises(pyfunc.BadRequest, match="from 0 to 100"):
         model.predict(texts, params={"mc_samples": 1_000})
     no_dropout, _ = served["imdb"]
     with pytest.raises(
-        serving.BadRequest, match=r"needs a model with dropout; this one \(imdb_dense"
+        pyfunc.BadRequest, match=r"needs a model with dropout; this one \(imdb_dense"
     ):
         no_dropout.predict(texts, params={"mc_samples": 30})
 
@@ -283,8 +286,8 @@ def test_a_mixed_bfloat16_model_serves_what_it_computes(tmp_path, data_slices) -
     assert {layer.compute_dtype for layer in model.layers[:-1]} == {"bfloat16"}
     assert model.layers[-1].compute_dtype == "float32"  # probabilities in full precision
     images = load_dataset("mnist", data_slices).test.inputs[:20]
-    serving.save_model(
-        tmp_path / "bf16", variant, model, png_base64(images[0]), None, serving.requirements()
+    pyfunc.save_model(
+        tmp_path / "bf16", variant, model, png_base64(images[0]), None, pyfunc.requirements()
     )
     served = mlflow.pyfunc.load_model(str(tmp_path / "bf16"))
     answers = served.predict([png_base64(image) for image in images])

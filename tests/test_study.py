@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from keras_variants.config.trials import trials
 from keras_variants.errors import ConfigError
-from keras_variants.registry import select_challenger
-from keras_variants.runs import VariantRecord
-from keras_variants.study import (
+from keras_variants.registry.gate import select_challenger
+from keras_variants.studies.study import (
     LECTURE_CLAIMS,
     Claim,
     decide_claim,
@@ -20,8 +20,8 @@ from keras_variants.study import (
     parse_sweeps,
     run_measures,
     summarize,
-    trials,
 )
+from keras_variants.tracking.records import VariantRecord
 from tests.helpers import BIN
 
 
@@ -206,8 +206,8 @@ def test_three_seed_smoke_study_logs_every_trial_and_the_aggregates(
     prefect_server, data_slices, tmp_path
 ) -> None:
     from flows.pipeline import pipeline
-    from keras_variants.config import build_config
-    from keras_variants.store import client_for
+    from keras_variants.config.pipeline import build_config
+    from keras_variants.tracking.store import client_for
 
     config = build_config(
         profile="smoke",

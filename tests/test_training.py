@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_variants.config import DATASETS, PROFILES, VARIANTS
-from keras_variants.datasets import load_dataset, make_splits
-from keras_variants.preprocessing import encode_inputs, encode_labels
-from keras_variants.training import encoded_batches
+from keras_variants.config.pipeline import PROFILES
+from keras_variants.config.variants import DATASETS, VARIANTS
+from keras_variants.data.datasets import load_dataset, make_splits
+from keras_variants.data.preprocessing import encode_inputs, encode_labels
+from keras_variants.model.training import encoded_batches
 
 
 @pytest.mark.parametrize("name", ["mnist_dense", "mnist_cnn", "imdb_dense"])

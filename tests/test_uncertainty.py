@@ -14,27 +14,32 @@ import numpy as np
 import psutil
 import pytest
 
-from keras_variants.config import DEFAULT_VARIANTS, PROFILES, VARIANTS, build_config
-from keras_variants.datasets import load_dataset, make_splits
-from keras_variants.models import build_model
-from keras_variants.preprocessing import INDEX_FROM, START_CHAR
-from keras_variants.ragged import Ragged
-from keras_variants.training import evaluate
-from keras_variants.uncertainty import (
-    _SAMPLERS,
-    ROTATION_ANGLES,
+from keras_variants.config.pipeline import PROFILES, build_config
+from keras_variants.config.variants import DEFAULT_VARIANTS, VARIANTS
+from keras_variants.data.datasets import load_dataset, make_splits
+from keras_variants.data.preprocessing import INDEX_FROM, START_CHAR
+from keras_variants.data.ragged import Ragged
+from keras_variants.model.builders import build_model
+from keras_variants.model.calibration import (
     brier_score,
     class_probabilities,
     expected_calibration_error,
+    negative_log_likelihood,
+    predictive_entropy,
+    reliability_diagram,
+)
+from keras_variants.model.inference import (
+    _SAMPLERS,
     has_dropout,
     inference_outputs,
     mc_dropout_mean,
-    mc_dropout_metrics,
     mc_dropout_predict,
-    negative_log_likelihood,
-    predictive_entropy,
+)
+from keras_variants.model.training import evaluate
+from keras_variants.model.uncertainty import (
+    ROTATION_ANGLES,
+    mc_dropout_metrics,
     random_word_reviews,
-    reliability_diagram,
     rotated_digits,
     shuffled_reviews,
 )

@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from keras_variants.config import PROFILES, VARIANTS
-from keras_variants.datasets import Dataset, Examples, make_splits
-from keras_variants.findings import findings_for, groups
-from keras_variants.ragged import Ragged
-from keras_variants.runs import VariantRecord
-from keras_variants.training import roc_auc
+from keras_variants.config.pipeline import PROFILES
+from keras_variants.config.variants import VARIANTS
+from keras_variants.data.datasets import Dataset, Examples, make_splits
+from keras_variants.data.ragged import Ragged
+from keras_variants.model.training import roc_auc
+from keras_variants.reporting.findings import findings_for, groups
+from keras_variants.tracking.records import VariantRecord
 
 
 def test_ragged_take_picks_rows_in_the_order_asked() -> None:
@@ -119,7 +120,7 @@ def test_groups_average_seeds_curve_by_curve() -> None:
 
 @pytest.mark.parametrize("width", [10, 40_000])  # word ids that fit 16 bits, and ones past
 def test_multi_hot_rows_mark_each_word_id_once(width: int) -> None:
-    from keras_variants.preprocessing import encode_inputs
+    from keras_variants.data.preprocessing import encode_inputs
 
     ids = Ragged(np.array([1, 5, 5, 9, 2, width - 1, 3]), np.array([0, 4, 4, 7]))
     variant = VARIANTS["imdb_dense"].model_copy(update={"input_shape": (width,)})

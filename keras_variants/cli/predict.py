@@ -1,0 +1,68 @@
+"""``variants predict``: a registered version's answers to review texts or image files, as
+lines for the terminal."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from keras_variants.errors import VariantsError
+from keras_variants.registry.versions import REGISTERED_MODELS, model_path
+from keras_variants.serving.pyfunc import BadRequest, load_served
+
+
+def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered version's served model, read from this client's store."""
+    return load_served(model_path(client, name, version))
+
+
+def predict_lines(
+    client: MlflowClient, model: str, inputs: list[str], version: str | None = None
+) -> list[str]:
+    """A registered version's answers (default: the champion's), one line per input: review
+    texts for imdb-sentiment, image files for mnist-classifier."""
+    if model not in REGISTERED_MODELS.values():
+        raise VariantsError(
+            f"unknown model {model!r}; choose from {', '.join(REGISTERED_MODELS.values())}"
+        )
+    if version is None:
+        try:
+            version = str(client.get_model_version_by_alias(model, "champion").version)
+        except MlflowException:
+            raise VariantsError(
+                f"{model} has no champion in {client.tracking_uri}; run 'variants run' first, "
+                "or pass --version N"
+            ) from None
+    if model == REGISTERED_MODELS["mnist"]:
+        sent = [base64.b64encode(_read_image(path)).decode("ascii") for path in inputs]
+    else:
+        sent = inputs
+    try:
+        answers = load_version(client, model, version).predict(sent)
+    except BadRequest as exc:
+        raise VariantsError(exc.message) from None
+    if model == REGISTERED_MODELS["mnist"]:
+        return [
+            f"{path}: {a.digit} (probability {a.probability:.4f})"
+            for path, a in zip(inputs, answers, strict=True)
+        ]
+    return [
+        f"{a.label} (probability positive {a.probability:.4f}): {_shortened(text)}"
+        for text, a in zip(inputs, answers, strict=True)
+    ]
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise VariantsError(f"{path}: cannot read the image ({exc.strerror})") from None
+
+
+def _shortened(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."

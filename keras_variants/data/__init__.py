@@ -1,0 +1,7 @@
+"""The data: ``.npz`` files read safely (``npz``), ragged word-id rows (``ragged``), data sets,
+splits and shared memory maps (``datasets``), and the one definition of every encoding from
+raw input to model input (``preprocessing``).
+
+Imports: :mod:`keras_variants.config` and :mod:`keras_variants.errors`; NumPy, never
+TensorFlow at import time, MLflow or Prefect.
+"""

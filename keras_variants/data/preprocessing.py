@@ -1,0 +1,208 @@
+"""How an example becomes model input: the one definition that training, the data checks,
+the gate and the served model all call.
+
+Three steps, each written once:
+
+1. what a user has to the stored form: review text to word ranks (the tokenizer that made
+   ``imdb.npz``), a digit image to 28x28 uint8 pixels (the way MNIST digits were made);
+2. word ranks to Keras word ids (``keras.datasets.imdb.load_data(num_words=...)``'s rules);
+3. the stored form to float model inputs, as TensorFlow ops so that ``tf.data`` runs them
+   without the GIL: multi-hot rows of word ids, or pixels scaled to [0, 1].
+
+TensorFlow is imported only by step 3's functions, so reading and checking data need not
+pay for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from keras_variants.config.variants import DatasetSpec, VariantConfig
+from keras_variants.data.ragged import Ragged
+from keras_variants.errors import InputError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# Keras's load_data conventions, so a local folder, the download and served text agree.
+START_CHAR, OOV_CHAR, INDEX_FROM = 1, 2, 3
+# The tokenizer that made the word ranks of the offline mirror (its README): lower case,
+# HTML line breaks as spaces, runs of letters and digits with inner apostrophes.
+TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+MNIST_SIDE, MNIST_BOX = 28, 20  # digits were fitted into 20x20, centred in 28x28
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def tokenize(text: str) -> list[str]:
+    """The words of a review, as the data's tokenizer saw them."""
+    return TOKEN.findall(text.replace("<br />", " ").lower())
+
+
+def ranks_from_texts(texts: Sequence[str], word_index: Mapping[str, int]) -> Ragged:
+    """Word ranks of each text; words the index lacks are dropped, as in the stored data."""
+    lookup = word_index.get
+    rows = [[r for r in map(lookup, tokenize(text)) if r is not None] for text in texts]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    values = np.fromiter((r for row in rows for r in row), dtype=np.float64, count=lengths.sum())
+    return Ragged(values, np.concatenate([[0], np.cumsum(lengths)]))
+
+
+def keras_word_ids(ranks: Ragged, num_words: int) -> Ragged:
+    """Keras's id rules: shift by index_from, prepend start_char, cap at num_words with oov."""
+    finite = np.nan_to_num(ranks.values, nan=0.0, posinf=0.0, neginf=0.0)
+    ids = finite.astype(np.int64) + INDEX_FROM
+    ids[(ids >= num_words) | (ids < INDEX_FROM)] = OOV_CHAR
+    values = np.insert(ids, ranks.offsets[:-1], START_CHAR).astype(np.int32)
+    offsets = ranks.offsets + np.arange(len(ranks.offsets))
+    return Ragged(values, offsets)
+
+
+def texts_from_word_ids(ids: Ragged, word_index: Mapping[str, int], num_words: int) -> list[str]:
+    """Review texts that tokenize back to exactly ``ids``: the inverse of the two steps above.
+
+    Out-of-vocabulary ids become a word ranked past ``num_words``, which maps back to oov.
+    """
+    words = {rank + INDEX_FROM: word for word, rank in word_index.items()}
+    rare = next((w for w, rank in word_index.items() if rank + INDEX_FROM >= num_words), None)
+    if rare is None:
+        raise InputError("the word index has no word past num_words to stand for oov")
+    words[OOV_CHAR] = rare
+    return [
+        " ".join(words[i] for i in ids.values[start + 1 : stop])  # skip start_char
+        for start, stop in zip(ids.offsets[:-1], ids.offsets[1:], strict=True)
+    ]
+
+
+def pixels_from_image(data: bytes) -> np.ndarray:
+    """A digit image as MNIST stores digits: 28x28 uint8, white digit on black.
+
+    Any format Pillow reads, grayscale or colour, any size up to 4096x4096. A light
+    background is inverted. A 28x28 image is taken as it is; any other size is fitted the
+    way MNIST's digits were: the digit's bounding box scaled into 20x20 (aspect kept) and
+    centred by its centre of mass in the 28x28 field.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"the image is {image.width}x{image.height} pixels, over the limit of "
+                    "4096x4096; send a smaller image"
+                )
+            gray = np.asarray(image.convert("L"), dtype=np.float64)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError("the bytes are not an image Pillow can read (PNG, JPEG, ...)") from exc
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 127:  # dark digit on a light background
+        gray = 255.0 - gray
+    if gray.shape == (MNIST_SIDE, MNIST_SIDE):
+        return gray.round().astype(np.uint8)
+    return _fit_like_mnist(gray)
+
+
+def _fit_like_mnist(gray: np.ndarray) -> np.ndarray:
+    from PIL import Image
+    from scipy import ndimage
+
+    field = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float64)
+    ink = gray > 0.2 * gray.max() if gray.max() > 0 else np.zeros(gray.shape, bool)
+    if not ink.any():
+        return field.astype(np.uint8)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    digit = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scale = MNIST_BOX / max(digit.shape)
+    size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
+    box = np.asarray(
+        Image.fromarray(digit.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS),
+        dtype=np.float64,
+    )
+    top, left = (MNIST_SIDE - box.shape[0]) // 2, (MNIST_SIDE - box.shape[1]) // 2
+    field[top : top + box.shape[0], left : left + box.shape[1]] = box
+    centre = np.array(ndimage.center_of_mass(field))
+    shift = np.round((MNIST_SIDE - 1) / 2 - centre)
+    field = ndimage.shift(field, shift, order=0, mode="constant")
+    return np.clip(field, 0, 255).round().astype(np.uint8)
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    """A uint8 grayscale image as base64-encoded PNG, the form the served MNIST model takes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_base64(text: str) -> bytes:
+    """The bytes of a base64 string (an image file as the served MNIST model takes it)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(
+            "the string is not base64: send the image file's bytes base64-encoded"
+        ) from exc
+
+
+def stored_tensor(inputs: np.ndarray | Ragged) -> tf.Tensor | tf.RaggedTensor:
+    """Stored examples as one tensor: word ids as a ragged tensor, pixels as they are."""
+    import tensorflow as tf
+
+    if isinstance(inputs, Ragged):
+        # 16-bit word ids where they fit (a vocabulary under 32,768 words): half the memory
+        # of a data set's tensors; encode_batch widens each batch.
+        values = inputs.values
+        fits = not values.size or (values.min() >= 0 and values.max() <= np.iinfo(np.int16).max)
+        return tf.RaggedTensor.from_row_splits(
+            np.asarray(values, np.int16 if fits else np.int32),
+            np.asarray(inputs.offsets, np.int64),
+        )
+    return tf.constant(inputs)
+
+
+def encode_batch(batch: tf.Tensor | tf.RaggedTensor, variant: VariantConfig) -> tf.Tensor:
+    """float32 model inputs from a batch of stored examples: multi-hot rows as wide as the
+    variant's input for word ids, pixels scaled to [0, 1] in the variant's input shape."""
+    import tensorflow as tf
+
+    if variant.input_encoding == "multi_hot":
+        width = variant.input_shape[0]
+        encoded = tf.math.bincount(
+            tf.cast(batch, tf.int32),
+            minlength=width,
+            maxlength=width,
+            dtype=tf.float32,
+            binary_output=True,
+            axis=-1,
+        )
+    else:
+        encoded = tf.cast(batch, tf.float32) / 255.0
+    return tf.reshape(encoded, (-1, *variant.input_shape))
+
+
+def encode_label_batch(labels: tf.Tensor, head: DatasetSpec) -> tf.Tensor:
+    """float32 targets: one-hot rows for categorical heads, 0/1 for binary ones."""
+    import tensorflow as tf
+
+    if head.label_encoding == "one_hot":
+        return tf.one_hot(labels, head.num_classes, dtype=tf.float32)
+    return tf.cast(labels, tf.float32)
+
+
+def encode_inputs(inputs: np.ndarray | Ragged, variant: VariantConfig) -> np.ndarray:
+    """:func:`encode_batch` on a whole array of stored examples, as NumPy."""
+    return encode_batch(stored_tensor(inputs), variant).numpy()
+
+
+def encode_labels(labels: np.ndarray, head: DatasetSpec) -> np.ndarray:
+    """:func:`encode_label_batch` on a whole array of labels, as NumPy."""
+    import tensorflow as tf
+
+    return encode_label_batch(tf.constant(labels.astype(np.int64)), head).numpy()

@@ -1,0 +1,7 @@
+"""The MLflow model registry: registered versions and their aliases (``versions``), the test
+split as users send it and a served model's accuracy on it (``served_accuracy``), and the
+promotion gate (``gate``: where promotion is decided).
+
+Imports: ``tracking``, ``lanes`` (to score in a lane), ``serving`` (inside the lane),
+``data``, ``config``, ``errors``; MLflow. Never TensorFlow at import time.
+"""

@@ -1,0 +1,235 @@
+"""Gated promotion in the MLflow model registry, with aliases (no stages).
+
+A run's best variant per data set (by final validation accuracy) is registered as a new
+version with the alias ``challenger``. It becomes ``champion`` only if it loads back and
+answers through the served path, and its test accuracy there beats the current champion's
+on the same test inputs by more than ``margin`` (the rule is :func:`decide`). The replaced
+champion keeps the alias ``previous``. Every decision is written onto the version as tags.
+
+The gate scores what users call: the registered pyfunc model, fed review texts or PNG
+digit images, so what is promoted is exactly what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.data.datasets import Dataset, split_rows
+from keras_variants.errors import VariantsError
+from keras_variants.lanes.pool import Run, call_here
+from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs, score_served
+from keras_variants.registry.versions import (
+    REGISTERED_MODELS,
+    alias_version,
+    logged_model_id,
+    model_path,
+    register_challenger,
+    version_of_model,
+)
+from keras_variants.tracking.locks import promotion_lock
+from keras_variants.tracking.records import VariantRecord
+
+SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
+
+# Scores a loaded pyfunc model on the gate's test inputs: its accuracy. A scorer with a
+# ``key`` (like ServedAccuracy) lets the gate remember scores per version.
+Scorer = Callable[[mlflow.pyfunc.PyFuncModel], float]
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str
+    version: str
+    promoted: bool
+    reason: str
+    challenger_accuracy: float | None = None
+    champion_version: str | None = None
+    champion_accuracy: float | None = None
+
+    def sentence(self) -> str:
+        verdict = "promoted to champion" if self.promoted else "not promoted"
+        return f"{self.model} v{self.version}: {verdict}: {self.reason}"
+
+
+def decide(challenger: float, champion: float | None, margin: float, force: bool) -> bool:
+    """The promotion rule: promote when there is no champion, when the challenger's test
+    accuracy beats the champion's by more than ``margin``, or when forced."""
+    # Accuracies are ratios of counts: compare their difference without float noise.
+    return champion is None or round(challenger - champion, 9) > margin or force
+
+
+def select_challenger(records: list[VariantRecord]) -> VariantRecord:
+    """The run with the best validation accuracy; when seeds vary, the variant (or sweep
+    point) with the best mean validation accuracy across its seeds, then its best seed."""
+    if not records:
+        raise VariantsError("no finished variant run to choose a challenger from")
+
+    def accuracy(record: VariantRecord) -> float:
+        return record.metrics.get(SELECTION_METRIC, float("-inf"))
+
+    by_label: dict[str, list[VariantRecord]] = {}
+    for record in records:
+        by_label.setdefault(record.tags.get("label", record.variant), []).append(record)
+    best = max(by_label.values(), key=lambda runs: float(np.mean([accuracy(r) for r in runs])))
+    return max(best, key=accuracy)
+
+
+def _score(
+    client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool, run: Run
+) -> float:
+    """The version's test accuracy, computed through ``run``; remembered on the version (a
+    tag per input digest), since a version and the test inputs are both immutable, so a
+    champion is scored once."""
+    tags = client.get_model_version(name, version).tags
+    memo = f"gate.test_accuracy.{scorer.key}" if hasattr(scorer, "key") else None
+    if memo in tags:
+        return float(tags[memo])
+    score = run(score_served, model_path(client, name, version), scorer)
+    if memo and remember:
+        client.set_model_version_tag(name, version, memo, repr(score))
+    return score
+
+
+def gate(
+    client: MlflowClient,
+    config: PipelineConfig,
+    data: Dataset,
+    *,
+    version: str | None = None,
+    challenger: VariantRecord | None = None,
+    margin: float | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    run: Run = call_here,
+) -> Decision:
+    """The gate, as both the pipeline and ``variants promote`` run it.
+
+    Registers ``challenger`` first when given, else takes ``version`` (default: the version
+    aliased ``challenger``); scores it and the champion through the served path on
+    ``data``'s test rows for ``config``'s profile and seed, loading models through ``run``
+    (in a lane, for a pipeline run); switches aliases if it passes. One promotion of a
+    registered model at a time, across this host's processes.
+    """
+    name = REGISTERED_MODELS[data.name]
+    margin = config.promotion_margin if margin is None else margin
+    with promotion_lock(config.tracking_uri, name):
+        if challenger is not None:
+            same = version_of_model(client, name, logged_model_id(client, challenger))
+            if same is not None:  # a reused run: its model is registered already
+                return _identical(client, name, same)
+            version = register_challenger(client, challenger)
+        elif version is None:
+            version = alias_version(client, name, "challenger")
+            if version is None:
+                raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
+        test_rows = split_rows(data, config.profile, config.seed)["test"]
+        scorer = ServedAccuracy(gate_inputs(data, test_rows))
+        return promote(client, name, version, scorer, margin, dry_run, force, run)
+
+
+def _identical(client: MlflowClient, name: str, version: str) -> Decision:
+    """The decision for a challenger whose model is version ``version`` already."""
+    if alias_version(client, name, "champion") == version:
+        state = "the champion"
+    else:
+        earlier = client.get_model_version(name, version).tags.get("promotion.reason", "")
+        state = f"not the champion: {earlier}" if earlier else "not the champion"
+    return Decision(name, version, False, f"identical to v{version} ({state}); nothing registered")
+
+
+def promote(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    scorer: Scorer,
+    margin: float = 0.0,
+    dry_run: bool = False,
+    force: bool = False,
+    run: Run = call_here,
+) -> Decision:
+    """Score ``name`` version ``version`` and the champion (through ``run``), apply
+    :func:`decide`, and switch aliases if it says so. Callers hold the promotion lock
+    (see :func:`gate`)."""
+    version = str(version)  # MLflow hands out versions as int or str
+    try:
+        challenger_accuracy = _score(client, name, version, scorer, not dry_run, run)
+    except Exception as exc:
+        decision = Decision(name, version, False, f"does not load or predict ({exc})")
+        return _record(client, decision, dry_run)
+    for _ in range(3):  # re-read the champion right before switching: never downgrade
+        champion = alias_version(client, name, "champion")
+        if champion == version:
+            return Decision(name, version, False, "is already the champion", challenger_accuracy)
+        champion_accuracy = (
+            _score(client, name, champion, scorer, not dry_run, run) if champion else None
+        )
+        promoted = decide(challenger_accuracy, champion_accuracy, margin, force)
+        if not promoted:
+            reason = (
+                f"test accuracy {challenger_accuracy:.4f} does not beat champion v{champion} "
+                f"({champion_accuracy:.4f}) by more than the margin {margin}"
+            )
+            decision = Decision(
+                name, version, False, reason, challenger_accuracy, champion, champion_accuracy
+            )
+            return _record(client, decision, dry_run)
+        if alias_version(client, name, "champion") != champion:
+            continue  # someone promoted meanwhile: evaluate against the new champion
+        if champion_accuracy is None:
+            reason = f"first champion (test accuracy {challenger_accuracy:.4f})"
+        else:
+            forced = (
+                "" if decide(challenger_accuracy, champion_accuracy, margin, False) else " (forced)"
+            )
+            reason = (
+                f"test accuracy {challenger_accuracy:.4f} vs champion v{champion} "
+                f"{champion_accuracy:.4f}, margin {margin}{forced}"
+            )
+        decision = Decision(
+            name, version, True, reason, challenger_accuracy, champion, champion_accuracy
+        )
+        if not dry_run:
+            if champion:
+                client.set_registered_model_alias(name, "previous", champion)
+            client.set_registered_model_alias(name, "champion", version)
+        return _record(client, decision, dry_run)
+    raise VariantsError(f"{name}: the champion kept changing during promotion; try again")
+
+
+def _record(client: MlflowClient, decision: Decision, dry_run: bool) -> Decision:
+    if dry_run:
+        return decision
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = {
+        "promotion.decision": "promoted" if decision.promoted else "rejected",
+        "promotion.reason": decision.reason,
+        "promotion.at": stamp,
+    }
+    if decision.challenger_accuracy is not None:
+        tags["promotion.test_accuracy"] = f"{decision.challenger_accuracy:.6f}"
+    for key, value in tags.items():
+        client.set_model_version_tag(decision.model, decision.version, key, value)
+    return decision
+
+
+def rollback(client: MlflowClient, tracking_uri: str, name: str) -> Decision:
+    """Make ``previous`` the champion again; the demoted version is tagged as rolled back."""
+    with promotion_lock(tracking_uri, name):
+        previous = alias_version(client, name, "previous")
+        champion = alias_version(client, name, "champion")
+        if previous is None:
+            raise VariantsError(f"{name} has no 'previous' version to roll back to")
+        client.set_registered_model_alias(name, "champion", previous)
+        client.delete_registered_model_alias(name, "previous")
+        if champion:
+            client.set_model_version_tag(name, champion, "promotion.decision", "rolled back")
+        decision = Decision(name, previous, True, f"rollback from v{champion}", None, champion)
+        client.set_model_version_tag(name, previous, "promotion.reason", decision.reason)
+    return decision

@@ -1,0 +1,118 @@
+"""The test split as users send it (review texts, PNG digits) and a served model's accuracy
+on it through its pyfunc ``predict``: what the registry's gate scores, so that what is
+promoted is exactly what is served.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
+from keras_variants.data.datasets import IMDB_FILE, IMDB_REVIEWS_FILE, IMDB_WORD_INDEX_FILE, Dataset
+from keras_variants.data.preprocessing import png_base64, texts_from_word_ids
+from keras_variants.errors import VariantsError
+from keras_variants.tracking.trial_key import source_digest
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Test inputs as a user sends them (review texts, base64 PNG digits) and their labels."""
+
+    inputs: list[str]
+    labels: np.ndarray
+    word_index_sha256: str | None = None  # of the index the stored sequences came from
+
+    @functools.cached_property
+    def key(self) -> str:
+        """A digest of the inputs, labels and the preprocessing code: a version's score on
+        them is computed once, and again whenever any of them changes."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.labels).tobytes())
+        for text in self.inputs:
+            digest.update(text.encode())
+        digest.update(
+            source_digest(
+                "keras_variants.data.preprocessing", "keras_variants.serving.pyfunc"
+            ).encode()
+        )
+        return digest.hexdigest()[:16]
+
+
+def gate_inputs(data: Dataset, test_rows: np.ndarray) -> GateInputs:
+    """The test rows ``test_rows`` of ``data`` as served inputs.
+
+    IMDb: the raw review texts from ``imdb_reviews.parquet`` beside ``imdb.npz`` when it is
+    there (checked against the stored labels), else texts rebuilt from the stored word ids
+    with the word index (they tokenize back to exactly those ids). MNIST: PNG images.
+    """
+    test = data.test.take(test_rows)
+    if data.name == "mnist":
+        return GateInputs([png_base64(image) for image in test.inputs], test.labels)
+    sha = data.fingerprints.get(IMDB_WORD_INDEX_FILE)
+    if IMDB_WORD_INDEX_FILE not in data.files:
+        raise VariantsError(
+            f"the gate needs {IMDB_WORD_INDEX_FILE} beside {IMDB_FILE} to turn the test "
+            "reviews into text; put it in the data folder"
+        )
+    reviews = Path(data.files[IMDB_FILE]).with_name(IMDB_REVIEWS_FILE)
+    if reviews.is_file():
+        import pandas as pd
+
+        frame = pd.read_parquet(reviews, columns=["split", "label", "text"])
+        rows = frame[frame["split"] == "test"].iloc[test_rows]
+        if not np.array_equal(rows["label"].to_numpy(), test.labels):
+            raise VariantsError(
+                f"{IMDB_REVIEWS_FILE}: its test labels differ from {IMDB_FILE}'s; the files "
+                "must hold the same reviews row for row"
+            )
+        return GateInputs(rows["text"].tolist(), test.labels, sha)
+    word_index = json.loads(Path(data.files[IMDB_WORD_INDEX_FILE]).read_bytes())
+    return GateInputs(texts_from_word_ids(test.inputs, word_index, NUM_WORDS), test.labels, sha)
+
+
+@dataclass(frozen=True)
+class ServedAccuracy:
+    """Accuracy of a served model on the gate's inputs, through its pyfunc ``predict``."""
+
+    gate: GateInputs
+
+    @property
+    def key(self) -> str:
+        return self.gate.key
+
+    def __call__(self, model: mlflow.pyfunc.PyFuncModel) -> float:
+        served = model.unwrap_python_model()
+        trained_with = getattr(served, "word_index_sha256", None)
+        if trained_with and self.gate.word_index_sha256 not in (None, trained_with):
+            raise VariantsError(
+                f"it was trained with word index sha256 {trained_with[:12]}..., the test "
+                f"data's {IMDB_WORD_INDEX_FILE} is {self.gate.word_index_sha256[:12]}...; "
+                "score it on data made with its own word index"
+            )
+        correct = 0
+        batch = SCORING_BATCH_ROWS  # as evaluation batched the same rows
+        for start in range(0, len(self.gate.inputs), batch):
+            answers = model.predict(self.gate.inputs[start : start + batch])
+            predicted = np.array([_predicted_class(answer) for answer in answers])
+            correct += int((predicted == self.gate.labels[start : start + batch]).sum())
+        return correct / max(len(self.gate.inputs), 1)
+
+
+def _predicted_class(answer: object) -> int:
+    if hasattr(answer, "digit"):
+        return int(answer.digit)
+    return int(answer.label == "positive")
+
+
+def score_served(model_dir: str, scorer: Callable[[object], float]) -> float:
+    """``scorer``'s score of the served model saved in ``model_dir``."""
+    from keras_variants.serving.pyfunc import load_served
+
+    return float(scorer(load_served(model_dir)))

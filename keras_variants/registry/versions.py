@@ -1,0 +1,92 @@
+"""Registered versions in the MLflow model registry: registering a run's model, finding a
+version's folder, its aliases, and the decisions recorded on versions.
+
+MLflow only, no TensorFlow. Promotion itself is decided in :mod:`keras_variants.registry.gate`.
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
+
+from keras_variants.errors import VariantsError
+from keras_variants.tracking.records import VariantRecord
+
+REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
+
+
+def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
+    """Register ``record``'s model as a new version aliased ``challenger``; its version."""
+    name = REGISTERED_MODELS[record.dataset]
+    model_id = logged_model_id(client, record)
+    tags = {
+        "variant": record.variant,
+        "run_id": record.run_id,
+        "git_commit": record.tags.get("git_commit", "unknown"),
+        "profile": record.tags.get("profile", ""),
+        **{k: f"{v:.6g}" for k, v in record.metrics.items() if k.startswith(("val/", "test/"))},
+        **{k: v for k, v in record.tags.items() if k.startswith("data.")},
+    }
+    try:
+        client.create_registered_model(name, description=f"Best {record.dataset} variant.")
+    except MlflowException:
+        client.get_registered_model(name)  # it exists (perhaps created a moment ago): fine
+    # The logged model's own location, not "models:/<id>": MLflow resolves that through the
+    # process-wide tracking URI, which need not be this client's store.
+    source = client.get_logged_model(model_id).artifact_location
+    version = client.create_model_version(
+        name, source=source, run_id=record.run_id, tags=tags, model_id=model_id
+    )
+    client.set_registered_model_alias(name, "challenger", version.version)
+    return str(version.version)
+
+
+def model_path(client: MlflowClient, name: str, version: str) -> str:
+    """The local folder of a registered version's served model (downloaded from a remote
+    store)."""
+    source = client.get_model_version(name, version).source
+    if source.startswith("file:"):
+        return local_file_uri_to_path(source)
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=source, tracking_uri=client.tracking_uri
+    )
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def decisions_for(client: MlflowClient, run_ids: set[str]) -> list[str]:
+    """The recorded registry decisions about versions that came from ``run_ids``."""
+    sentences = []
+    for name in REGISTERED_MODELS.values():
+        for version in client.search_model_versions(f"name = '{name}'"):
+            tags = version.tags
+            if tags.get("run_id") in run_ids and "promotion.decision" in tags:
+                sentences.append(
+                    f"{name} v{version.version} ({tags.get('variant')}): "
+                    f"{tags['promotion.decision']}: {tags.get('promotion.reason', '')}"
+                )
+    return sentences
+
+
+def logged_model_id(client: MlflowClient, record: VariantRecord) -> str:
+    run = client.get_run(record.run_id)
+    if not run.outputs or not run.outputs.model_outputs:
+        raise VariantsError(f"run {record.run_id} ({record.variant}) has no logged model")
+    return run.outputs.model_outputs[0].model_id
+
+
+def version_of_model(client: MlflowClient, name: str, model_id: str) -> str | None:
+    """The version of ``name`` registered from the logged model ``model_id``, if any (by
+    its location: a SQLite store does not keep a version's model id)."""
+    source = client.get_logged_model(model_id).artifact_location
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.source == source:
+            return str(version.version)
+    return None

@@ -1,0 +1,71 @@
+"""Writing a pipeline run's report from MLflow and logging it to the run: the one path for
+the pipeline's report task and ``variants report``.
+
+A report is a pure function of the run's records, the registry's decisions and the report
+code, so a digest of those tells whether the report on disk is already the one a rebuild
+would write; then only the logging is redone, and a rebuild takes a second or two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from keras_variants.registry.versions import decisions_for
+from keras_variants.reporting.report import Report, build_report, write_report
+from keras_variants.tracking.records import PipelineRecord, load_pipeline
+from keras_variants.tracking.trial_key import source_digest
+
+REPORT_CODE = (
+    "keras_variants.reporting.report",
+    "keras_variants.reporting.calibration_report",
+    "keras_variants.reporting.findings",
+    "keras_variants.reporting.plots",
+    "keras_variants.studies.study",
+)
+DIGEST_FILE = "report.sha256"
+
+
+@dataclass(frozen=True)
+class Published:
+    folder: Path  # reports/<pipeline id>/
+    report: Report | None  # None: the report on disk was already up to date
+
+    @property
+    def page(self) -> Path:
+        return self.folder / "report.html"
+
+
+def report_digest(record: PipelineRecord, decisions: list[str]) -> str:
+    """SHA-256 of everything a report is made from: records, decisions and report code."""
+    content = {"record": dataclasses.asdict(record), "decisions": decisions}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
+    digest.update(source_digest(*REPORT_CODE).encode())
+    return digest.hexdigest()
+
+
+def publish_report(
+    client: MlflowClient, reports_dir: Path, run_id: str | None = None, rebuild: bool = False
+) -> Published:
+    """Write the report of the pipeline run ``run_id`` belongs to (default: the latest)
+    under ``reports_dir`` unless it is there already, and log it to the parent runs."""
+    record = load_pipeline(client, run_id)
+    decisions = decisions_for(client, record.run_ids)
+    digest = report_digest(record, decisions)
+    folder = reports_dir / record.pipeline_id
+    stamp, page = folder / DIGEST_FILE, folder / "report.html"
+    report = None
+    if rebuild or not (stamp.is_file() and page.is_file() and stamp.read_text() == digest):
+        report = build_report(record, decisions)
+        write_report(report, reports_dir, record.pipeline_id)
+        stamp.write_text(digest)
+    else:
+        (reports_dir / "latest.html").write_text(page.read_text())
+    for parent in record.parents.values():
+        client.log_artifacts(parent, str(folder), artifact_path="report")
+    return Published(folder, report)

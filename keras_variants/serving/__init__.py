@@ -1,0 +1,18 @@
+"""What is served: the registered MLflow pyfunc models, a Keras model and its preprocessing
+as one (``pyfunc``: how a served review becomes a prediction), with its request checks.
+
+Imports: ``model``, ``data``, ``config``, ``errors``; MLflow. Never the registry, tracking
+or the command line.
+
+Models saved before the package was split pickled a reference to
+``keras_variants.serving.SentimentModel`` (or ``DigitModel``); the module ``__getattr__``
+below resolves those names on first use only, so that such models still load.
+"""
+
+
+def __getattr__(name: str) -> object:
+    if name in ("SentimentModel", "DigitModel", "_KerasWithPreprocessing"):
+        from keras_variants.serving import pyfunc
+
+        return getattr(pyfunc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,313 @@
+"""The registered models: a Keras model and its preprocessing as one MLflow pyfunc model.
+
+It takes what users have (review texts, digit images as base64 PNG or JPEG) and answers
+with labels and probabilities; the stock ``mlflow models serve --env-manager local`` serves
+it. Every conversion is :mod:`keras_variants.data.preprocessing`'s, the one training used. A
+request it cannot answer gets HTTP 400 and one sentence naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from pydantic import BaseModel
+
+from keras_variants.config.variants import DATASETS, SCORING_BATCH_ROWS, VariantConfig
+from keras_variants.data.npz import sha256_of
+from keras_variants.data.preprocessing import (
+    decode_base64,
+    encode_batch,
+    keras_word_ids,
+    pixels_from_image,
+    ranks_from_texts,
+    stored_tensor,
+)
+from keras_variants.data.ragged import Ragged
+from keras_variants.errors import InputError, VariantsError
+
+KERAS_MODEL, WORD_INDEX = "keras_model", "word_index"
+MAX_INPUTS = 10_000  # per request
+MAX_TEXT_CHARS = 100_000  # per review (the longest IMDb review has ~14,000)
+MAX_IMAGE_CHARS = 2_000_000  # per base64 image, about 1.5 MB of image file
+
+
+MAX_MC_SAMPLES = 100
+
+
+class Sentiment(BaseModel):
+    label: str  # "positive" or "negative"
+    probability: float  # that the review is positive
+    entropy: float | None = None  # predictive entropy (nats), with params mc_samples > 0
+
+
+class Digit(BaseModel):
+    digit: int
+    probability: float  # of that digit
+    probabilities: list[float]  # of the digits 0-9
+    entropy: float | None = None  # predictive entropy (nats), with params mc_samples > 0
+
+
+class BadRequest(MlflowException):
+    """A request the model cannot answer: HTTP 400 with one sentence naming the problem.
+
+    MLflow's scoring server prefixes the message of any MlflowException raised by
+    ``predict`` with the whole payload ("Failed to predict data '...'"); this one keeps its
+    own message, so a bad request never echoes what was sent.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if not hasattr(self, "_message"):
+            self._message = value
+
+
+class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
+    """The Keras model with its variant's input encoding, loaded in Keras's safe mode."""
+
+    # The inputs are checked here, so that a bad one gets one short sentence rather than
+    # MLflow's type-hint error, which lists the offending values.
+    _skip_type_hint_validation = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "predict" in cls.__dict__:  # tell MLflow the checks exist, or it suggests its own
+            cls.predict._is_pyfunc = True  # type: ignore[attr-defined]
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        import keras
+
+        self.variant = VariantConfig.model_validate(context.model_config["variant"])
+        self.keras_model = keras.saving.load_model(
+            context.artifacts[KERAS_MODEL], compile=False, safe_mode=True
+        )
+
+    def __getstate__(self) -> dict[str, object]:
+        """Nothing: what load_context builds comes from the model's artifacts, so the pickled
+        model is a bare reference to this class (MLflow may load it before pickling it)."""
+        return {}
+
+    def scores(
+        self, stored: np.ndarray | Ragged, mc_samples: int = 0
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model outputs for stored examples (word ids or uint8 pixels), in bounded batches,
+        and with ``mc_samples`` > 0 the mean of that many Monte Carlo dropout passes instead,
+        with each row's predictive entropy."""
+        from keras_variants.model.inference import inference_outputs, mc_dropout_predict
+
+        outputs = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
+        entropies = [np.zeros(0)]
+        for start in range(0, len(stored), SCORING_BATCH_ROWS):  # memory stays bounded
+            rows = slice(start, start + SCORING_BATCH_ROWS)  # a view of consecutive rows
+            batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
+            encoded = encode_batch(stored_tensor(batch), self.variant)
+            if mc_samples:
+                mean, entropy = mc_dropout_predict(self.keras_model, encoded.numpy(), mc_samples)
+                outputs.append(mean)
+                entropies.append(entropy)
+            else:
+                # The compiled call evaluation used: the same numbers for the same batches.
+                outputs.append(inference_outputs(self.keras_model, [encoded]))
+        return np.concatenate(outputs), np.concatenate(entropies) if mc_samples else None
+
+    def mc_samples(self, params: dict[str, Any] | None) -> int:
+        """The ``mc_samples`` request parameter, checked: 0 (off) or 1-100 passes of a model
+        with dropout."""
+        from keras_variants.model.inference import has_dropout
+
+        value = (params or {}).get("mc_samples", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+            raise BadRequest(f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}')
+        if value and not has_dropout(self.keras_model):
+            raise BadRequest(
+                f'"mc_samples" needs a model with dropout; this one ({self.variant.name}) has none'
+            )
+        return value
+
+
+class SentimentModel(_KerasWithPreprocessing):
+    """imdb-sentiment: review texts in; label and probability of a positive review out."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        super().load_context(context)
+        raw = Path(context.artifacts[WORD_INDEX]).read_bytes()
+        self.word_index_sha256 = context.model_config["word_index_sha256"]
+        if sha256_of(raw) != self.word_index_sha256:
+            raise VariantsError(
+                "the model's word index does not match the SHA-256 recorded when it was "
+                "trained; the model folder was changed: register the model again"
+            )
+        self.word_index: dict[str, int] = json.loads(raw)
+
+    def word_ids(self, texts: list[str]) -> Ragged:
+        """The Keras word ids of review texts; raises InputError for one with no known word."""
+        ranks = ranks_from_texts(texts, self.word_index)
+        empty = np.flatnonzero(ranks.lengths == 0)
+        if len(empty):
+            raise InputError(
+                f"input {empty[0]} has no word the model knows; send the text of a review in "
+                "English"
+            )
+        return keras_word_ids(ranks, self.variant.input_shape[0])
+
+    def predict(
+        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> list[Sentiment]:
+        texts = _strings(model_input, "review text", MAX_TEXT_CHARS)
+        samples = self.mc_samples(params)
+        try:
+            ids = self.word_ids(texts)
+        except InputError as exc:
+            raise BadRequest(str(exc)) from None
+        probabilities, entropies = self.scores(ids, samples)
+        return [
+            Sentiment(
+                label="positive" if p > 0.5 else "negative",
+                probability=float(p),
+                entropy=None if entropies is None else float(entropies[i]),
+            )
+            for i, p in enumerate(probabilities[:, 0])
+        ]
+
+
+class DigitModel(_KerasWithPreprocessing):
+    """mnist-classifier: digit images in; digit, its probability and all ten out."""
+
+    def predict(
+        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> list[Digit]:
+        images = _strings(model_input, "base64-encoded image", MAX_IMAGE_CHARS)
+        samples = self.mc_samples(params)
+        pixels = np.stack([_pixels(i, image) for i, image in enumerate(images)])
+        probabilities, entropies = self.scores(pixels, samples)
+        return [
+            Digit(
+                digit=int(p.argmax()),
+                probability=float(p.max()),
+                probabilities=[float(v) for v in p],
+                entropy=None if entropies is None else float(entropies[i]),
+            )
+            for i, p in enumerate(probabilities)
+        ]
+
+
+MODELS: dict[str, type[_KerasWithPreprocessing]] = {"imdb": SentimentModel, "mnist": DigitModel}
+JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}
+
+
+def _strings(model_input: object, what: str, limit: int) -> list[str]:
+    """``model_input`` as a list of non-empty strings within the size limits, or BadRequest."""
+    if isinstance(model_input, np.ndarray):
+        model_input = model_input.tolist()
+    if not isinstance(model_input, list):
+        raise BadRequest(f'"inputs" must be a list of {what}s, not {_json_type(model_input)}')
+    if not model_input:
+        raise BadRequest(f'"inputs" is empty; send a list of {what}s')
+    if len(model_input) > MAX_INPUTS:
+        raise BadRequest(
+            f"{len(model_input):,} inputs is over the limit of {MAX_INPUTS:,} per request; "
+            "split the request"
+        )
+    for index, item in enumerate(model_input):
+        if not isinstance(item, str):
+            raise BadRequest(f"input {index} is {_json_type(item)}; send a {what}")
+        if not item.strip():
+            raise BadRequest(f"input {index} is an empty string; send a {what}")
+        if len(item) > limit:
+            raise BadRequest(
+                f"input {index} has {len(item):,} characters, over the limit of {limit:,}"
+            )
+    return model_input
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    return "a " + JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _pixels(index: int, image: str) -> np.ndarray:
+    try:
+        return pixels_from_image(decode_base64(image))
+    except InputError as exc:
+        raise BadRequest(f"input {index}: {exc}") from None
+
+
+def requirements() -> list[str]:
+    """The packages a served model needs besides this one (which must be installed too)."""
+    from importlib.metadata import version
+
+    packages = ("mlflow", "keras", "tensorflow-cpu", "pillow", "scipy", "pydantic")
+    return [f"{package}=={version(package)}" for package in packages]
+
+
+def save_model(
+    path: Path,
+    variant: VariantConfig,
+    keras_model: object,
+    input_example: str,
+    word_index: Path | None,
+    pip_requirements: list[str],
+) -> None:
+    """Write the pyfunc model of a trained variant to the new folder ``path``."""
+    config: dict[str, object] = {"variant": variant.model_dump(mode="json")}
+    with tempfile.TemporaryDirectory() as folder:
+        keras_file = Path(folder) / "model.keras"
+        keras_model.save(keras_file)  # type: ignore[attr-defined]
+        artifacts = {KERAS_MODEL: str(keras_file)}
+        if variant.dataset == "imdb":
+            if word_index is None:
+                raise VariantsError("an IMDb model needs imdb_word_index.json to be served")
+            artifacts[WORD_INDEX] = str(word_index)
+            config["word_index_sha256"] = sha256_of(word_index.read_bytes())
+        quiet_mlflow_notices()
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=MODELS[variant.dataset](),
+            artifacts=artifacts,
+            model_config=config,
+            # The request parameter mc_samples: 0 (the default) is a plain prediction.
+            input_example=([input_example], {"mc_samples": 0}),
+            pip_requirements=pip_requirements,
+        )
+
+
+class _MlflowNotices(logging.Filter):
+    """Drops MLflow's notices about what this module does on purpose: pickling a bare
+    reference to one of its classes, and inferring the signature from the type hints."""
+
+    NOTICES = ("Passing a Python object as `python_model`", "Running the predict function",
+               "Inferring model signature", "Downloading artifacts")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTICES)
+
+
+def quiet_mlflow_notices() -> None:
+    """Install the filter (again is harmless), and no progress bars for model loading."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # per model load
+    for name in ("mlflow.pyfunc", "mlflow.models.signature", "mlflow.models.model"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _MlflowNotices) for f in logger.filters):
+            logger.addFilter(_MlflowNotices())
+
+
+def load_served(folder: str) -> mlflow.pyfunc.PyFuncModel:
+    """The served model saved in ``folder``, loaded as ``mlflow models serve`` loads it."""
+    quiet_mlflow_notices()
+    return mlflow.pyfunc.load_model(folder)

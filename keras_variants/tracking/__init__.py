@@ -1,0 +1,7 @@
+"""MLflow tracking: the store and its client (``store``), cross-process locks (``locks``),
+writing a run's parent and trial runs (``runs``), reading them back as records
+(``records``), and trial keys for reusing unchanged work (``trial_key``).
+
+Imports: ``lanes`` (result types only), ``data``, ``config``, ``errors``; MLflow. Never
+TensorFlow.
+"""

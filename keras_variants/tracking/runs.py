@@ -1,0 +1,334 @@
+"""MLflow at one edge: parent and child runs, per-epoch curves, results, data inputs and
+the served model of each variant.
+
+Everything goes through an explicit :class:`MlflowClient` and run id: nothing relies on
+MLflow's process-wide tracking URI or on a thread's active run, so worker threads (and
+Dask workers) log safely side by side. Runs are always ended: FINISHED on success, KILLED
+on interruption, FAILED otherwise, so no run of this tool stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import (
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    Run,
+    RunTag,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
+
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.config.trials import Trial
+from keras_variants.config.variants import HISTORY_KEYS, VariantConfig
+from keras_variants.data.datasets import Dataset
+from keras_variants.errors import ArtifactStoreError, disk_full
+from keras_variants.lanes.jobs import TrainedVariant
+from keras_variants.tracking.store import (
+    TOOL_TAG,
+    client_for,
+    experiment_id,
+    git_commit,
+    owner_tags,
+)
+from keras_variants.tracking.trial_key import REUSED_FROM_TAG, TRIAL_KEY_TAG
+
+MODEL_NAME = "model"  # the logged model of every variant run
+
+
+def _end_status(exc: BaseException) -> str:
+    """KILLED for interruptions (Ctrl-C, SIGTERM, exit: anything that is not an Exception,
+    like Prefect's TerminationSignal), FAILED for errors."""
+    return "FAILED" if isinstance(exc, Exception) else "KILLED"
+
+
+def _params(values: dict[str, object]) -> list[Param]:
+    return [Param(key, str(value)) for key, value in values.items()]
+
+
+@contextmanager
+def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterator[dict[str, str]]:
+    """One parent run per data set's experiment for this pipeline run; yields run ids."""
+    client = client_for(config)
+    pipeline_id = uuid.uuid4().hex[:12]
+    runs: dict[str, str] = {}
+    try:
+        for name, data in datasets.items():
+            run = client.create_run(
+                experiment_id(config, name),
+                run_name=f"pipeline-{pipeline_id}",
+                tags=_common_tags(config, pipeline_id, name) | {"role": "pipeline"},
+            )
+            runs[name] = run.info.run_id
+            client.log_batch(
+                run.info.run_id,
+                params=_params(
+                    {
+                        "profile": config.profile.name,
+                        "seeds": ",".join(map(str, config.seeds)),
+                        "variants": ",".join(v.name for v in config.selected()),
+                        **{
+                            f"sweep.{name}.{key}": ",".join(map(str, values))
+                            for name, grid in config.sweeps.items()
+                            for key, values in grid.items()
+                        },
+                        **{f"data.{f}.sha256": d for f, d in data.fingerprints.items()},
+                    }
+                ),
+            )
+        yield runs
+    except BaseException as exc:
+        for run_id in runs.values():
+            client.set_terminated(run_id, _end_status(exc))
+        raise
+    for run_id in runs.values():
+        client.set_terminated(run_id, "FINISHED")
+
+
+def log_study_summary(client: MlflowClient, parent_run_id: str, summary: dict[str, float]) -> None:
+    """Aggregates across seeds (``study.summary_metrics``) on a pipeline's parent run."""
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(key, value, stamp, 0) for key, value in summary.items()]
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1,000 per batch
+        client.log_batch(parent_run_id, metrics=metrics[start : start + 1000])
+
+
+def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict[str, str]:
+    return {
+        TOOL_TAG: pipeline_id,
+        "dataset": dataset,
+        "profile": config.profile.name,
+        "git_commit": git_commit(),
+        **owner_tags(),
+    }
+
+
+@contextmanager
+def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str, key: str) -> Iterator[str]:
+    """A child run of ``parent_run_id`` for one trial with key ``key`` (reuse.trial_key);
+    yields its run id."""
+    parent = client.get_run(parent_run_id)
+    inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=trial.run_name,
+        tags=inherited
+        | {
+            "role": "variant",
+            "variant": trial.variant.name,
+            "label": trial.label,
+            TRIAL_KEY_TAG: key,
+            MLFLOW_PARENT_RUN_ID: parent_run_id,
+        },
+    )
+    run_id = run.info.run_id
+    try:
+        yield run_id
+    except BaseException as exc:
+        client.set_terminated(run_id, _end_status(exc))
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def find_reusable(client: MlflowClient, parent_run_id: str, key: str) -> Run | None:
+    """The latest finished run of this trial key in the parent's experiment that trained
+    (not itself a reuse) and logged its model, if any."""
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    candidates = client.search_runs(
+        [experiment],
+        f"tags.`{TRIAL_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    for run in candidates:
+        if REUSED_FROM_TAG not in run.data.tags and run.outputs and run.outputs.model_outputs:
+            return run
+    return None
+
+
+def reuse(client: MlflowClient, run_id: str, earlier: Run) -> dict[str, list[float]]:
+    """Make ``run_id`` stand for ``earlier``, which trained with the same key: its params,
+    metrics, curves and tags, a tag pointing to it, and its logged model as an output.
+    Returns the curves (``"val/loss"`` -> one value per epoch)."""
+    curves = {
+        key: sorted(client.get_metric_history(earlier.info.run_id, key), key=lambda m: m.step)
+        for key in HISTORY_KEYS.values()
+    }
+    stamp = int(time.time() * 1000)
+    metrics = [
+        Metric(m.key, m.value, stamp, m.step) for history in curves.values() for m in history
+    ]
+    metrics += [Metric(k, v, stamp, 0) for k, v in earlier.data.metrics.items() if k not in curves]
+    tags = [RunTag(k, v) for k, v in earlier.data.tags.items() if k.startswith("data.")]
+    tags.append(RunTag(REUSED_FROM_TAG, earlier.info.run_id))
+    client.log_batch(run_id, params=_params(earlier.data.params), tags=tags)
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    model_id = earlier.outputs.model_outputs[0].model_id
+    client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+    return {key: [m.value for m in history] for key, history in curves.items()}
+
+
+def log_epoch(client: MlflowClient, run_id: str, epoch: int, logs: dict[str, float]) -> None:
+    """``train/*`` and ``val/*`` of one epoch (1-based), so curves grow live in the UI."""
+    stamp = int(time.time() * 1000)
+    keys = [(HISTORY_KEYS[k], v) for k, v in logs.items() if k in HISTORY_KEYS]
+    metrics = [Metric(key, float(value), stamp, epoch) for key, value in keys]
+    client.log_batch(run_id, metrics=metrics)
+
+
+def log_variant_result(
+    client: MlflowClient,
+    run_id: str,
+    config: PipelineConfig,
+    trial: Trial,
+    data: Dataset,
+    result: TrainedVariant,
+) -> str:
+    """Params, data inputs, confusion matrix, the served model (saved by the lane in
+    ``result.model_dir``) and the test metrics of one variant run; returns the logged
+    model's id."""
+    variant = trial.variant
+    client.log_batch(
+        run_id,
+        params=_params(
+            {
+                "architecture": variant.architecture,
+                "hidden_units": list(variant.hidden_units),
+                "conv_filters": list(variant.conv_filters),
+                "input_shape": list(variant.input_shape),
+                "optimizer": variant.optimizer,
+                "learning_rate": variant.learning_rate,
+                "epochs": result.epochs,
+                "batch_size": variant.batch_size,
+                "l2": variant.l2,
+                "dropout": variant.dropout,
+                "mc_samples": variant.mc_samples,
+                "precision": result.precision,
+                "seed": trial.seed,
+                "profile": config.profile.name,
+                "parameter_count": result.parameter_count,
+                **{f"{split}_rows": rows for split, rows in result.rows.items()},
+            }
+        ),
+        tags=[RunTag(f"data.{f}.sha256", d) for f, d in data.fingerprints.items()],
+    )
+    _tolerating_a_concurrent_insert(client.log_inputs, run_id, _dataset_inputs(data))
+    with _artifact_writes(client, run_id):
+        client.log_dict(
+            run_id,
+            {
+                "labels": list(range(len(result.confusion_matrix))),
+                "matrix": result.confusion_matrix.tolist(),
+            },
+            "confusion_matrix.json",
+        )
+        if result.uncertainty:  # reliability diagrams and far-from-data scores
+            client.log_dict(run_id, result.uncertainty, "uncertainty.json")
+        model_id = _log_served_model(client, run_id, variant, Path(result.model_dir))
+    validation_loss = result.history["val/loss"]
+    best = result.validation_loss_min_epoch - 1
+    stamp = int(time.time() * 1000)
+    summary = result.test_metrics | {
+        "validation_loss_min_epoch": result.validation_loss_min_epoch,
+        "val/loss_min": validation_loss[best],
+        "val/accuracy_at_loss_min": result.history["val/accuracy"][best],
+        "training_seconds": result.training_seconds,
+    }
+    # Logged with the model's id, so the UI's model pages show them too.
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), stamp, 0, model_id=model_id) for k, v in summary.items()],
+    )
+    return model_id
+
+
+def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
+    inputs = []
+    for file, path in data.files.items():
+        with warnings.catch_warnings():  # a local path matches two equivalent source kinds
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path)
+        dataset = MetaDataset(source, name=file, digest=data.fingerprints[file][:32])
+        context = InputTag(MLFLOW_DATASET_CONTEXT, "training")
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context]))
+    return inputs
+
+
+def _log_served_model(
+    client: MlflowClient, run_id: str, variant: VariantConfig, folder: Path
+) -> str:
+    """The variant's pyfunc model (Keras model plus preprocessing), saved in ``folder``, as
+    the run's logged model."""
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        params={"variant": variant.name},
+        model_type=variant.dataset,
+    )
+    client.log_model_artifacts(logged.model_id, str(folder))
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged.model_id
+
+
+@contextmanager
+def _artifact_writes(client: MlflowClient, run_id: str) -> Iterator[None]:
+    """Write a run's artifacts; if that fails, leave no partial model, and say so plainly
+    when the disk is full."""
+    try:
+        yield
+    except BaseException as exc:
+        with suppress(Exception):  # the original error matters more than a failed clean-up
+            _discard_models(client, run_id)
+        if disk_full(exc):
+            where = exc.filename2 or exc.filename or client.get_run(run_id).info.artifact_uri
+            raise ArtifactStoreError(
+                f"no space left on the device while writing run {run_id}'s artifacts "
+                f"({where}). Free space there, or point --tracking-uri at a store with room, "
+                "and run again; earlier runs and registered models are untouched."
+            ) from exc
+        raise
+
+
+def _discard_models(client: MlflowClient, run_id: str) -> None:
+    """Mark the run's logged models FAILED and delete what was written of them locally."""
+    experiment = client.get_run(run_id).info.experiment_id
+    for model in client.search_logged_models(
+        [experiment], filter_string=f"source_run_id = '{run_id}'"
+    ):
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        if model.artifact_location.startswith("file:"):
+            folder = Path(local_file_uri_to_path(model.artifact_location))
+            shutil.rmtree(folder.parent if folder.name == "artifacts" else folder, True)
+
+
+def _tolerating_a_concurrent_insert(write: Callable[..., None], *args, **kwargs) -> None:
+    """Call ``write`` again if another process inserted the same row (say, a data set that
+    both runs log) between MLflow's check for it and its own insert."""
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            return write(*args, **kwargs)
+        except MlflowException as exc:
+            if "UNIQUE constraint" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
