@@ -7,14 +7,14 @@ from data_checks.suites import imdb_suites, mnist_suites
 from data_checks.tables import encoded_tables, imdb_tables, mnist_tables
 from keras_variants.config.variants import NUM_WORDS
 from keras_variants.data.datasets import Dataset
-from keras_variants.lanes.pool import Run, call_here
+from keras_variants.lanes.call import Call, call_here
 
 
 def validate_dataset(
-    data: Dataset, num_words: int = NUM_WORDS, run: Run = call_here
+    data: Dataset, num_words: int = NUM_WORDS, call: Call = call_here
 ) -> ValidationOutcome:
     """Raw shape, label and distribution checks, then (only if they pass) the checks on
-    preprocessed inputs, which cannot even be computed from out-of-range labels; ``run``
+    preprocessed inputs, which cannot even be computed from out-of-range labels; ``call``
     runs the encoding (in a lane process, for a pipeline run)."""
     if data.name == "mnist":
         suites, raw = mnist_suites(), mnist_tables(data)
@@ -23,7 +23,7 @@ def validate_dataset(
     outcome = validate_tables(raw, suites)
     if not outcome.success:
         return outcome
-    encoded = validate_tables(encoded_tables(data, run), suites)
+    encoded = validate_tables(encoded_tables(data, call), suites)
     return ValidationOutcome(
         encoded.success,
         encoded.failures,

@@ -11,7 +11,7 @@ from keras_variants.config.variants import DATASETS, VARIANTS
 from keras_variants.data.datasets import IMDB_FILE, MNIST_FILE, Dataset, Examples
 from keras_variants.data.preprocessing import encode_inputs, encode_labels
 from keras_variants.data.ragged import Ragged
-from keras_variants.lanes.pool import Run, call_here
+from keras_variants.lanes.call import Call, call_here
 
 ENCODED_SAMPLE_ROWS = 512
 IMAGE_CHUNK_ROWS = 5_000
@@ -134,14 +134,14 @@ def imdb_tables(data: Dataset) -> list[CheckTable]:
     return tables
 
 
-def encoded_tables(data: Dataset, run: Run = call_here) -> list[CheckTable]:
+def encoded_tables(data: Dataset, call: Call = call_here) -> list[CheckTable]:
     """Facts about the first rows of each split after the lecture's preprocessing
-    (:func:`encoded_columns`, through ``run``)."""
+    (:func:`encoded_columns`, through ``call``)."""
     file = MNIST_FILE if data.name == "mnist" else IMDB_FILE
     tables = []
     for split, ex in {"train": data.train, "test": data.test}.items():
         sample = ex.take(np.arange(min(len(ex), ENCODED_SAMPLE_ROWS)))
-        frame = pd.DataFrame(run(encoded_columns, data.name, sample))
+        frame = pd.DataFrame(call(encoded_columns, data.name, sample))
         fields = {c: f"x_{split}" for c in frame.columns} | {"label_sum": f"y_{split}"}
         tables.append(CheckTable(file, f"{split} encoded", f"{data.name}_encoded", frame, fields))
     return tables

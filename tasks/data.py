@@ -15,7 +15,7 @@ from keras_variants.data.datasets import Dataset, dataset_files, load_dataset, s
 from keras_variants.data.npz import sha256_of
 from keras_variants.errors import DataValidationError
 from keras_variants.lanes.pool import Lane
-from keras_variants.tracking.trial_key import source_digest
+from keras_variants.tracking.code_digest import code_digest
 
 
 def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -25,11 +25,7 @@ def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | No
         return None  # the download fallback is never cached
     digest = hashlib.sha256(
         f"{parameters['name']}:{parameters['num_words']}".encode()
-        + source_digest(
-            "keras_variants.data.datasets",
-            "keras_variants.data.npz",
-            "keras_variants.data.preprocessing",
-        ).encode()
+        + code_digest("keras_variants.data.datasets").encode()
     )
     for path in sorted(dataset_files(parameters["name"], Path(data_dir))):
         digest.update(path.name.encode() + sha256_of(path.read_bytes()).encode())
@@ -41,7 +37,7 @@ def _validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     Great Expectations, which a cached run never needs)."""
     data: Dataset = parameters["data"]
     fingerprints = ",".join(f"{k}={v}" for k, v in sorted(data.fingerprints.items()))
-    code = source_digest(*(f"data_checks.{m}" for m in ("checks", "runner", "suites", "tables")))
+    code = code_digest("data_checks.checks")
     return hashlib.sha256(f"{fingerprints}:{parameters['num_words']}:{code}".encode()).hexdigest()
 
 

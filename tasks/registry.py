@@ -28,7 +28,7 @@ def promote_best(
     client = client_for(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
-    decision = registry.gate(client, config, data, challenger=challenger, run=lane.call)
+    decision = registry.gate(client, config, data, challenger=challenger, call=lane.call)
     get_run_logger().info(decision.sentence())
     return decision
 

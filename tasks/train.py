@@ -21,7 +21,7 @@ from keras_variants.runtime import resolve_precision
 from keras_variants.studies.study import aggregate, run_measures, summary_metrics
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking import store
-from keras_variants.tracking.trial_key import TRAINING_CODE, source_digest, trial_key
+from keras_variants.tracking.trial_key import trial_key_for
 
 
 class VariantOutcome(BaseModel):
@@ -58,9 +58,7 @@ def train_variant(
     variant, seed = trial.variant, trial.seed
     client = store.client_for(config)
     precision = resolve_precision(config.precision, variant.architecture)
-    code = source_digest(*TRAINING_CODE)
-    settings = {"precision": precision}
-    key = trial_key(variant, seed, config.profile, data.fingerprints, code, settings)
+    key = trial_key_for(config, trial, data.fingerprints, precision)
     earlier = None if config.force else tracking.find_reusable(client, parent_run_id, key)
     if earlier is not None:
         with tracking.variant_run(client, trial, parent_run_id, key) as run_id:

@@ -142,6 +142,25 @@ def test_folder_lacking_a_file_other_variants_need_is_fine(
     assert done.code == IMPORTED_TOO_EARLY, done.text
 
 
+def test_folder_without_the_word_index_is_refused_before_anything_starts(
+    tmp_path: Path, heavy_stubs: Path, only_mnist: Path
+) -> None:
+    """The served IMDb model reads texts through the word index: without it a run would
+    train every variant and then fail at the gate, so it is refused at once, in one line;
+    the data checks, which need no index, still run."""
+    tiny_npz(only_mnist / "imdb.npz")
+    done = variants("run", "--data-dir", str(only_mnist), cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(
+        done, 1, "no imdb_word_index.json beside imdb.npz (--data-dir)",
+        "imdb_dense, imdb_reduced, imdb_l2, imdb_dropout are IMDb variants",
+        "Copy imdb_word_index.json", "or choose MNIST variants only with --variants",
+    )  # fmt: skip
+    assert len(done.lines) == 1, done.text
+    assert done.seconds < 5
+    validate = variants("validate", "--data-dir", str(only_mnist), cwd=tmp_path, stubs=heavy_stubs)
+    assert validate.code == IMPORTED_TOO_EARLY, validate.text
+
+
 def test_a_file_that_is_not_an_npz(tmp_path: Path, heavy_stubs: Path, only_mnist: Path) -> None:
     (only_mnist / "imdb.npz").write_bytes(b"PK\x03\x04 truncated")
     done = variants("run", "--data-dir", str(only_mnist), cwd=tmp_path, stubs=heavy_stubs)

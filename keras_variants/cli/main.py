@@ -135,10 +135,10 @@ def _data_source(ctx: typer.Context) -> str:
     return "VARIANTS_DATA_DIR" if source and source.name == "ENVIRONMENT" else "--data-dir"
 
 
-def _check_data(ctx: typer.Context, config: PipelineConfig) -> None:
+def _check_data(ctx: typer.Context, config: PipelineConfig, served: bool = True) -> None:
     from keras_variants.cli.preflight import check_data_dir
 
-    check_data_dir(config.data_dir, config.selected(), _data_source(ctx))
+    check_data_dir(config.data_dir, config.selected(), _data_source(ctx), served)
 
 
 @app.command()
@@ -149,7 +149,7 @@ def validate(
 ) -> None:
     """Ingest MNIST and IMDb and check them with Great Expectations; no training."""
     config = _config(profile, data_dir, None)
-    _check_data(ctx, config)
+    _check_data(ctx, config, served=False)  # the checks need no word index
     server = runtime.start_prefect()
     from flows.validate import validate_data  # the checks encode samples in a lane process
 

@@ -15,7 +15,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from keras_variants.config.variants import VariantConfig
-from keras_variants.data.datasets import IMDB_FILE, KERAS_ORIGIN, MNIST_FILE, SPLIT_KEYS
+from keras_variants.data.datasets import (
+    IMDB_FILE,
+    IMDB_WORD_INDEX_FILE,
+    KERAS_ORIGIN,
+    MNIST_FILE,
+    SPLIT_KEYS,
+)
 from keras_variants.data.npz import read_npz
 from keras_variants.errors import DataError, TrackingStoreError
 
@@ -24,10 +30,15 @@ DOWNLOAD_HOST = KERAS_ORIGIN.split("/")[2]
 
 
 def check_data_dir(
-    data_dir: Path | None, variants: Iterable[VariantConfig], source: str = "--data-dir"
+    data_dir: Path | None,
+    variants: Iterable[VariantConfig],
+    source: str = "--data-dir",
+    served: bool = True,
 ) -> None:
     """The data folder exists, is not empty, and holds a readable ``.npz`` for every data
-    set the ``variants`` need. ``source`` names where the folder came from, for the message.
+    set the ``variants`` need, and, when the variants are to be trained or scored as
+    ``served`` models, for IMDb the word index the served model reads texts with.
+    ``source`` names where the folder came from, for the message.
 
     Without a folder the files come from Keras's download: then the cache has them or the
     download host resolves.
@@ -62,6 +73,19 @@ def check_data_dir(
                 f"Copy {file} there, or choose other variants with --variants",
             )
         read_npz(folder / file, SPLIT_KEYS)  # opens as a zip with every split: cheap
+    imdb = needed.get(IMDB_FILE)
+    if imdb and served and IMDB_WORD_INDEX_FILE not in present:
+        # The served IMDb model takes review texts; without the index its word ids cannot be
+        # mapped to words, so the gate would fail after every variant had trained.
+        raise DataError(
+            str(folder),
+            None,
+            f"no {IMDB_WORD_INDEX_FILE} beside {IMDB_FILE} ({source}); the served IMDb model "
+            f"needs it to read review texts, and {', '.join(imdb)} "
+            f"{'is an IMDb variant' if len(imdb) == 1 else 'are IMDb variants'}",
+            f"Copy {IMDB_WORD_INDEX_FILE} (the one {IMDB_FILE} was made with) there, or choose "
+            "MNIST variants only with --variants",
+        )
 
 
 def _check_download(files: list[str], hint: str) -> None:

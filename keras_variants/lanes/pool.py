@@ -35,13 +35,9 @@ from keras_variants import interrupts, runtime
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, MappedDataset, map_dataset
 from keras_variants.lanes import jobs
+from keras_variants.lanes.call import call_here
 
 T = TypeVar("T")
-Run = Callable[..., Any]  # runs fn(*args) somewhere and returns its result: Lane.call
-
-
-def call_here(fn: Callable[..., T], /, *args: Any) -> T:
-    return fn(*args)
 
 
 class Lane(Protocol):

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
-from keras_variants.lanes.pool import Run, call_here
+from keras_variants.lanes.call import Call, call_here
 from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs, score_served
 from keras_variants.registry.versions import (
     REGISTERED_MODELS,
@@ -82,16 +82,16 @@ def select_challenger(records: list[VariantRecord]) -> VariantRecord:
 
 
 def _score(
-    client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool, run: Run
+    client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool, call: Call
 ) -> float:
-    """The version's test accuracy, computed through ``run``; remembered on the version (a
+    """The version's test accuracy, computed through ``call``; remembered on the version (a
     tag per input digest), since a version and the test inputs are both immutable, so a
     champion is scored once."""
     tags = client.get_model_version(name, version).tags
     memo = f"gate.test_accuracy.{scorer.key}" if hasattr(scorer, "key") else None
     if memo in tags:
         return float(tags[memo])
-    score = run(score_served, model_path(client, name, version), scorer)
+    score = call(score_served, model_path(client, name, version), scorer)
     if memo and remember:
         client.set_model_version_tag(name, version, memo, repr(score))
     return score
@@ -107,13 +107,13 @@ def gate(
     margin: float | None = None,
     dry_run: bool = False,
     force: bool = False,
-    run: Run = call_here,
+    call: Call = call_here,
 ) -> Decision:
     """The gate, as both the pipeline and ``variants promote`` run it.
 
     Registers ``challenger`` first when given, else takes ``version`` (default: the version
     aliased ``challenger``); scores it and the champion through the served path on
-    ``data``'s test rows for ``config``'s profile and seed, loading models through ``run``
+    ``data``'s test rows for ``config``'s profile and seed, loading models through ``call``
     (in a lane, for a pipeline run); switches aliases if it passes. One promotion of a
     registered model at a time, across this host's processes.
     """
@@ -131,7 +131,7 @@ def gate(
                 raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
         test_rows = split_rows(data, config.profile, config.seed)["test"]
         scorer = ServedAccuracy(gate_inputs(data, test_rows))
-        return promote(client, name, version, scorer, margin, dry_run, force, run)
+        return promote(client, name, version, scorer, margin, dry_run, force, call)
 
 
 def _identical(client: MlflowClient, name: str, version: str) -> Decision:
@@ -152,14 +152,14 @@ def promote(
     margin: float = 0.0,
     dry_run: bool = False,
     force: bool = False,
-    run: Run = call_here,
+    call: Call = call_here,
 ) -> Decision:
-    """Score ``name`` version ``version`` and the champion (through ``run``), apply
+    """Score ``name`` version ``version`` and the champion (through ``call``), apply
     :func:`decide`, and switch aliases if it says so. Callers hold the promotion lock
     (see :func:`gate`)."""
     version = str(version)  # MLflow hands out versions as int or str
     try:
-        challenger_accuracy = _score(client, name, version, scorer, not dry_run, run)
+        challenger_accuracy = _score(client, name, version, scorer, not dry_run, call)
     except Exception as exc:
         decision = Decision(name, version, False, f"does not load or predict ({exc})")
         return _record(client, decision, dry_run)
@@ -168,7 +168,7 @@ def promote(
         if champion == version:
             return Decision(name, version, False, "is already the champion", challenger_accuracy)
         champion_accuracy = (
-            _score(client, name, champion, scorer, not dry_run, run) if champion else None
+            _score(client, name, champion, scorer, not dry_run, call) if champion else None
         )
         promoted = decide(challenger_accuracy, champion_accuracy, margin, force)
         if not promoted:

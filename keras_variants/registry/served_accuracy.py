@@ -19,7 +19,7 @@ from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.data.datasets import IMDB_FILE, IMDB_REVIEWS_FILE, IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.data.preprocessing import png_base64, texts_from_word_ids
 from keras_variants.errors import VariantsError
-from keras_variants.tracking.trial_key import source_digest
+from keras_variants.tracking.code_digest import code_digest
 
 
 @dataclass(frozen=True)
@@ -32,16 +32,13 @@ class GateInputs:
 
     @functools.cached_property
     def key(self) -> str:
-        """A digest of the inputs, labels and the preprocessing code: a version's score on
+        """A digest of the inputs, labels and the code that scores them (this module and all
+        it imports: the served model, its preprocessing, inference): a version's score on
         them is computed once, and again whenever any of them changes."""
         digest = hashlib.sha256(np.ascontiguousarray(self.labels).tobytes())
         for text in self.inputs:
             digest.update(text.encode())
-        digest.update(
-            source_digest(
-                "keras_variants.data.preprocessing", "keras_variants.serving.pyfunc"
-            ).encode()
-        )
+        digest.update(code_digest(__name__).encode())
         return digest.hexdigest()[:16]
 
 

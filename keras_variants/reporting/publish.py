@@ -18,16 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.registry.versions import decisions_for
 from keras_variants.reporting.report import Report, build_report, write_report
+from keras_variants.tracking.code_digest import code_digest
 from keras_variants.tracking.records import PipelineRecord, load_pipeline
-from keras_variants.tracking.trial_key import source_digest
 
-REPORT_CODE = (
-    "keras_variants.reporting.report",
-    "keras_variants.reporting.calibration_report",
-    "keras_variants.reporting.findings",
-    "keras_variants.reporting.plots",
-    "keras_variants.studies.study",
-)
+REPORT_CODE = "keras_variants.reporting.report"  # with all it imports (code_digest)
 DIGEST_FILE = "report.sha256"
 
 
@@ -45,7 +39,7 @@ def report_digest(record: PipelineRecord, decisions: list[str]) -> str:
     """SHA-256 of everything a report is made from: records, decisions and report code."""
     content = {"record": dataclasses.asdict(record), "decisions": decisions}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
-    digest.update(source_digest(*REPORT_CODE).encode())
+    digest.update(code_digest(REPORT_CODE).encode())
     return digest.hexdigest()
 
 

@@ -1,7 +1,8 @@
 """Skipping unchanged work: what makes two trainings the same, as a key.
 
 A trial's key covers every input of its training: the data files' SHA-256, the source of
-the code that reads, encodes, builds, trains, evaluates and packages the model, the
+the code that reads, encodes, builds, trains, evaluates and packages the model (the
+training module and everything it imports, derived, not listed), the
 variant's settings (sweep values included), the seed and the profile. A finished run with
 the same key is reused instead of trained again; any change retrains only the trials whose
 key it changes.
@@ -10,41 +11,19 @@ key it changes.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
-from keras_variants.config.pipeline import Profile
+from keras_variants.config.pipeline import PipelineConfig, Profile
+from keras_variants.config.trials import Trial
 from keras_variants.config.variants import VariantConfig
+from keras_variants.tracking.code_digest import code_digest
 
 TRIAL_KEY_TAG = "keras_variants.trial_key"
 REUSED_FROM_TAG = "keras_variants.reused_from"
-# The modules whose code decides what a trained model and its metrics are.
-TRAINING_CODE = (
-    "keras_variants.config.variants",
-    "keras_variants.config.pipeline",
-    "keras_variants.config.trials",
-    "keras_variants.data.datasets",
-    "keras_variants.data.npz",
-    "keras_variants.data.ragged",
-    "keras_variants.data.preprocessing",
-    "keras_variants.model.builders",
-    "keras_variants.model.training",
-    "keras_variants.model.calibration",
-    "keras_variants.model.inference",
-    "keras_variants.model.uncertainty",
-    "keras_variants.lanes.jobs",  # splits, callbacks and the saved model of a trial
-    "keras_variants.serving.pyfunc",
-)
-
-
-def source_digest(*modules: str) -> str:
-    """SHA-256 of the modules' source files, read without importing them."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
-    return digest.hexdigest()
+# The module that trains, evaluates and saves a trial: the trial key covers its code and
+# the code of every module it imports (keras_variants.tracking.code_digest).
+TRAINING = "keras_variants.lanes.jobs"
 
 
 def trial_key(
@@ -55,9 +34,13 @@ def trial_key(
     code: str,
     settings: Mapping[str, object] | None = None,
 ) -> str:
-    """The key of one training: equal keys, equal results. ``code`` is
-    ``source_digest(*TRAINING_CODE)``; ``settings`` holds any other option that changes
-    the numbers (such as the numeric precision)."""
+    """The key of one training. ``code`` is ``code_digest(TRAINING)``; ``settings`` holds
+    any other option that changes the numbers (such as the numeric precision).
+
+    Equal keys, equal results up to float rounding: where the training runs (a lane
+    process, a thread, a Dask worker) and how many threads TensorFlow uses change the last
+    digits of the numbers but not the key, so a run reuses a trial trained by another
+    runner."""
     document = {
         "variant": variant.model_dump(mode="json"),
         "seed": seed,
@@ -67,3 +50,18 @@ def trial_key(
         "settings": dict(sorted((settings or {}).items())),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def trial_key_for(
+    config: PipelineConfig, trial: Trial, fingerprints: Mapping[str, str], precision: str
+) -> str:
+    """The key of ``trial`` in a run of ``config`` on data with ``fingerprints``, trained
+    at ``precision`` (as :func:`keras_variants.runtime.resolve_precision` chose it)."""
+    return trial_key(
+        trial.variant,
+        trial.seed,
+        config.profile,
+        fingerprints,
+        code_digest(TRAINING),
+        {"precision": precision},
+    )
