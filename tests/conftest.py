@@ -97,16 +97,15 @@ def npz_with_member(path: Path, key: str, payload: bytes, header: dict) -> None:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     """A real temporary Prefect server for the whole test session."""
     home = tmp_path_factory.mktemp("prefect-home")
-    os.environ.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        GX_ANALYTICS_ENABLED="false",
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+    with pytest.MonkeyPatch.context() as patch:  # the environment is restored afterwards
+        patch.setenv("PREFECT_HOME", str(home))
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        patch.setenv("GX_ANALYTICS_ENABLED", "false")
+        patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+        with prefect_test_harness(server_startup_timeout=180):
+            yield
 
 
 @pytest.fixture(scope="session")

@@ -65,3 +65,19 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def process_wide_mlflow_uri(monkeypatch, uri: str) -> None:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for one test (for
+    MLflow calls that take no client); ``monkeypatch`` restores both, and their
+    environment variables, afterwards."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)

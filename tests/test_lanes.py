@@ -36,7 +36,6 @@ def test_lanes_and_this_process_train_the_same_models(smoke_run, data_slices, tm
     TensorFlow thread per op and this process two, which sums in another order."""
     from flows.pipeline import pipeline
 
-    assert build_config(profile="smoke", data_dir=data_slices).runner == "processes"
     variants = ("mnist_cnn", "imdb_dropout")
     here = pipeline(
         build_config(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
 
 from flows.pipeline import run_pipeline
 from keras_variants.config.pipeline import build_config
+from keras_variants.registry.versions import alias_version, model_path
+from keras_variants.serving.pyfunc import load_served
 from keras_variants.tracking.store import client_for
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 
@@ -62,6 +63,6 @@ def test_smoke_profile_against_an_mlflow_server(prefect_server, data_slices, tmp
         assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"confusion_matrix.json"}
         assert (tmp_path / "server-artifacts").is_dir()
         assert not (tmp_path / "work" / "mlruns").exists()  # artifacts went to the server
-        mlflow.set_tracking_uri(url)
-        model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
+        champion = alias_version(client, "imdb-sentiment", "champion")
+        model = load_served(model_path(client, "imdb-sentiment", champion))  # downloaded
         assert model.metadata.signature is not None

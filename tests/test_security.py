@@ -21,6 +21,7 @@ from keras_variants.model.builders import build_model
 from keras_variants.registry import gate, served_accuracy
 from keras_variants.registry.versions import REGISTERED_MODELS
 from tests.conftest import REPO, npz_with_member
+from tests.helpers import process_wide_mlflow_uri
 
 OBJECT_HEADER = {"descr": "|O", "fortran_order": False, "shape": (1,)}
 
@@ -62,7 +63,9 @@ def test_no_variant_uses_lambda_layers(name: str) -> None:
     assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Lambda)]
 
 
-def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp_path: Path):
+def test_model_with_code_never_loads_nor_becomes_champion(
+    data_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """A registered version whose .keras file carries a Lambda layer (Python bytecode) is
     refused by the gate's loader (Keras safe mode), and its code never runs."""
     marker = tmp_path / "pwned"
@@ -74,8 +77,7 @@ def test_model_with_code_never_loads_nor_becomes_champion(data_slices: Path, tmp
     inputs = keras.Input((10_000,))
     outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Lambda(touch)(inputs))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    process_wide_mlflow_uri(monkeypatch, uri)  # mlflow.keras.log_model takes no client
     client = MlflowClient(uri, registry_uri=uri)
     with mlflow.start_run() as run:
         info = mlflow.keras.log_model(keras.Model(inputs, outputs), name="model")

@@ -7,6 +7,7 @@ import math
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from keras_variants.config.trials import trials
@@ -237,10 +238,13 @@ def test_three_seed_smoke_study_logs_every_trial_and_the_aggregates(
         accuracies = [
             c.data.metrics["test/accuracy"] for c in children if c.data.tags["label"] == label
         ]
-        summary = summarize(accuracies)
-        assert metrics[f"{label}/test/accuracy/mean"] == pytest.approx(summary.mean)
-        assert metrics[f"{label}/test/accuracy/std"] == pytest.approx(summary.std)
-        assert metrics[f"{label}/test/accuracy/ci95_low"] == pytest.approx(summary.low)
+        # Known answers for three seeds: the sample standard deviation, and Student's t
+        # quantile t(0.975, 2 degrees of freedom) = 4.302653 for the 95% interval.
+        mean, std = float(np.mean(accuracies)), float(np.std(accuracies, ddof=1))
+        assert metrics[f"{label}/test/accuracy/mean"] == pytest.approx(mean)
+        assert metrics[f"{label}/test/accuracy/std"] == pytest.approx(std)
+        low = mean - 4.302653 * std / 3**0.5
+        assert metrics[f"{label}/test/accuracy/ci95_low"] == pytest.approx(low, abs=1e-6)
         assert metrics[f"{label}/test/accuracy/n"] == 3
         for measure in ("val/loss_min", "validation_loss_min_epoch", "val/loss_last"):
             assert f"{label}/{measure}/ci95_high" in metrics
