@@ -54,7 +54,11 @@ def run_pipeline(config: PipelineConfig) -> "PipelineResult":
 
 @flow(name="keras-variants", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def pipeline(config: PipelineConfig) -> PipelineResult:
-    """Validate the data, then train every selected variant (``max_parallel`` at a time)."""
+    """Validate the data, then train every selected variant (``max_parallel`` at a time).
+
+    The decorator's two threads are only a default: :func:`run_pipeline` and the scheduled
+    deployment (``variants serve``) run the flow on :func:`task_runner_for` ``config``.
+    Called directly as ``pipeline(config)`` (as tests do), at most two tasks run at once."""
     clear_stop_request()  # a stop asked for in an earlier run of this process is over
     logger = get_run_logger()
     with lanes.opened(config) as lane:  # lane processes start when first needed

@@ -451,9 +451,10 @@ def serve(
             "PREFECT_API_URL=http://127.0.0.1:4200/api",
             param_hint="PREFECT_API_URL",
         )
-    from flows.pipeline import pipeline  # training runs in lane processes: no TensorFlow here
+    from flows.pipeline import pipeline, task_runner_for  # no TensorFlow here: lanes train
 
-    pipeline.serve(
+    # The config's task runner (max_parallel, runner), not the decorator's default.
+    pipeline.with_options(task_runner=task_runner_for(config)).serve(
         name=name,
         cron=cron,
         parameters={"config": config.model_dump(mode="json")},

@@ -51,14 +51,25 @@ def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
     return lines
 
 
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store (README)
+
+
+def mlflow_ui_for(tracking_uri: str) -> str:
+    """The MLflow UI of a store: a tracking server serves its own, a local store the README's
+    ``mlflow ui``. The terminal's links and the report's come from here."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return MLFLOW_UI
+
+
 def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[str]:
     """How to open the runs in MLflow's UI: the command for a local store, then one link
     per data set (``experiments``: data set -> experiment id). ``workflowType`` makes MLflow
     3's UI show its model-training view, not the GenAI one."""
+    base = mlflow_ui_for(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
-        base, lines = tracking_uri.rstrip("/"), ["MLflow UI:"]
+        lines = ["MLflow UI:"]
     else:
-        base = "http://127.0.0.1:5000"
         lines = [
             f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
         ]

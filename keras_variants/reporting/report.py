@@ -27,10 +27,10 @@ from keras_variants.reporting.findings import (
 from keras_variants.reporting.plots import png as _png
 from keras_variants.reporting.plots import png_uri as _png_uri
 from keras_variants.reporting.plots import pyplot
+from keras_variants.reporting.progress import MLFLOW_UI
 from keras_variants.tracking.records import PipelineRecord, VariantRecord
 
 # Where the README's `mlflow ui ... --port 5000` serves the UI; a tracking server serves its own.
-MLFLOW_UI = "http://127.0.0.1:5000"
 OVERFIT_GAP = "val_loss_minus_train_loss"
 COLUMNS = [
     ("variant", "variant"),
@@ -103,13 +103,6 @@ def variant_row(record: VariantRecord, group: Group | None = None) -> dict[str, 
         OVERFIT_GAP: gap,
         "training_seconds": record.metrics.get("training_seconds"),
     }
-
-
-def mlflow_ui_for(tracking_uri: str) -> str:
-    """The MLflow UI of a store: a tracking server serves its own, a local store the README's."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
-    return MLFLOW_UI
 
 
 def run_page(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
