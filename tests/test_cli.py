@@ -118,6 +118,12 @@ def test_missing_data_folder(tmp_path: Path, heavy_stubs: Path) -> None:
     assert done.seconds < 5
 
 
+def test_a_folder_is_named_as_the_user_wrote_it(tmp_path: Path, heavy_stubs: Path) -> None:
+    done = variants("run", "--data-dir", "nowhere", cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 1)
+    assert done.lines[0].startswith("error: nowhere: data folder not found (--data-dir)")
+
+
 def test_empty_data_folder(tmp_path: Path, heavy_stubs: Path) -> None:
     (tmp_path / "empty").mkdir()
     done = variants("run", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path, stubs=heavy_stubs)

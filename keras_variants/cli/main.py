@@ -138,7 +138,8 @@ def _data_source(ctx: typer.Context) -> str:
 def _check_data(ctx: typer.Context, config: PipelineConfig, served: bool = True) -> None:
     from keras_variants.cli.preflight import check_data_dir
 
-    check_data_dir(config.data_dir, config.selected(), _data_source(ctx), served)
+    typed = ctx.params.get("data_dir")  # as the user wrote it, for messages
+    check_data_dir(config.data_dir, config.selected(), _data_source(ctx), served, typed)
 
 
 @app.command()
@@ -375,7 +376,7 @@ def promote(
     check_store_exists(config.tracking_uri)
     if not rollback:
         needs = [v for v in VARIANTS.values() if v.dataset == datasets[model]]
-        check_data_dir(config.data_dir, needs, _data_source(ctx))
+        check_data_dir(config.data_dir, needs, _data_source(ctx), True, ctx.params.get("data_dir"))
     runtime.import_tensorflow()
     from keras_variants.data.datasets import load_dataset
     from keras_variants.tracking.store import client_for
@@ -436,8 +437,9 @@ def serve(
     sweep: SetOption = None,
     study: StudyOption = None,
 ) -> None:
-    """Serve the pipeline as a Prefect deployment on a cron schedule (needs a Prefect
-    server: see the README). Runs until stopped with Ctrl-C."""
+    """Serve the pipeline as a Prefect deployment on a cron schedule, until Ctrl-C.
+
+    It needs a running Prefect server: see the README's "Scheduled runs"."""
     overrides = _study_overrides(variants, seed, seeds, sweep, study)
     config = _config(profile, data_dir, tracking_uri, **overrides)
     _check_data(ctx, config)

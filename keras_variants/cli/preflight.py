@@ -34,11 +34,13 @@ def check_data_dir(
     variants: Iterable[VariantConfig],
     source: str = "--data-dir",
     served: bool = True,
+    typed: Path | str | None = None,
 ) -> None:
     """The data folder exists, is not empty, and holds a readable ``.npz`` for every data
     set the ``variants`` need, and, when the variants are to be trained or scored as
     ``served`` models, for IMDb the word index the served model reads texts with.
-    ``source`` names where the folder came from, for the message.
+    ``source`` names where the folder came from, and messages name the folder as ``typed``
+    (what the user wrote) when given.
 
     Without a folder the files come from Keras's download: then the cache has them or the
     download host resolves.
@@ -52,21 +54,22 @@ def check_data_dir(
         _check_download(list(needed), use_a_folder + " or set VARIANTS_DATA_DIR.")
         return
     folder = Path(data_dir)
+    shown = str(typed) if typed is not None else str(folder)
     if not folder.exists():
-        raise DataError(str(folder), None, f"data folder not found ({source})", use_a_folder)
+        raise DataError(shown, None, f"data folder not found ({source})", use_a_folder)
     if not folder.is_dir():
-        raise DataError(str(folder), None, f"not a folder ({source})", use_a_folder)
+        raise DataError(shown, None, f"not a folder ({source})", use_a_folder)
     try:
         present = sorted(p.name for p in folder.iterdir())
     except OSError as exc:
-        raise DataError(str(folder), None, f"cannot read the data folder: {exc.strerror}") from exc
+        raise DataError(shown, None, f"cannot read the data folder: {exc.strerror}") from exc
     if not present:
-        raise DataError(str(folder), None, f"the data folder is empty ({source})", use_a_folder)
+        raise DataError(shown, None, f"the data folder is empty ({source})", use_a_folder)
     for file, names in needed.items():
         if file not in present:
             holds = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
             raise DataError(
-                str(folder),
+                shown,
                 None,
                 f"no {file} in the data folder ({source}; it holds {holds}); "
                 f"{', '.join(names)} need{'s' if len(names) == 1 else ''} it",
@@ -78,7 +81,7 @@ def check_data_dir(
         # The served IMDb model takes review texts; without the index its word ids cannot be
         # mapped to words, so the gate would fail after every variant had trained.
         raise DataError(
-            str(folder),
+            shown,
             None,
             f"no {IMDB_WORD_INDEX_FILE} beside {IMDB_FILE} ({source}); the served IMDb model "
             f"needs it to read review texts, and {', '.join(imdb)} "
