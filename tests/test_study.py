@@ -251,3 +251,15 @@ def test_three_seed_smoke_study_logs_every_trial_and_the_aggregates(
     html = result.report.read_text()
     assert "Lecture claims" in html and "4a. Dropout is slightly better" in html
     assert "imdb_dropout: the best lowest validation loss came with" in html
+
+
+def test_claim_rows_print_epoch_differences_as_epochs() -> None:
+    from keras_variants.reporting.findings import verdict_row
+    from keras_variants.studies.study import Decided
+
+    epochs = Claim("9", "stops later", "validation_loss_min_epoch", "a", "b", "higher")
+    row = verdict_row(Decided(epochs, "holds", 3, 15.0, 12.5, 17.25, "why"))
+    assert (row["difference"], row["interval"]) == ("+15.0", "[+12.5, +17.2]")
+    losses = Claim("9", "lower loss", "val/loss_min", "a", "b", "lower")
+    row = verdict_row(Decided(losses, "holds", 3, -0.0123, -0.02, -0.004, "why"))
+    assert (row["difference"], row["interval"]) == ("-0.0123", "[-0.0200, -0.0040]")

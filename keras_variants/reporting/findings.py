@@ -160,10 +160,16 @@ def sweep_findings(records: list[VariantRecord]) -> list[str]:
     return lines
 
 
+def _signed(value: float, measure: str) -> str:
+    """A difference of ``measure``: epochs to one decimal, losses and accuracies to four."""
+    return f"{value:+.1f}" if measure == "validation_loss_min_epoch" else f"{value:+.4f}"
+
+
 def _interval(decided: Decided) -> str:
     if np.isnan(decided.low):
         return "n/a"
-    return f"[{decided.low:+.4f}, {decided.high:+.4f}]"
+    measure = decided.claim.measure
+    return f"[{_signed(decided.low, measure)}, {_signed(decided.high, measure)}]"
 
 
 def verdict_row(decided: Decided) -> dict[str, str]:
@@ -173,7 +179,7 @@ def verdict_row(decided: Decided) -> dict[str, str]:
         "claim": f"{claim.number}. {claim.statement}",
         "measure": f"{MEASURES[claim.measure]}: {claim.subject} - {claim.baseline} "
         f"(expected {'> 0' if claim.expected == 'higher' else '< 0'})",
-        "difference": f"{decided.mean_difference:+.4f}" if decided.n else "-",
+        "difference": _signed(decided.mean_difference, claim.measure) if decided.n else "-",
         "interval": _interval(decided),
         "seeds": str(decided.n),
         "verdict": decided.verdict,
