@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,21 @@ def test_claim_rows_print_epoch_differences_as_epochs() -> None:
     losses = Claim("9", "lower loss", "val/loss_min", "a", "b", "lower")
     row = verdict_row(Decided(losses, "holds", 3, -0.0123, -0.02, -0.004, "why"))
     assert (row["difference"], row["interval"]) == ("-0.0123", "[-0.0200, -0.0040]")
+
+
+def test_study_lecture_is_the_lectures_six_models_on_five_seeds_with_two_dropouts() -> None:
+    """``--study lecture`` as the command line turns it into a config: 6 variants x 5
+    seeds, imdb_dropout at 0.2 and 0.5: 35 trials; --seeds replaces its seeds."""
+    from keras_variants.cli.main import _study_overrides
+    from keras_variants.config.pipeline import build_config
+
+    overrides = _study_overrides(None, 0, None, None, "lecture")
+    config = build_config(profile="smoke", workdir=Path("/nonexistent"), **overrides)
+    assert config.seeds == (0, 1, 2, 3, 4)
+    assert set(config.variants) == {
+        "mnist_dense", "mnist_cnn", "imdb_dense", "imdb_reduced", "imdb_l2", "imdb_dropout"
+    }  # fmt: skip
+    assert len(config.trials()) == (6 + 1) * 5  # imdb_dropout twice
+    dropouts = {t.variant.dropout for t in config.trials() if t.variant.name == "imdb_dropout"}
+    assert dropouts == {0.2, 0.5}
+    assert _study_overrides(None, 0, "0,7", None, "lecture")["seeds"] == (0, 7)
