@@ -3,22 +3,30 @@
 #   make test   the same environment, the test suite
 # The data folder is VARIANTS_DATA_DIR, else ../shared/data. Extra arguments go in ARGS:
 #   make run ARGS="--profile smoke"      make test ARGS='-m "not slow"'
+# Both install exactly the locked set (requirements.lock, with hashes); pyproject.toml keeps
+# the ranges the package promises. make lock rewrites the lock from pyproject.toml.
 
 PYTHON ?= python3
 VENV := .venv
-# Stamp of the last install: .venv is stale when pyproject.toml is newer, or missing.
+# Stamp of the last install: .venv is stale when pyproject.toml or the lock is newer, or missing.
 INSTALLED := $(VENV)/.installed
+PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip
+# Universal: one lock for every platform and Python 3.11+, each wheel's hash recorded.
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal \
+	--python-version 3.11 --generate-hashes --quiet -o requirements.lock
 VARIANTS_DATA_DIR ?= ../shared/data
 export VARIANTS_DATA_DIR
 ARGS ?=
 
-.PHONY: run test lint
+.PHONY: run test lint lock
 
 run: $(INSTALLED)
 	@$(VENV)/bin/variants run --data-dir "$(VARIANTS_DATA_DIR)" $(ARGS)
 
-# pytest exits 5 when it collected no test: a failure too, said plainly.
+# pytest exits 5 when it collected no test: a failure too, said plainly. scripts/system-packages
+# installs the browser the report's test drives (as root with apt-get; otherwise it says how).
 test: $(INSTALLED)
+	@scripts/system-packages || echo "make test: going on without it; its tests are skipped" >&2
 	@$(VENV)/bin/python -m pytest $(ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
@@ -26,9 +34,14 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-$(INSTALLED): pyproject.toml
+# After changing pyproject.toml's dependencies: make lock, then make test (it reinstalls).
+# uv keeps every pin the ranges still allow; to move one: make lock LOCK_ARGS="-P NAME".
+lock: $(INSTALLED)
+	@$(LOCK) $(LOCK_ARGS) && echo "requirements.lock rewritten: run make test"
+
+$(INSTALLED): pyproject.toml requirements.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing keras-variants and its dependencies into $(VENV) (first time: minutes)"
-	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -qq --upgrade pip
-	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -qq -e ".[dev]"
+	@echo "installing the locked dependency set into $(VENV) (first time: minutes)"
+	@$(PIP) install -qq --require-hashes --no-deps -r requirements.lock
+	@$(PIP) install -qq --no-deps -e .
 	@touch $@

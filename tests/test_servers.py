@@ -13,36 +13,58 @@ from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 pytestmark = pytest.mark.slow
 
 
-def test_scheduled_deployment_runs(data_slices: Path, tmp_path: Path) -> None:
+def _last_error(log: Path) -> str:
+    """The server log's last error line (with the line before it), for a failure message."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    marks = [i for i, line in enumerate(lines) if "Error" in line or "ERROR" in line]
+    if not marks:
+        return f"{log.name}: no error logged"
+    return f"{log.name}, last error: " + "\n".join(lines[max(marks[-1] - 1, 0) : marks[-1] + 1])
+
+
+def test_cron_schedule_fires_and_its_run_completes(data_slices: Path, tmp_path: Path) -> None:
+    """The server's scheduler, not the test, creates the run: a cron schedule that comes due
+    within a minute yields an auto-scheduled flow run that the served deployment completes."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     serve = [
-        str(BIN / "variants"), "serve", "--cron", "0 3 * * *", "--profile", "smoke",
+        str(BIN / "variants"), "serve", "--cron", "* * * * *", "--profile", "smoke",
         "--data-dir", str(data_slices), "--variants", "mnist_dense,imdb_reduced",
     ]  # fmt: skip
     with (
-        process(server, env, tmp_path, tmp_path / "server.log"),
+        process(server, env, tmp_path, server_log),
         httpx.Client(base_url=api, timeout=10) as http,
     ):
         wait_for(lambda: http.get("/health").status_code == 200, 180, "the Prefect server")
-        with process(serve, env, tmp_path, tmp_path / "serve.log"):
+        with process(serve, env, tmp_path, serve_log):
             deployments = wait_for(
                 lambda: http.post("/deployments/filter", json={}).json(), 180, "the deployment"
             )
             (deployment,) = deployments
             assert deployment["name"] == "scheduled"
-            assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
-            run = http.post(f"/deployments/{deployment['id']}/create_flow_run", json={}).json()
+            assert deployment["schedules"][0]["schedule"]["cron"] == "* * * * *"
+            query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
+            ends = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
-            def finished() -> str | None:
-                state = http.get(f"/flow_runs/{run['id']}").json()["state"]["type"]
-                return state if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+            def scheduled_runs() -> list[dict]:
+                runs = http.post("/flow_runs/filter", json=query).json()
+                return [run for run in runs if run["auto_scheduled"]]
 
-            assert wait_for(finished, 400, "the triggered flow run") == "COMPLETED", (
-                tmp_path / "serve.log"
-            ).read_text()[-3000:]
+            try:
+                wait_for(scheduled_runs, 150, "a run created by the scheduler")
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{_last_error(server_log)}") from None
+            # The first one starts at the next full minute: up to 60 s, then a smoke run.
+            (run, *_) = wait_for(
+                lambda: [run for run in scheduled_runs() if run["state_type"] in ends],
+                400,
+                "a scheduled run to end",
+            )
+            assert run["state_type"] == "COMPLETED", serve_log.read_text()[-3000:]
+    assert _last_error(server_log) == "server.log: no error logged", _last_error(server_log)
     assert (tmp_path / "mlflow.db").is_file()
     assert (tmp_path / "reports" / "latest.html").is_file()
 
