@@ -2,6 +2,7 @@
 split as users send it and a served model's accuracy on it (``served_accuracy``), and the
 promotion gate (``gate``: where promotion is decided).
 
-Imports: ``tracking``, ``lanes`` (to score in a lane), ``serving`` (inside the lane),
-``data``, ``config``, ``errors``; MLflow. Never TensorFlow at import time.
+Imports: ``monitoring`` (a new version's reference profile), ``tracking``, ``lanes`` (to
+score in a lane), ``serving`` (inside the lane), ``data``, ``config``, ``errors``; MLflow.
+Never TensorFlow at import time.
 """

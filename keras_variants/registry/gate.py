@@ -12,6 +12,7 @@ digit images, so what is promoted is exactly what is served.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,13 @@ from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
-from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs, score_served
+from keras_variants.monitoring.profile import store_profile
+from keras_variants.registry.served_accuracy import (
+    ServedAccuracy,
+    gate_inputs,
+    score_and_profile,
+    score_served,
+)
 from keras_variants.registry.versions import (
     REGISTERED_MODELS,
     alias_version,
@@ -97,6 +104,23 @@ def _score(
     return score
 
 
+def _profile(
+    client: MlflowClient, name: str, version: str, scorer: ServedAccuracy, seed: int, call: Call
+) -> None:
+    """Score a newly registered version through the served path once: its test accuracy
+    (remembered for the gate) and its reference profile with the measurement of its
+    monitors (stored with the version). A version that does not load is left to the gate."""
+    try:
+        accuracy, profile, measurement = call(
+            score_and_profile, model_path(client, name, version), scorer, seed
+        )
+    except Exception as exc:  # promote() scores it again and records why it fails
+        logging.getLogger(__name__).warning("%s v%s: no reference profile (%s)", name, version, exc)
+        return
+    store_profile(client, name, version, profile, measurement)
+    client.set_model_version_tag(name, version, f"gate.test_accuracy.{scorer.key}", repr(accuracy))
+
+
 def gate(
     client: MlflowClient,
     config: PipelineConfig,
@@ -131,6 +155,8 @@ def gate(
                 raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
         test_rows = split_rows(data, config.profile, config.seed)["test"]
         scorer = ServedAccuracy(gate_inputs(data, test_rows))
+        if challenger is not None and not dry_run:
+            _profile(client, name, version, scorer, config.seed, call)
         return promote(client, name, version, scorer, margin, dry_run, force, call)
 
 

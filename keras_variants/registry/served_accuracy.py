@@ -85,6 +85,10 @@ class ServedAccuracy:
         return self.gate.key
 
     def __call__(self, model: mlflow.pyfunc.PyFuncModel) -> float:
+        return self.accuracy(self.answers(model))
+
+    def answers(self, model: mlflow.pyfunc.PyFuncModel) -> list:
+        """The served answers to the gate's inputs, through ``predict`` in scoring batches."""
         served = model.unwrap_python_model()
         trained_with = getattr(served, "word_index_sha256", None)
         if trained_with and self.gate.word_index_sha256 not in (None, trained_with):
@@ -93,12 +97,15 @@ class ServedAccuracy:
                 f"data's {IMDB_WORD_INDEX_FILE} is {self.gate.word_index_sha256[:12]}...; "
                 "score it on data made with its own word index"
             )
-        correct = 0
+        answers: list = []
         batch = SCORING_BATCH_ROWS  # as evaluation batched the same rows
         for start in range(0, len(self.gate.inputs), batch):
-            answers = model.predict(self.gate.inputs[start : start + batch])
-            predicted = np.array([_predicted_class(answer) for answer in answers])
-            correct += int((predicted == self.gate.labels[start : start + batch]).sum())
+            answers += model.predict(self.gate.inputs[start : start + batch])
+        return answers
+
+    def accuracy(self, answers: list) -> float:
+        predicted = np.array([_predicted_class(answer) for answer in answers])
+        correct = int((predicted == self.gate.labels).sum()) if len(predicted) else 0
         return correct / max(len(self.gate.inputs), 1)
 
 
@@ -113,3 +120,24 @@ def score_served(model_dir: str, scorer: Callable[[object], float]) -> float:
     from keras_variants.serving.pyfunc import load_served
 
     return float(scorer(load_served(model_dir)))
+
+
+def score_and_profile(
+    model_dir: str, scorer: ServedAccuracy, seed: int
+) -> tuple[float, bytes, dict[str, object]]:
+    """The served model's accuracy on the gate's inputs and, from the same answers, its
+    reference profile and the measurement of its monitors on the known shifts."""
+    from keras_variants.monitoring.ladders import measure
+    from keras_variants.monitoring.observe import answers_frame
+    from keras_variants.serving.pyfunc import load_served
+
+    model = load_served(model_dir)
+    answers = scorer.answers(model)
+    profile, measurement = measure(
+        model.unwrap_python_model(),
+        scorer.gate.inputs,
+        scorer.gate.labels,
+        answers_frame(answers),
+        seed,
+    )
+    return scorer.accuracy(answers), profile.to_bytes(), measurement

@@ -125,6 +125,35 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
                 outputs.append(inference_outputs(self.keras_model, [encoded]))
         return np.concatenate(outputs), np.concatenate(entropies) if mc_samples else None
 
+    def stored_inputs(self, model_input: list[str]) -> np.ndarray | Ragged:
+        """What ``predict`` turns checked inputs into before encoding them: Keras word ids
+        (reviews) or 28x28 uint8 pixels (digits). Raises BadRequest as ``predict`` does."""
+        raise NotImplementedError
+
+    def last_hidden(self, model_input: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The activations of the last hidden layer (the output layer's input) and the class
+        probabilities for inputs that ``predict`` accepts, through ``predict``'s own
+        preprocessing: what monitoring compares between the reference and new data."""
+        import keras
+
+        from keras_variants.model.calibration import class_probabilities
+
+        stored = self.stored_inputs(model_input)
+        if getattr(self, "_hidden_model", None) is None:
+            head = self.keras_model.layers[-1]
+            self._hidden_model = keras.Model(
+                self.keras_model.inputs, [head.input, self.keras_model.outputs[0]]
+            )
+        hidden, outputs = [], []
+        for start in range(0, len(stored), SCORING_BATCH_ROWS):
+            rows = slice(start, start + SCORING_BATCH_ROWS)
+            batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
+            encoded = encode_batch(stored_tensor(batch), self.variant)
+            h, out = self._hidden_model(encoded, training=False)
+            hidden.append(np.asarray(h, dtype=np.float32).reshape(len(encoded), -1))
+            outputs.append(np.asarray(out, dtype=np.float32))
+        return np.concatenate(hidden), class_probabilities(np.concatenate(outputs))
+
     def mc_samples(self, params: dict[str, Any] | None) -> int:
         """The ``mc_samples`` request parameter, checked: 0 (off) or 1-100 passes of a model
         with dropout."""
@@ -165,16 +194,18 @@ class SentimentModel(_KerasWithPreprocessing):
             )
         return keras_word_ids(ranks, self.variant.input_shape[0])
 
+    def stored_inputs(self, model_input: list[str]) -> Ragged:
+        texts = _strings(model_input, "review text", MAX_TEXT_CHARS)
+        try:
+            return self.word_ids(texts)
+        except InputError as exc:
+            raise BadRequest(str(exc)) from None
+
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[Sentiment]:
-        texts = _strings(model_input, "review text", MAX_TEXT_CHARS)
         samples = self.mc_samples(params)
-        try:
-            ids = self.word_ids(texts)
-        except InputError as exc:
-            raise BadRequest(str(exc)) from None
-        probabilities, entropies = self.scores(ids, samples)
+        probabilities, entropies = self.scores(self.stored_inputs(model_input), samples)
         return [
             Sentiment(
                 label="positive" if p > 0.5 else "negative",
@@ -188,13 +219,15 @@ class SentimentModel(_KerasWithPreprocessing):
 class DigitModel(_KerasWithPreprocessing):
     """mnist-classifier: digit images in; digit, its probability and all ten out."""
 
+    def stored_inputs(self, model_input: list[str]) -> np.ndarray:
+        images = _strings(model_input, "base64-encoded image", MAX_IMAGE_CHARS)
+        return np.stack([_pixels(i, image) for i, image in enumerate(images)])
+
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[Digit]:
-        images = _strings(model_input, "base64-encoded image", MAX_IMAGE_CHARS)
         samples = self.mc_samples(params)
-        pixels = np.stack([_pixels(i, image) for i, image in enumerate(images)])
-        probabilities, entropies = self.scores(pixels, samples)
+        probabilities, entropies = self.scores(self.stored_inputs(model_input), samples)
         return [
             Digit(
                 digit=int(p.argmax()),

@@ -1,0 +1,10 @@
+"""Monitoring a registered version on new data: the reference profile written when it is
+registered (``profile``: what it saw on held-out data through the served path), the input
+statistics it holds (``features``), the statistical tests (``signals``: pure functions),
+drift against the profile (``drift``), accuracy without labels (``estimate``), the known
+shifts that measure all of them (``ladders``), and the entry point a scoring calls
+(``check``: :func:`check.monitor`).
+
+Imports: ``tracking``, ``serving`` (a served model's accessors, passed in), ``model``,
+``data``, ``config``, ``errors``; MLflow, NumPy, SciPy. Never TensorFlow at import time.
+"""

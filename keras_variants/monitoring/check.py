@@ -1,0 +1,138 @@
+"""The entry point a scoring calls: drift of new data against the version's reference
+profile, and its accuracy estimated without labels (:func:`monitor`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from keras_variants.errors import VariantsError
+from keras_variants.monitoring.drift import Signal, judge, tests
+from keras_variants.monitoring.observe import classes_and_confidence, observe, sample_rows
+from keras_variants.monitoring.profile import load_profile
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """The outcome of monitoring one scoring."""
+
+    checked: bool
+    reason: str | None = None
+    signals: list[Signal] = field(default_factory=list)
+    estimated_accuracy: float | None = None
+    expected_error: float | None = None
+    estimator: str | None = None
+    rows: int = 0  # rows the signals were computed on
+
+    @property
+    def detected(self) -> bool:
+        return any(signal.drifted for signal in self.signals)
+
+    @property
+    def drift(self) -> dict[str, Any]:
+        """For ``summary.json``."""
+        return {
+            "detected": self.detected,
+            "checked": self.checked,
+            "reason": self.reason,
+            "signals": [
+                {
+                    "name": s.name,
+                    "statistic": s.statistic,
+                    "p_value": s.p_value,
+                    "threshold": s.threshold,
+                    "drifted": s.drifted,
+                    "sentence": s.sentence,
+                }
+                for s in self.signals
+            ],
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """For the scoring run: ``drift/detected``, ``drift/<signal>/statistic`` and
+        ``/p_value``, ``estimated_accuracy`` (when there is one)."""
+        out: dict[str, float] = {}
+        if self.checked:
+            out["drift/detected"] = float(self.detected)
+        for s in self.signals:
+            out[f"drift/{s.name}/statistic"] = s.statistic
+            out[f"drift/{s.name}/p_value"] = s.p_value
+        if self.estimated_accuracy is not None:
+            out["estimated_accuracy"] = self.estimated_accuracy
+        return out
+
+    def sentences(self) -> list[str]:
+        return [s.sentence for s in self.signals if s.drifted and s.sentence]
+
+
+def monitor(
+    client: MlflowClient,
+    name: str,
+    version: ModelVersion,
+    model: mlflow.pyfunc.PyFuncModel,
+    inputs: list[str],
+    predictions: pd.DataFrame,
+) -> Monitoring:
+    """Drift signals and the estimated accuracy of ``inputs`` (exactly what was sent to
+    ``model.predict``, the accepted rows) and their served answers ``predictions`` (one row
+    each), against the reference profile of ``name`` ``version``.
+
+    The signals are computed on a seeded sample of at most 1,000 rows (the largest window
+    the detectors were measured on, so their measured rates apply); the accuracy estimate
+    uses every row. A version without a profile is not checked (``checked`` False, with the
+    reason); its estimate is then None.
+    """
+    if len(inputs) != len(predictions):
+        raise VariantsError(
+            f"monitoring got {len(inputs)} inputs but {len(predictions)} predictions; "
+            "pass one prediction per accepted input"
+        )
+    profile = load_profile(client, version)
+    if profile is None:
+        return Monitoring(
+            False,
+            f"{name} v{version.version} has no reference profile (registered before profiles "
+            "were written); register it again to monitor it",
+        )
+    if not len(inputs):
+        return Monitoring(False, "no accepted rows to check")
+    served = model.unwrap_python_model()
+    _, confidence = classes_and_confidence(profile.dataset, predictions)
+    estimate = profile.estimators.estimate(profile.estimator, confidence)
+    rng = np.random.default_rng(_seed(inputs))
+    rows = sample_rows(len(inputs), rng)
+    window = observe(served, [inputs[i] for i in rows], predictions.iloc[rows])
+    signals = judge(profile, window, tests(profile, window, rng), profile.alpha)
+    return Monitoring(
+        True,
+        None,
+        signals,
+        estimate,
+        expected_error(profile.expected_error, len(rows)),
+        profile.estimator,
+        len(rows),
+    )
+
+
+def expected_error(errors: dict[int, float], rows: int) -> float | None:
+    """The measured error of the estimate for the measured window size nearest ``rows``."""
+    if not errors:
+        return None
+    nearest = min(errors, key=lambda size: abs(size - rows))
+    return float(errors[nearest])
+
+
+def _seed(inputs: list[str]) -> int:
+    """The same inputs give the same sample and the same permutations."""
+    digest = hashlib.sha256()
+    for text in inputs[:100]:
+        digest.update(text.encode())
+    digest.update(str(len(inputs)).encode())
+    return int.from_bytes(digest.digest()[:8], "little")

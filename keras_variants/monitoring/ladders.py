@@ -1,0 +1,230 @@
+"""The known shifts (the ladders) and the measurement of the monitors on them: how often the
+drift signals fire on windows of 100, 500 and 1,000 rows of each shift, how often on clean
+held-out windows (false alarms), and how far each accuracy estimate is from the truth.
+
+Measured when a version is registered, on its held-out rows split in two halves: a
+reference built from one half, windows drawn from the other (clean), or from it shifted:
+digits rotated 15-90 degrees, reviews with their words shuffled, replaced by random
+vocabulary words, or cut to their first 20 words, and a sample of one class only. The
+shifted inputs go through the served ``predict`` like any user's. The measurement chooses
+the family-wise level ``alpha`` (the largest of :data:`ALPHAS` whose false-alarm rate on
+clean windows of 500 rows is at most 5%) and the accuracy estimator (the smallest error on
+clean data and the mild shifts), which the version's profile then carries.
+
+Blind by design: a bag-of-words model's inputs and outputs do not change when a review's
+words are shuffled, so no signal here can see word order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
+from keras_variants.data.preprocessing import INDEX_FROM, png_base64, tokenize
+from keras_variants.monitoring.drift import tests
+from keras_variants.monitoring.estimate import ESTIMATORS
+from keras_variants.monitoring.observe import Observed, answers_frame, observe
+from keras_variants.monitoring.profile import Profile, build_profile
+from keras_variants.monitoring.signals import bonferroni
+
+WINDOW_SIZES = (100, 500, 1_000)
+WINDOWS = 10  # per shift and window size
+CLEAN_WINDOWS = 40  # per window size: the false-alarm rate needs more
+LADDER_ROWS = 1_000  # rows per shifted pool
+ALPHAS = (0.05, 0.02, 0.01, 0.005)
+FALSE_ALARM_TARGET, TARGET_SIZE = 0.05, 500
+ROTATIONS = (15, 30, 45, 60, 90)
+CUT_WORDS = 20
+MILD = {"mnist": ("clean", "rotated 15°", "rotated 30°"), "imdb": ("clean", "shuffled words")}
+BLIND = {"shuffled words": "a bag-of-words model cannot see word order: same inputs, same answers"}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    observed: Observed
+    labels: np.ndarray | None  # None: no true label (random words)
+
+
+def shifted_inputs(
+    served: Any, inputs: list[str], rng: np.random.Generator
+) -> dict[str, list[str]]:
+    """The shifted versions of ``inputs``, as users would send them."""
+    if served.variant.dataset == "mnist":
+        from keras_variants.model.uncertainty import rotated_digits
+
+        pixels = served.stored_inputs(inputs)
+        return {
+            f"rotated {angle}°": [png_base64(p) for p in rotated_digits(pixels, angle)]
+            for angle in ROTATIONS
+        }
+    vocabulary = [w for w, rank in served.word_index.items() if rank + INDEX_FROM < NUM_WORDS]
+    words = [tokenize(text) for text in inputs]
+    return {
+        "shuffled words": [" ".join(rng.permutation(w)) for w in words],
+        "random words": [" ".join(rng.choice(vocabulary, max(len(w), 1))) for w in words],
+        f"cut to {CUT_WORDS} words": [" ".join(w[:CUT_WORDS]) for w in words],
+    }
+
+
+def served_answers(served: Any, inputs: list[str]) -> pd.DataFrame:
+    """The served answers to ``inputs``, batched as the gate batches."""
+    answers = []
+    for start in range(0, len(inputs), SCORING_BATCH_ROWS):
+        answers += served.predict(None, inputs[start : start + SCORING_BATCH_ROWS])
+    return answers_frame(answers)
+
+
+def measure(
+    served: Any, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
+) -> tuple[Profile, dict[str, Any]]:
+    """The version's profile (on every held-out row) and the measurement of its monitors
+    on the ladders; ``predictions``: the served answers to ``inputs`` (the gate's)."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    order = rng.permutation(len(inputs))
+    half = len(inputs) // 2
+    reference_rows, pool_rows = np.sort(order[:half]), order[half:]
+    reference = build_profile(
+        served, [inputs[i] for i in reference_rows], predictions.iloc[reference_rows],
+        labels[reference_rows], seed,
+    )  # fmt: skip
+    clean_rows = np.sort(pool_rows[: 2 * LADDER_ROWS])
+    steps = [_step(served, "clean", inputs, predictions, labels, clean_rows)]
+    top = int(np.bincount(labels[pool_rows]).argmax())
+    one_class = np.sort(pool_rows[labels[pool_rows] == top][:LADDER_ROWS])
+    steps.append(_step(served, "one class only", inputs, predictions, labels, one_class))
+    shifted_rows = np.sort(pool_rows[:LADDER_ROWS])
+    originals = [inputs[i] for i in shifted_rows]
+    for name, shifted in shifted_inputs(served, originals, rng).items():
+        answers = served_answers(served, shifted)
+        truth = None if name == "random words" else labels[shifted_rows]
+        steps.append(Step(name, observe(served, shifted, answers), truth))
+    windows = [_windows(reference, step, rng) for step in steps]
+    result = summarize(reference, steps, windows)
+    profile = build_profile(
+        served, inputs, predictions, labels, seed,
+        alpha=result["alpha"], estimator=result["estimator"],
+        expected_error={int(k): v for k, v in result["expected_error"].items()},
+    )  # fmt: skip
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return profile, result
+
+
+def _step(
+    served: Any, name: str, inputs: list[str], predictions: pd.DataFrame, labels: np.ndarray,
+    rows: np.ndarray,
+) -> Step:  # fmt: skip
+    observed = observe(served, [inputs[i] for i in rows], predictions.iloc[rows])
+    return Step(name, observed, labels[rows])
+
+
+def _windows(reference: Profile, step: Step, rng: np.random.Generator) -> dict[int, list[dict]]:
+    """Per window size: each window's p-values, true accuracy and estimates."""
+    out: dict[int, list[dict]] = {}
+    count = CLEAN_WINDOWS if step.name == "clean" else WINDOWS
+    for size in WINDOW_SIZES:
+        if size > len(step.observed):
+            continue
+        out[size] = []
+        for _ in range(count):
+            rows = rng.choice(len(step.observed), size, replace=False)
+            window = step.observed.take(rows)
+            results = tests(reference, window, rng)
+            truth = None
+            if step.labels is not None:
+                truth = float(np.mean(window.classes == step.labels[rows]))
+            estimates = {e: reference.estimators.estimate(e, window.confidence) for e in ESTIMATORS}
+            out[size].append(
+                {
+                    "p": {k: t.p_value for k, t in results.items()},
+                    "truth": truth,
+                    "estimates": estimates,
+                }
+            )
+    return out
+
+
+def _alarm(window: dict, alpha: float) -> bool:
+    return min(window["p"].values()) < bonferroni(alpha, len(window["p"]))
+
+
+def summarize(
+    reference: Profile, steps: list[Step], windows: list[dict[int, list[dict]]]
+) -> dict[str, Any]:
+    """Choose ``alpha`` and the estimator from the measured windows; the rates and errors."""
+    clean = windows[0].get(TARGET_SIZE) or next(iter(windows[0].values()), [])
+    alpha = next(
+        (a for a in ALPHAS if np.mean([_alarm(w, a) for w in clean]) <= FALSE_ALARM_TARGET),
+        ALPHAS[-1],
+    )
+    rows = []
+    for step, per_size in zip(steps, windows, strict=True):
+        sizes = {}
+        for size, measured in per_size.items():
+            threshold = bonferroni(alpha, len(measured[0]["p"]))
+            signals = {
+                n: float(np.mean([w["p"][n] < threshold for w in measured]))
+                for n in measured[0]["p"]
+            }
+            entry: dict[str, Any] = {
+                "windows": len(measured),
+                "alarm_rate": float(np.mean([_alarm(w, alpha) for w in measured])),
+                "signal_rates": signals,
+            }
+            if measured[0]["truth"] is not None:
+                truth = np.array([w["truth"] for w in measured])
+                entry["true_accuracy"] = float(truth.mean())
+                entry["estimates"] = {
+                    e: {
+                        "mean": float(np.mean([w["estimates"][e] for w in measured])),
+                        "error": float(
+                            np.mean(np.abs([w["estimates"][e] for w in measured] - truth))
+                        ),
+                    }
+                    for e in ESTIMATORS
+                }
+            sizes[str(size)] = entry
+        rows.append(
+            {
+                "name": step.name,
+                "rows": len(step.observed),
+                "blind": BLIND.get(step.name),
+                "sizes": sizes,
+            }
+        )
+    mild = [r for r in rows if r["name"] in MILD[reference.dataset]]
+
+    def error(estimator: str) -> float:
+        values = [
+            s["estimates"][estimator]["error"]
+            for r in mild
+            for s in r["sizes"].values()
+            if "estimates" in s
+        ]
+        return float(np.mean(values)) if values else float("inf")
+
+    estimator = min(ESTIMATORS, key=error)
+    expected = {
+        size: entry["estimates"][estimator]["error"]
+        for size, entry in rows[0]["sizes"].items()
+        if "estimates" in entry
+    }
+    return {
+        "dataset": reference.dataset,
+        "reference_rows": reference.rows,
+        "alpha": alpha,
+        "alphas_tried": list(ALPHAS),
+        "false_alarm_target": FALSE_ALARM_TARGET,
+        "signals": list(windows[0][next(iter(windows[0]))][0]["p"]) if windows[0] else [],
+        "estimator": estimator,
+        "estimator_errors": {e: error(e) for e in ESTIMATORS},
+        "expected_error": expected,
+        "steps": rows,
+    }

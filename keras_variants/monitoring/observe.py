@@ -1,0 +1,87 @@
+"""What a served model sees and answers for a set of inputs, row by row: the record that a
+reference profile holds for held-out data and that drift compares a window against.
+
+Answers (predicted class, confidence) come from the served answers already computed; the
+input statistics, the entropy and the last hidden layer come from one extra pass over a
+sample of at most ``SAMPLE_ROWS`` rows through the served model's own preprocessing
+(its ``last_hidden`` accessor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keras_variants.model.calibration import predictive_entropy
+from keras_variants.monitoring.features import digit_features, review_features
+
+# The largest window the detectors are measured on: new data is sampled down to it, so the
+# measured detection and false-alarm rates apply to every scoring.
+SAMPLE_ROWS = 1_000
+CLASS_NAMES = {"imdb": ["negative", "positive"], "mnist": [str(d) for d in range(10)]}
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Per row of a sample: input ``features``, predicted ``classes``, ``confidence`` (the
+    probability of the predicted class), ``entropy`` (nats) and ``hidden`` activations."""
+
+    features: dict[str, np.ndarray]
+    classes: np.ndarray
+    confidence: np.ndarray
+    entropy: np.ndarray
+    hidden: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def take(self, rows: np.ndarray) -> Observed:
+        return Observed(
+            {name: values[rows] for name, values in self.features.items()},
+            self.classes[rows],
+            self.confidence[rows],
+            self.entropy[rows],
+            self.hidden[rows],
+        )
+
+
+def classes_and_confidence(
+    dataset: str, predictions: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted classes and their probabilities from served answers (as a frame with the
+    answer's fields: ``label``/``probability`` for reviews, ``digit``/``probability``)."""
+    probability = predictions["probability"].to_numpy(dtype=np.float64)
+    if dataset == "imdb":
+        classes = (predictions["label"].to_numpy() == "positive").astype(np.int64)
+        return classes, np.where(classes == 1, probability, 1.0 - probability)
+    return predictions["digit"].to_numpy(dtype=np.int64), probability
+
+
+def answers_frame(answers: Sequence[Any]) -> pd.DataFrame:
+    """Served answers (pydantic models) as a frame of their fields."""
+    return pd.DataFrame([answer.model_dump() for answer in answers])
+
+
+def observe(served: Any, inputs: Sequence[str], predictions: pd.DataFrame) -> Observed:
+    """Observe ``inputs`` (as sent to ``predict``) and their served answers ``predictions``,
+    every row: callers sample first (the extra pass costs a model call per row)."""
+    dataset = served.variant.dataset
+    classes, confidence = classes_and_confidence(dataset, predictions)
+    hidden, probabilities = served.last_hidden(list(inputs))
+    if dataset == "imdb":
+        features = review_features(inputs, served.word_index)
+    else:
+        features = digit_features(served.stored_inputs(list(inputs)))
+    return Observed(features, classes, confidence, predictive_entropy(probabilities), hidden)
+
+
+def sample_rows(rows: int, rng: np.random.Generator, limit: int = SAMPLE_ROWS) -> np.ndarray:
+    """Sorted positions of at most ``limit`` of ``rows`` rows, drawn without replacement."""
+    if rows <= limit:
+        return np.arange(rows)
+    return np.sort(rng.choice(rows, limit, replace=False))

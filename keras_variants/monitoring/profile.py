@@ -1,0 +1,194 @@
+"""A registered version's reference profile: what it saw and answered on held-out data
+through the served path, written when it is registered and stored with the version.
+
+Stored as ``profile.npz`` (and the measurement on the known shifts as ``monitoring.json``)
+among the artifacts of the version's run, under ``monitoring/v<version>/``; the version's
+tags ``monitoring.profile`` and ``monitoring.profile_sha256`` point at it and fingerprint
+it, and a profile whose bytes do not match is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from keras_variants.data.npz import sha256_of
+from keras_variants.errors import VariantsError
+from keras_variants.monitoring import estimate
+from keras_variants.monitoring.estimate import Estimators
+from keras_variants.monitoring.features import word_histogram
+from keras_variants.monitoring.observe import (
+    CLASS_NAMES,
+    Observed,
+    classes_and_confidence,
+    observe,
+    sample_rows,
+)
+from keras_variants.monitoring.signals import bandwidth
+
+PROFILE_TAG, PROFILE_SHA_TAG = "monitoring.profile", "monitoring.profile_sha256"
+PROFILE_FILE, MEASUREMENT_FILE = "profile.npz", "monitoring.json"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The reference: an :class:`Observed` sample of held-out rows, the predicted-class
+    counts and confidences of all of them, the fitted accuracy estimators, the settings
+    the measurement chose (``alpha``, ``estimator``, ``expected_error`` per window size)
+    and, for reviews, the word-frequency histogram."""
+
+    dataset: str
+    reference: Observed
+    class_counts: np.ndarray
+    estimators: Estimators
+    accuracy: float  # on the held-out rows
+    rows: int
+    alpha: float = 0.05
+    estimator: str = "atc"
+    expected_error: dict[int, float] = field(default_factory=dict)
+    bandwidth: float = 1.0
+    word_histogram: np.ndarray | None = None
+
+    def to_bytes(self) -> bytes:
+        meta = {
+            "dataset": self.dataset,
+            "accuracy": self.accuracy,
+            "rows": self.rows,
+            "alpha": self.alpha,
+            "estimator": self.estimator,
+            "expected_error": {str(k): v for k, v in self.expected_error.items()},
+            "bandwidth": self.bandwidth,
+            "atc_threshold": self.estimators.atc_threshold,
+            "atc_tie_share": self.estimators.atc_tie_share,
+            "features": sorted(self.reference.features),
+        }
+        arrays = {f"feature_{k}": v for k, v in self.reference.features.items()}
+        arrays |= {
+            "classes": self.reference.classes,
+            "confidence": self.reference.confidence,
+            "entropy": self.reference.entropy,
+            "hidden": self.reference.hidden,
+            "class_counts": self.class_counts,
+            "bin_edges": self.estimators.bin_edges,
+            "bin_accuracy": self.estimators.bin_accuracy,
+        }
+        if self.word_histogram is not None:
+            arrays["word_histogram"] = self.word_histogram
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Profile:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            reference = Observed(
+                {k: npz[f"feature_{k}"] for k in meta["features"]},
+                npz["classes"],
+                npz["confidence"],
+                npz["entropy"],
+                npz["hidden"],
+            )
+            estimators = Estimators(
+                meta["atc_threshold"], meta["atc_tie_share"], npz["bin_edges"], npz["bin_accuracy"]
+            )
+            return cls(
+                meta["dataset"],
+                reference,
+                npz["class_counts"],
+                estimators,
+                meta["accuracy"],
+                meta["rows"],
+                meta["alpha"],
+                meta["estimator"],
+                {int(k): v for k, v in meta["expected_error"].items()},
+                meta["bandwidth"],
+                npz["word_histogram"] if "word_histogram" in npz.files else None,
+            )
+
+
+def build_profile(
+    served: Any,
+    inputs: list[str],
+    predictions: Any,
+    labels: np.ndarray,
+    seed: int,
+    **settings: Any,
+) -> Profile:
+    """The profile of held-out ``inputs`` with their served answers ``predictions`` (a
+    frame, one row each) and true ``labels``: answers and estimators over every row, the
+    rest over a seeded sample of at most 1,000 rows. ``settings``: Profile's ``alpha``,
+    ``estimator``, ``expected_error`` when measured."""
+    dataset = served.variant.dataset
+    classes, confidence = classes_and_confidence(dataset, predictions)
+    rows = sample_rows(len(inputs), np.random.default_rng(seed))
+    sample = [inputs[i] for i in rows]
+    reference = observe(served, sample, predictions.iloc[rows])
+    num_classes = len(CLASS_NAMES[dataset])
+    return Profile(
+        dataset=dataset,
+        reference=reference,
+        class_counts=np.bincount(classes, minlength=num_classes)[:num_classes],
+        estimators=estimate.fit(confidence, classes == np.asarray(labels)),
+        accuracy=float(np.mean(classes == np.asarray(labels))),
+        rows=len(inputs),
+        bandwidth=bandwidth(reference.hidden),
+        word_histogram=word_histogram(sample, served.word_index) if dataset == "imdb" else None,
+        **settings,
+    )
+
+
+def store_profile(
+    client: MlflowClient, name: str, version: str, profile: bytes, measurement: dict[str, Any]
+) -> str:
+    """Log ``profile`` and ``measurement`` with version ``version`` of ``name`` and tag the
+    version with their place and the profile's SHA-256; that digest."""
+    run_id = client.get_model_version(name, version).run_id
+    folder = f"monitoring/v{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / PROFILE_FILE).write_bytes(profile)
+        (Path(tmp) / MEASUREMENT_FILE).write_text(json.dumps(measurement, indent=1))
+        client.log_artifacts(run_id, tmp, folder)
+    digest = sha256_of(profile)
+    client.set_model_version_tag(name, version, PROFILE_TAG, f"{folder}/{PROFILE_FILE}")
+    client.set_model_version_tag(name, version, PROFILE_SHA_TAG, digest)
+    return digest
+
+
+def _download(client: MlflowClient, run_id: str, path: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, path, tmp)
+        return Path(local).read_bytes()
+
+
+def load_profile(client: MlflowClient, version: ModelVersion) -> Profile | None:
+    """The version's profile; None when it has none (registered before profiles existed).
+    Raises VariantsError when the stored bytes do not match the recorded SHA-256."""
+    path = version.tags.get(PROFILE_TAG)
+    if not path:
+        return None
+    data = _download(client, version.run_id, path)
+    if sha256_of(data) != version.tags.get(PROFILE_SHA_TAG):
+        raise VariantsError(
+            f"{version.name} v{version.version}: its reference profile does not match the "
+            "SHA-256 recorded at registration; it was changed: register the model again"
+        )
+    return Profile.from_bytes(data)
+
+
+def load_measurement(client: MlflowClient, version: ModelVersion) -> dict[str, Any] | None:
+    """The version's measurement on the known shifts, if it has one."""
+    path = version.tags.get(PROFILE_TAG)
+    if not path:
+        return None
+    return json.loads(
+        _download(client, version.run_id, path.rsplit("/", 1)[0] + "/" + MEASUREMENT_FILE)
+    )

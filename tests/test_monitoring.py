@@ -1,0 +1,209 @@
+"""Monitoring: the statistical tests on known answers, the input statistics on images and
+texts with known measurements, the accuracy estimators on a known shift, and the profile of
+a registered version with drift and no drift on real data slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_variants.monitoring import estimate, signals
+from keras_variants.monitoring.features import digit_features, review_features
+
+RNG = np.random.default_rng(7)
+SAME = RNG.normal(size=(2, 500))
+SHIFTED = RNG.normal(0.5, 1.0, size=500)
+
+
+@pytest.mark.parametrize(
+    ("reference", "window", "drifted"),
+    [
+        (SAME[0], SAME[1], False),  # two samples of one normal
+        (SAME[0], SHIFTED, True),  # the mean moved by half a standard deviation
+        (SAME[0], SAME[1] * 3, True),  # the spread tripled, same mean
+    ],
+)
+def test_ks_test_tells_a_moved_distribution_from_a_second_sample(reference, window, drifted):
+    assert (signals.ks_test(reference, window).p_value < 0.001) is drifted
+
+
+@pytest.mark.parametrize(
+    ("window", "drifted", "statistic"),
+    [
+        ([100, 100], False, 0.0),  # the reference's own mix
+        ([200, 0], True, None),  # one class only: label shift
+        ([0, 0], False, 0.0),  # nothing to compare
+    ],
+)
+def test_class_test_flags_a_one_class_sample(window, drifted, statistic) -> None:
+    test = signals.class_test(np.array([500, 500]), np.array(window))
+    assert (test.p_value < 0.001) is drifted
+    if statistic is not None:
+        assert test.statistic == pytest.approx(statistic)
+
+
+def test_mmd_test_separates_moved_rows_and_keeps_same_ones_quiet() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(150, 8))
+    scale = signals.bandwidth(reference)
+    p_same = [
+        signals.mmd_test(reference, rng.normal(size=(150, 8)), scale, rng).p_value
+        for _ in range(40)
+    ]
+    moved = signals.mmd_test(reference, rng.normal(0.5, 1.0, size=(150, 8)), scale, rng)
+    assert moved.p_value < 1e-4
+    assert np.mean(np.array(p_same) < 0.05) <= 0.15  # about 5% expected; 40 draws
+
+
+def test_bonferroni_divides_the_family_level() -> None:
+    assert signals.bonferroni(0.05, 10) == pytest.approx(0.005)
+    assert signals.bonferroni(0.05, 0) == pytest.approx(0.05)
+
+
+def test_digit_features_measure_a_drawn_rectangle() -> None:
+    image = np.zeros((1, 28, 28), dtype=np.uint8)
+    image[0, 4:10, 10:14] = 200  # rows 4-9, columns 10-13
+    features = {k: float(v[0]) for k, v in digit_features(image).items()}
+    assert features == {
+        "ink_intensity": 200.0,
+        "ink_share": 24 / 784,
+        "centre_row": pytest.approx(6.5),
+        "centre_col": pytest.approx(11.5),
+        "box_height": 6.0,
+        "box_width": 4.0,
+    }
+
+
+def test_review_features_count_words_and_unknown_ones() -> None:
+    word_index = {"good": 1, "film": 2, "rare": 20_000}  # "rare" is past the vocabulary
+    features = review_features(["Good film, rare zzz!", "good"], word_index)
+    np.testing.assert_array_equal(features["length"], [4, 1])
+    np.testing.assert_allclose(features["unknown_share"], [0.5, 0.0])
+    np.testing.assert_allclose(features["word_rarity"], [np.log([2, 3]).mean(), np.log(2)])
+
+
+def _calibrated(rng: np.random.Generator, low: float, high: float, rows: int):
+    """Confidences uniform in [low, high], each right with that probability: a perfectly
+    calibrated model, so the true accuracy is the mean confidence, (low + high) / 2."""
+    confidence = rng.uniform(low, high, rows)
+    return confidence, rng.random(rows) < confidence
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("calibrated", 0.65),  # the true accuracy: it reads accuracy off the confidence
+        ("confidence", 0.65),  # calibrated model: mean confidence is the accuracy
+        # ATC's threshold is the 25% quantile of U(0.5, 1), 0.625; U(0.5, 0.8) has 0.175/0.3
+        # of its rows above it: ATC assumes the shift keeps the threshold, and is off here.
+        ("atc", 0.175 / 0.3),
+    ],
+)
+def test_estimators_on_a_known_drop_in_accuracy(method: str, expected: float) -> None:
+    rng = np.random.default_rng(3)
+    fitted = estimate.fit(*_calibrated(rng, 0.5, 1.0, 20_000))
+    confidence, correct = _calibrated(rng, 0.5, 0.8, 20_000)  # shifted: accuracy 0.65
+    assert correct.mean() == pytest.approx(0.65, abs=0.01)
+    assert fitted.estimate(method, confidence) == pytest.approx(expected, abs=0.02)
+
+
+def test_atc_counts_the_share_above_its_threshold_with_ties() -> None:
+    # Half the rows at 0.6 (half of them right), half at 1.0 (all right): 75% right. The
+    # threshold sits at 0.6 with half the tied rows counted right: 0.5 + 0.5 * 0.5.
+    confidence = np.r_[np.full(50, 0.6), np.full(50, 1.0)]
+    correct = np.r_[np.full(25, True), np.full(25, False), np.full(50, True)]
+    fitted = estimate.fit(confidence, correct)
+    assert fitted.estimate("atc", confidence) == pytest.approx(0.75)
+    assert fitted.atc_threshold == 0.6 and fitted.atc_tie_share == pytest.approx(0.5)
+    assert fitted.estimate("atc", np.full(10, 1.0)) == 1.0
+    assert fitted.estimate("atc", np.full(10, 0.6)) == pytest.approx(0.5)
+
+
+def _unseen_rows(real: Path, dataset: str, rows: int) -> tuple[list[str], np.ndarray]:
+    """Test inputs of the real data past the slices' rows (MNIST slices take the first 500;
+    IMDb rows are drawn at random, so the last rows are taken, a few may be shared)."""
+    from keras_variants.data.preprocessing import png_base64
+
+    if dataset == "mnist":
+        with np.load(real / "mnist.npz") as m:
+            return [png_base64(x) for x in m["x_test"][-rows:]], m["y_test"][-rows:]
+    frame = pd.read_parquet(real / "imdb_reviews.parquet").query("split == 'test'")
+    picked = frame.sample(rows, random_state=1)
+    return picked["text"].tolist(), picked["label"].to_numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["mnist", "imdb"])
+def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
+    smoke_run, smoke_config, real_data_dir: Path, dataset: str
+) -> None:
+    from keras_variants.monitoring.check import monitor
+    from keras_variants.monitoring.ladders import served_answers
+    from keras_variants.monitoring.profile import PROFILE_SHA_TAG, load_measurement
+    from keras_variants.registry.versions import REGISTERED_MODELS, model_path
+    from keras_variants.serving.pyfunc import load_served
+    from keras_variants.tracking.store import client_for
+
+    client = client_for(smoke_config)
+    name = REGISTERED_MODELS[dataset]
+    version = client.get_model_version_by_alias(name, "champion")
+    assert len(version.tags[PROFILE_SHA_TAG]) == 64
+    measurement = load_measurement(client, version)
+    assert measurement["steps"][0]["name"] == "clean" and measurement["alpha"] <= 0.05
+    model = load_served(model_path(client, name, version.version))
+    served = model.unwrap_python_model()
+
+    inputs, labels = _unseen_rows(real_data_dir, dataset, 300)
+    clean = monitor(client, name, version, model, inputs, served_answers(served, inputs))
+    assert clean.checked and not clean.detected, clean.sentences()
+    assert 0.0 <= clean.estimated_accuracy <= 1.0 and clean.expected_error is not None
+    assert set(clean.metrics()) >= {
+        "drift/detected",
+        "estimated_accuracy",
+        "drift/embedding/p_value",
+    }
+
+    if dataset == "mnist":  # turned a quarter: digits lie on their side
+        from keras_variants.data.preprocessing import png_base64
+        from keras_variants.model.uncertainty import rotated_digits
+
+        shifted = [png_base64(p) for p in rotated_digits(served.stored_inputs(inputs), 90)]
+        expected = "box_width"
+    else:  # cut to their first 5 words
+        shifted = [" ".join(text.split()[:5]) + " film" for text in inputs]
+        expected = "length"
+    drifted = monitor(client, name, version, model, shifted, served_answers(served, shifted))
+    assert drifted.detected and drifted.drift["detected"] is True
+    by_name = {s["name"]: s for s in drifted.drift["signals"]}
+    assert by_name[expected]["drifted"] and by_name[expected]["sentence"]
+
+
+@pytest.mark.slow
+def test_a_version_without_a_profile_is_not_checked(smoke_run, smoke_config) -> None:
+    from keras_variants.monitoring.check import monitor
+    from keras_variants.monitoring.profile import PROFILE_SHA_TAG, PROFILE_TAG
+    from keras_variants.registry.versions import model_path
+    from keras_variants.serving.pyfunc import load_served
+    from keras_variants.tracking.store import client_for
+
+    client = client_for(smoke_config)
+    name = "imdb-sentiment"
+    champion = client.get_model_version_by_alias(name, "champion")
+    copy = client.create_model_version(name, champion.source, champion.run_id)
+    assert PROFILE_TAG not in copy.tags and PROFILE_SHA_TAG not in copy.tags
+    model = load_served(model_path(client, name, copy.version))
+    texts = ["A fine film.", "Dull and long."]
+    answers = pd.DataFrame([a.model_dump() for a in model.predict(texts)])
+    result = monitor(client, name, copy, model, texts, answers)
+    assert not result.checked and "no reference profile" in result.reason
+    assert result.drift == {
+        "detected": False,
+        "checked": False,
+        "reason": result.reason,
+        "signals": [],
+    }
+    assert result.estimated_accuracy is None and result.metrics() == {}
+    client.delete_model_version(name, copy.version)
