@@ -17,6 +17,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from keras_variants.registry.versions import decisions_for
+from keras_variants.reporting.monitoring_report import monitoring_for
 from keras_variants.reporting.progress import MLFLOW_UI, mlflow_ui_for
 from keras_variants.reporting.report import Report, build_report, write_report
 from keras_variants.tracking.code_digest import code_digest
@@ -36,10 +37,17 @@ class Published:
         return self.folder / "report.html"
 
 
-def report_digest(record: PipelineRecord, decisions: list[str], mlflow_ui: str = MLFLOW_UI) -> str:
-    """SHA-256 of everything a report is made from: records, decisions, where its links
-    point, and the report code."""
+def report_digest(
+    record: PipelineRecord,
+    decisions: list[str],
+    mlflow_ui: str = MLFLOW_UI,
+    monitoring: dict[str, dict] | None = None,
+) -> str:
+    """SHA-256 of everything a report is made from: records, decisions, the monitors'
+    measurement, where its links point, and the report code."""
     content = {"record": dataclasses.asdict(record), "decisions": decisions}
+    if monitoring:
+        content["monitoring"] = monitoring
     if mlflow_ui != MLFLOW_UI:  # a local store's reports keep their digests
         content["mlflow_ui"] = mlflow_ui
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
@@ -55,12 +63,13 @@ def publish_report(
     record = load_pipeline(client, run_id)
     decisions = decisions_for(client, record.run_ids)
     mlflow_ui = mlflow_ui_for(client.tracking_uri)  # a tracking server's own UI, if any
-    digest = report_digest(record, decisions, mlflow_ui)
+    monitoring = monitoring_for(client, record.run_ids)
+    digest = report_digest(record, decisions, mlflow_ui, monitoring)
     folder = reports_dir / record.pipeline_id
     stamp, page = folder / DIGEST_FILE, folder / "report.html"
     report = None
     if rebuild or not (stamp.is_file() and page.is_file() and stamp.read_text() == digest):
-        report = build_report(record, decisions, mlflow_ui)
+        report = build_report(record, decisions, mlflow_ui, monitoring)
         write_report(report, reports_dir, record.pipeline_id)
         stamp.write_text(digest)
     else:

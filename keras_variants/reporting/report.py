@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_variants.reporting import calibration_report
+from keras_variants.reporting import calibration_report, monitoring_report
 from keras_variants.reporting.calibration_report import CalibrationSection, calibration_sections
 from keras_variants.reporting.findings import (
     Group,
@@ -57,6 +57,7 @@ class Report:
     claims: list[dict[str, str]] = field(default_factory=list)  # findings.verdict_row
     sweeps: list[str] = field(default_factory=list)  # a sentence per swept variant
     calibration: dict[str, CalibrationSection] = field(default_factory=dict)  # by data set
+    monitoring: dict[str, dict] = field(default_factory=dict)  # by data set: measurement
 
 
 CLAIMS_INTRO = (
@@ -143,7 +144,10 @@ def data_fingerprints(record: PipelineRecord) -> dict[str, str]:
 
 
 def build_report(
-    record: PipelineRecord, decisions: list[str] | None = None, mlflow_ui: str = MLFLOW_UI
+    record: PipelineRecord,
+    decisions: list[str] | None = None,
+    mlflow_ui: str = MLFLOW_UI,
+    monitoring: dict[str, dict] | None = None,
 ) -> Report:
     """The report of one pipeline run; ``mlflow_ui`` is where its run links point. Runs of
     one variant (or sweep point) on several seeds are shown as their mean, with the
@@ -168,6 +172,7 @@ def build_report(
         },
         claims=[verdict_row(d) for d in lecture_verdicts(everything)],
         calibration=calibration_sections(record.variants),
+        monitoring=dict(monitoring or {}),
     )
 
 
@@ -298,6 +303,8 @@ def to_markdown(report: Report, embed_images: bool = True) -> str:
         lines.append("")
         if dataset in report.calibration:
             lines += calibration_report.to_markdown(report.calibration[dataset], embed_images)
+        if dataset in report.monitoring:
+            lines += monitoring_report.to_markdown(report.monitoring[dataset])
     if report.decisions:
         lines += ["## Registry decisions", "", *(f"- {d}" for d in report.decisions), ""]
     return "\n".join(lines)
@@ -360,6 +367,8 @@ def to_html(report: Report) -> str:
                 parts.append(f"<img alt='{html.escape(name)}' src='{_png_uri(png)}'>")
         if dataset in report.calibration:
             parts.append(calibration_report.to_html(report.calibration[dataset]))
+        if dataset in report.monitoring:
+            parts.append(monitoring_report.to_html(report.monitoring[dataset]))
     if report.decisions:
         parts.append("<h2>Registry decisions</h2><ul>")
         parts += [f"<li>{html.escape(d)}</li>" for d in report.decisions]
