@@ -25,7 +25,6 @@ from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
-from keras_variants.monitoring.profile import store_profile
 from keras_variants.registry.served_accuracy import (
     ServedAccuracy,
     gate_inputs,
@@ -110,6 +109,8 @@ def _profile(
     """Score a newly registered version through the served path once: its test accuracy
     (remembered for the gate) and its reference profile with the measurement of its
     monitors (stored with the version). A version that does not load is left to the gate."""
+    from keras_variants.monitoring.profile import store_profile  # SciPy, pandas: on use
+
     try:
         accuracy, profile, measurement = call(
             score_and_profile, model_path(client, name, version), scorer, seed

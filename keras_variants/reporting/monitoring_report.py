@@ -9,9 +9,11 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from keras_variants.monitoring.ladders import BLIND, FALSE_ALARM_TARGET, TARGET_SIZE
-from keras_variants.monitoring.profile import PROFILE_TAG, load_measurement
 from keras_variants.registry.versions import REGISTERED_MODELS
+
+# As in keras_variants.monitoring.ladders, which is imported on use (SciPy, pandas): the
+# command line starts without them.
+FALSE_ALARM_TARGET, TARGET_SIZE = 0.05, 500
 
 DATASETS = {name: dataset for dataset, name in REGISTERED_MODELS.items()}
 # The issue's detection targets: these shifts flagged in at least 95% of 500-row windows.
@@ -21,6 +23,8 @@ MUST_DETECT = ("rotated 45°", "rotated 60°", "rotated 90°", "cut to 20 words"
 def monitoring_for(client: MlflowClient, run_ids: set[str]) -> dict[str, dict[str, Any]]:
     """Per data set, the measurement of the newest version registered from ``run_ids``,
     with ``version`` added."""
+    from keras_variants.monitoring.profile import PROFILE_TAG, load_measurement
+
     out: dict[str, dict[str, Any]] = {}
     for name, dataset in DATASETS.items():
         versions = [
