@@ -1,0 +1,71 @@
+"""Monitoring benchmark: the drift signals' detection and false-alarm rates and the accuracy
+estimate's error on the known shifts, for the registered champions, against the issue's
+targets. Needs a store with champions (after `variants run --data-dir ../shared/data`);
+re-measures each champion on ``--rows`` of its data's test rows (the registration measured
+it on all of them), prints the figures and writes them into BENCHMARKS.md between the
+`<!-- monitoring -->` markers:
+
+    python benchmarks/monitoring.py [--tracking-uri sqlite:///$PWD/mlflow.db] [--rows 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- monitoring -->", "<!-- /monitoring -->"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default=f"sqlite:///{REPO / 'mlflow.db'}")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--rows", type=int, default=4_000)
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+
+    from mlflow.tracking import MlflowClient
+
+    from keras_variants.data.datasets import load_dataset
+    from keras_variants.monitoring.ladders import measure
+    from keras_variants.monitoring.observe import answers_frame
+    from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs
+    from keras_variants.registry.versions import REGISTERED_MODELS, model_path
+    from keras_variants.reporting.monitoring_report import summary_lines, to_markdown
+    from keras_variants.serving.pyfunc import load_served
+
+    client = MlflowClient(args.tracking_uri)
+    section = [f"### Monitoring (`benchmarks/monitoring.py --rows {args.rows}`)", ""]
+    for dataset, name in REGISTERED_MODELS.items():
+        version = client.get_model_version_by_alias(name, "champion")
+        model = load_served(model_path(client, name, version.version))
+        data = load_dataset(dataset, args.data_dir)
+        rows = np.sort(np.random.default_rng(0).choice(len(data.test), args.rows, replace=False))
+        scorer = ServedAccuracy(gate_inputs(data, rows))
+        started = time.perf_counter()
+        answers = scorer.answers(model)
+        served_seconds = time.perf_counter() - started
+        _, m = measure(model.unwrap_python_model(), scorer.gate.inputs, scorer.gate.labels,
+                       answers_frame(answers), 0)  # fmt: skip
+        m["version"] = f"{name} v{version.version}"
+        lines = to_markdown(m)
+        lines.insert(2, f"- Served pass over the {args.rows:,} rows: {served_seconds:.1f} s; "
+                        f"monitoring measurement: {m['seconds']} s.")  # fmt: skip
+        print("\n".join(summary_lines(m)))
+        section += lines
+    previous = args.output.read_text() if args.output.is_file() else ""
+    text = "\n".join(section)
+    if BEGIN in previous and END in previous:
+        head, rest = previous.split(BEGIN, 1)
+        updated = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
+    else:
+        updated = previous.rstrip() + f"\n\n{BEGIN}\n{text}\n{END}\n"
+    args.output.write_text(updated)
+
+
+if __name__ == "__main__":
+    main()
