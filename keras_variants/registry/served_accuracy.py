@@ -104,8 +104,9 @@ class ServedAccuracy:
         return answers
 
     def accuracy(self, answers: list) -> float:
-        predicted = np.array([_predicted_class(answer) for answer in answers])
-        correct = int((predicted == self.gate.labels).sum()) if len(predicted) else 0
+        correct = 0
+        for answer, label in zip(answers, self.gate.labels, strict=True):
+            correct += int(_predicted_class(answer) == label)
         return correct / max(len(self.gate.inputs), 1)
 
 
