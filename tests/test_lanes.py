@@ -33,7 +33,9 @@ def test_a_failure_in_a_lane_reaches_the_caller_and_the_lane_goes_on(tmp_path: P
 def test_lanes_and_this_process_train_the_same_models(smoke_run, data_slices, tmp_path) -> None:
     """The session's smoke run trains in lanes; the same trials here, with the threads
     runner, give the same results: equal up to float rounding, since a lane runs one
-    TensorFlow thread per op and this process two, which sums in another order."""
+    TensorFlow thread per op and this process two, which sums in another order. Over two
+    epochs that rounding grows: up to 0.35% in a loss measured on a loaded two-core machine,
+    so losses agree within 1% (another seed or data slice moves them by several %)."""
     from flows.pipeline import pipeline
 
     variants = ("mnist_cnn", "imdb_dropout")
@@ -52,6 +54,6 @@ def test_lanes_and_this_process_train_the_same_models(smoke_run, data_slices, tm
             lane.test_metrics["test/accuracy"], abs=0.006
         ), label  # 3 of 500 test rows
         for key in ("test/loss", "test/brier", "test/nll"):
-            assert local.test_metrics[key] == pytest.approx(lane.test_metrics[key], rel=2e-3), key
+            assert local.test_metrics[key] == pytest.approx(lane.test_metrics[key], rel=1e-2), key
         for key in ("val/loss_min", "val/loss_last"):
-            assert local.measures[key] == pytest.approx(lane.measures[key], rel=2e-3), key
+            assert local.measures[key] == pytest.approx(lane.measures[key], rel=1e-2), key
