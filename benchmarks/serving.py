@@ -1,37 +1,53 @@
-"""Serving benchmark: latency and throughput of the registered champions behind the stock
-`mlflow models serve`, and the served IMDb champion's accuracy on raw test reviews.
+"""Serving benchmark: `variants serve` side by side with the stock `mlflow models serve` on
+the same registered champions, under load, with a soak and an oversized body.
 
-Needs a store with champions (after `variants run --data-dir ../shared/data`). Starts one
-scoring server per champion on a loopback port, sends a bounded number of requests, stops
-the servers, prints the figures and writes them into BENCHMARKS.md between the
+Needs a store with champions (after `variants run --data-dir ../shared/data`). Starts each
+server on a loopback port, drives it with a bounded httpx load generator (N clients, each
+sending its next request when the last is answered, for --duration seconds per level),
+stops it, prints the figures and writes them into BENCHMARKS.md between the
 `<!-- serving -->` markers:
 
-    python benchmarks/serving.py [--tracking-uri sqlite:///$PWD/mlflow.db] [--requests 200]
+    python benchmarks/serving.py [--tracking-uri sqlite:///$PWD/mlflow.db] [--duration 5]
+        [--levels 1,4,16,64] [--soak 60]
+
+Per server, workload (a single review, a single 28x28 digit, 100 reviews) and concurrency:
+answered requests per second, p50/p99 latency of the answered ones, the share of 503s and
+any other failure (500, a reset or a client timeout: a hang). Then, on `variants serve`
+only: the soak (single reviews from 16 clients for --soak seconds; resident memory after
+warm-up and at the end), a 64 MiB body (time to the 413 and memory growth), and the
+served accuracy on 1,000 raw test reviews in one request.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 BEGIN, END = "<!-- serving -->", "<!-- /serving -->"
+SERVERS = ("variants serve", "mlflow models serve")
 
 
 def free_port() -> int:
@@ -41,115 +57,178 @@ def free_port() -> int:
 
 
 @contextmanager
-def scoring_server(model: str, tracking_uri: str, log: Path):
-    """`mlflow models serve` for ``model``'s champion on a free loopback port; its URL."""
+def server(kind: str, model: str, tracking_uri: str, log: Path) -> Iterator[tuple[str, int]]:
+    """``kind`` serving ``model``'s champion on a free loopback port: its URL and pid."""
     port = free_port()
-    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    args = [
-        mlflow_bin, "models", "serve", "-m", f"models:/{model}@champion",
-        "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    # As in an activated environment: the server execs uvicorn by name.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    if kind == "variants serve":
+        args = [str(BIN / "variants"), "serve", "--model", model, "--port", str(port)]
+    else:
+        mlflow_bin = shutil.which("mlflow", path=str(BIN)) or "mlflow"
+        args = [
+            mlflow_bin, "models", "serve", "-m", f"models:/{model}@champion",
+            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+    # As in an activated environment: mlflow execs uvicorn by name.
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
     with log.open("w") as out:
-        server = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 try:
                     if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
-                if server.poll() is not None:
-                    raise SystemExit(f"the server for {model} exited; see {log}")
+                if proc.poll() is not None:
+                    raise SystemExit(f"{kind} for {model} exited; see {log}")
                 time.sleep(0.5)
             else:
-                raise SystemExit(f"the server for {model} did not answer in 180 s; see {log}")
-            yield url
+                raise SystemExit(f"{kind} for {model} did not answer in 240 s; see {log}")
+            yield url, proc.pid
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
-def latencies(client: httpx.Client, url: str, body: dict, requests: int) -> list[float]:
-    """Milliseconds per request, after 10 warm-up requests."""
-    for _ in range(10):
-        client.post(f"{url}/invocations", json=body).raise_for_status()
-    times = []
-    for _ in range(requests):
+def resident_mb(pid: int) -> float:
+    """Resident memory of the process and its children (the stock server's workers)."""
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+@dataclass
+class Load:
+    """What N clients got in a fixed time."""
+
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)  # of the 200s
+    statuses: Counter = field(default_factory=Counter)  # status code, or "error"
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    def share(self, status: int | str) -> float:
+        return self.statuses[status] / self.total if self.total else 0.0
+
+    def failures(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s not in (200, 503))
+
+    def cells(self) -> list[str]:
+        if not self.latencies_ms:
+            return ["0", "-", "-", f"{self.share(503):.0%}", str(self.failures())]
+        p50, p99 = np.percentile(self.latencies_ms, [50, 99])
+        return [f"{len(self.latencies_ms) / self.seconds:.1f}", f"{p50:.1f}", f"{p99:.1f}",
+                f"{self.share(503):.0%}", str(self.failures())]  # fmt: skip
+
+
+async def _drive(url: str, body: dict, clients: int, seconds: float) -> Load:
+    load = Load(seconds)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        end = time.monotonic() + seconds
+
+        async def client() -> None:
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                try:
+                    answer = await http.post("/invocations", json=body)
+                    status: int | str = answer.status_code
+                except httpx.HTTPError:
+                    status = "error"
+                if status == 200:
+                    load.latencies_ms.append((time.perf_counter() - started) * 1000)
+                elif status == 503:
+                    await asyncio.sleep(0.01)  # a client that honours the refusal a little
+                load.statuses[status] += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return load
+
+
+def drive(url: str, body: dict, clients: int, seconds: float) -> Load:
+    asyncio.run(_drive(url, body, 1, 1.0))  # warm-up
+    return asyncio.run(_drive(url, body, clients, seconds))
+
+
+def oversized_body(url: str, pid: int, mib: int = 64) -> tuple[float, float]:
+    """Seconds until the 413 for a ``mib`` MiB body with its Content-Length sent at full
+    speed, and the server's memory growth in MiB."""
+    before = resident_mb(pid)
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {mib * 2**20}\r\n\r\n").encode()  # fmt: skip
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
         started = time.perf_counter()
-        client.post(f"{url}/invocations", json=body).raise_for_status()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+        sock.sendall(head)
 
+        def send() -> None:
+            chunk = b"x" * 2**20
+            try:
+                for _ in range(mib):
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # refused and closed: as it should
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answer = sock.recv(4096)
+        seconds = time.perf_counter() - started
+    sender.join(timeout=5)
+    if not answer.startswith(b"HTTP/1.1 413"):
+        raise SystemExit(f"the {mib} MiB body was answered {answer[:40]!r}, not 413")
+    return seconds, resident_mb(pid) - before
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default=f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--requests", type=int, default=200, help="timed requests per form")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per level")
+    parser.add_argument("--levels", default="1,4,16,64", help="concurrent clients")
+    parser.add_argument("--soak", type=float, default=60.0, help="soak seconds")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from keras_variants.data.preprocessing import png_base64
 
+    levels = [int(n) for n in args.levels.split(",")]
     client = MlflowClient(args.tracking_uri, registry_uri=args.tracking_uri)
     reviews = pd.read_parquet(args.data_dir / "imdb_reviews.parquet")
     test = reviews[reviews["split"] == "test"].sample(1_000, random_state=0)
     with np.load(args.data_dir / "mnist.npz") as mnist:
         digit = png_base64(mnist["x_test"][0])
+    workloads = {
+        "imdb-sentiment": {
+            "single review": {"inputs": [test["text"].iloc[0]]},
+            "100 reviews": {"inputs": test["text"].iloc[:100].tolist()},
+        },
+        "mnist-classifier": {"single digit": {"inputs": [digit]}},
+    }
     logs = Path.cwd() / "serving-benchmark-logs"
     logs.mkdir(exist_ok=True)
-    rows, notes = [], []
-    with httpx.Client(timeout=120) as http:
-        with scoring_server("imdb-sentiment", args.tracking_uri, logs / "imdb.log") as url:
-            single = {"inputs": [test["text"].iloc[0]]}
-            review_ms = latencies(http, url, single, args.requests)
-            batch = {"inputs": test["text"].tolist()}
-            batch_s, answers = [], None
-            for _ in range(5):
-                started = time.perf_counter()
-                answers = http.post(f"{url}/invocations", json=batch).json()["predictions"]
-                batch_s.append(time.perf_counter() - started)
-        with scoring_server("mnist-classifier", args.tracking_uri, logs / "mnist.log") as url:
-            image_ms = latencies(http, url, {"inputs": [digit]}, args.requests)
-    predicted = np.array([a["label"] == "positive" for a in answers])
-    served_accuracy = float((predicted == test["label"].to_numpy().astype(bool)).mean())
-    champion = client.get_model_version_by_alias("imdb-sentiment", "champion")
-    logged = float(client.get_run(champion.run_id).data.metrics["test/accuracy"])
-    rows = [
-        ("single review, p50 / p99 ms", f"{percentile(review_ms, 50):.1f} / "
-         f"{percentile(review_ms, 99):.1f}", "p50 <= 20 ms"),
-        ("single 28x28 PNG digit, p50 / p99 ms", f"{percentile(image_ms, 50):.1f} / "
-         f"{percentile(image_ms, 99):.1f}", "p50 <= 20 ms"),
-        ("1,000 reviews in one request, s (median of 5)", f"{statistics.median(batch_s):.3f}",
-         "<= 1 s"),
-        ("served accuracy on those 1,000 texts vs logged test accuracy",
-         f"{served_accuracy:.4f} vs {logged:.4f} ({champion.tags.get('variant')} "
-         f"v{champion.version})", "within 0.01"),
-    ]  # fmt: skip
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "## Serving",
-        "",
-        f"Measured {stamp} on {os.cpu_count()} cores, {platform.machine()}, Python "
-        f"{platform.python_version()} by `python benchmarks/serving.py`: the champions behind "
-        f"`mlflow models serve --env-manager local`, {args.requests} timed requests per form "
-        "after 10 warm-up ones, one client on the same machine.",
-        "",
-        "| measure | value | target |",
-        "| --- | --- | --- |",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
-        *notes,
-    ]
+    table: dict[tuple[str, int], dict[str, Load]] = {}
+    extra: list[tuple[str, str, str]] = []
+    for kind in SERVERS:
+        for model, forms in workloads.items():
+            log = logs / f"{kind.split()[0]}-{model}.log"
+            with server(kind, model, args.tracking_uri, log) as (url, pid):
+                for form, body in forms.items():
+                    for clients in levels:
+                        load = drive(url, body, clients, args.duration)
+                        table.setdefault((form, clients), {})[kind] = load
+                        print(kind, form, clients, load.cells(), flush=True)
+                if kind == "variants serve" and model == "imdb-sentiment":
+                    extra += extras(url, pid, test, args.soak, client)
+    lines = report(table, extra, levels, args)
     section = "\n".join(lines)
     print(section)
     previous = args.output.read_text() if args.output.exists() else ""
@@ -159,6 +238,76 @@ def main() -> None:
     else:
         updated = previous.rstrip() + f"\n\n{BEGIN}\n{section}\n{END}\n"
     args.output.write_text(updated)
+
+
+def extras(
+    url: str, pid: int, test: pd.DataFrame, soak: float, client: MlflowClient
+) -> list[tuple[str, str, str]]:
+    """The soak, the oversized body and the served accuracy, on `variants serve`."""
+    single = {"inputs": [test["text"].iloc[0]]}
+    drive(url, single, 16, 3.0)  # warm: pools and caches at their working size
+    before = resident_mb(pid)
+    soaked = drive(url, single, 16, soak)
+    after = resident_mb(pid)
+    seconds, growth = oversized_body(url, pid)
+    started = time.perf_counter()
+    answers = httpx.post(f"{url}/invocations", json={"inputs": test["text"].tolist()},
+                         timeout=120).json()["predictions"]  # fmt: skip
+    batch_s = time.perf_counter() - started
+    predicted = np.array([a["label"] == "positive" for a in answers])
+    accuracy = float((predicted == test["label"].to_numpy().astype(bool)).mean())
+    champion = client.get_model_version_by_alias("imdb-sentiment", "champion")
+    logged = float(client.get_run(champion.run_id).data.metrics["test/accuracy"])
+    return [
+        (f"soak: single reviews, 16 clients, {soak:g} s: resident memory",
+         f"{before:.0f} -> {after:.0f} MiB ({(after - before) / before:+.1%}); "
+         f"{soaked.total:,} requests, {soaked.share(503):.0%} 503, {soaked.failures()} other "
+         "failures", "growth < 10%, no 500, no hang"),
+        ("64 MiB body with its Content-Length: time to the 413, memory growth",
+         f"{seconds:.3f} s, {growth:+.1f} MiB", "<= 1 s, < 32 MiB"),
+        ("1,000 reviews in one request, s", f"{batch_s:.3f}", "<= 1 s"),
+        ("served accuracy on those 1,000 texts vs logged test accuracy",
+         f"{accuracy:.4f} vs {logged:.4f} ({champion.tags.get('variant')} "
+         f"v{champion.version})", "within 0.01"),
+    ]  # fmt: skip
+
+
+def report(
+    table: dict[tuple[str, int], dict[str, Load]],
+    extra: list[tuple[str, str, str]],
+    levels: list[int],
+    args: argparse.Namespace,
+) -> list[str]:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = ["workload", "clients"] + [
+        f"{name} {kind.split()[0]}" for kind in SERVERS
+        for name in ("req/s", "p50 ms", "p99 ms", "503", "failed")
+    ]  # fmt: skip
+    rows = [
+        "| " + " | ".join([form, str(clients), *(c for kind in SERVERS
+                                                  for c in loads[kind].cells())]) + " |"
+        for (form, clients), loads in table.items()
+    ]  # fmt: skip
+    return [
+        "## Serving",
+        "",
+        f"Measured {stamp} on {os.cpu_count()} cores, {platform.machine()}, Python "
+        f"{platform.python_version()} by `python benchmarks/serving.py --duration "
+        f"{args.duration:g} --levels {args.levels} --soak {args.soak:g}`: the champions behind "
+        "`variants serve` (defaults: 16 MiB, as many at once as cores, cost 10,000, 10 s) and "
+        "behind `mlflow models serve --env-manager local` (its defaults), each driven by N "
+        f"httpx clients on the same machine for {args.duration:g} s per level. req/s counts "
+        "answered (200) requests; p50/p99 are their latencies; 503 is the share of requests "
+        "refused for load; failed counts anything else (500, reset, 30 s client timeout).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+        *rows,
+        "",
+        "| measure (`variants serve`) | value | target |",
+        "| --- | --- | --- |",
+        *(f"| {a} | {b} | {c} |" for a, b, c in extra),
+    ]
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from keras_variants.data.datasets import load_dataset, load_imdb
 from keras_variants.data.npz import read_npz
 from keras_variants.errors import DataError
 from keras_variants.model.builders import build_model
-from keras_variants.registry import gate, served_accuracy
-from keras_variants.registry.versions import REGISTERED_MODELS
+from keras_variants.registry import gate, integrity, served_accuracy
+from keras_variants.registry.versions import REGISTERED_MODELS, files_record
 from tests.conftest import REPO, npz_with_member
 from tests.helpers import process_wide_mlflow_uri
 
@@ -85,8 +85,9 @@ def test_model_with_code_never_loads_nor_becomes_champion(
     name = REGISTERED_MODELS["imdb"]
     client.create_registered_model(name)
     source = client.get_logged_model(info.model_id).artifact_location
+    tags = {"variant": "imdb_dense"} | files_record(client, source)  # as registration does
     version = client.create_model_version(
-        name, source, run.info.run_id, tags={"variant": "imdb_dense"}, model_id=info.model_id
+        name, source, run.info.run_id, tags=tags, model_id=info.model_id
     ).version
 
     data = load_dataset("imdb", data_slices, 10_000)
@@ -104,8 +105,102 @@ def test_model_with_code_never_loads_nor_becomes_champion(
 def test_documented_servers_bind_to_loopback() -> None:
     """Every server command in the README's code blocks names --host 127.0.0.1."""
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    servers = re.compile(r"^(mlflow (ui|server|models serve)|prefect server start|dask scheduler)")
+    servers = re.compile(
+        r"^(mlflow (ui|server|models serve)|prefect server start|dask scheduler|variants serve)"
+    )
     commands = [line for b in blocks for line in b.splitlines() if servers.match(line.strip())]
     assert commands
     for command in commands:
         assert "--host 127.0.0.1" in command, command
+
+
+@pytest.mark.parametrize(
+    ("found", "problem"),
+    [
+        ({"MLmodel": "a", "python_model.pkl": "b"}, None),
+        ({"MLmodel": "a", "python_model.pkl": "c"}, "python_model.pkl was changed"),
+        ({"MLmodel": "a"}, "python_model.pkl is missing"),
+        ({"MLmodel": "a", "python_model.pkl": "b", "z.pkl": "d"}, "z.pkl was added"),
+        ({"MLmodel": "x", "python_model.pkl": "y"}, "MLmodel was changed"),  # the first
+    ],
+)
+def test_the_first_file_not_as_registered(found: dict, problem: str | None) -> None:
+    recorded = {"MLmodel": "a", "python_model.pkl": "b"}
+    assert integrity.first_difference(recorded, found) == problem
+
+
+@pytest.fixture
+def registered(tmp_path: Path, data_slices: Path) -> tuple[MlflowClient, Path]:
+    """An imdb-sentiment v1 in a store under ``tmp_path``, registered with its file
+    hashes as the pipeline registers a version (an untrained model: only loading counts)."""
+    from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE
+    from keras_variants.serving import pyfunc
+
+    folder = tmp_path / "model"
+    variant = VARIANTS["imdb_dense"]
+    word_index = data_slices / IMDB_WORD_INDEX_FILE
+    pyfunc.save_model(folder, variant, build_model(variant, seed=1), "A fine film.", word_index,
+                      pyfunc.requirements())  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    name = REGISTERED_MODELS["imdb"]
+    client.create_registered_model(name)
+    source = folder.as_uri()
+    client.create_model_version(name, source, tags={"variant": "imdb_dense"}
+                                | files_record(client, source))  # fmt: skip
+    client.set_registered_model_alias(name, "champion", "1")
+    return client, folder
+
+
+def _tamper(folder: Path, how: str, marker: Path) -> str:
+    """Change the registered folder ``how``; the file that the refusal must name."""
+    payload = pickle.dumps(_Payload(marker))
+    if how == "changed":
+        (folder / "python_model.pkl").write_bytes(payload)
+        return "python_model.pkl was changed"
+    if how == "added":
+        (folder / "artifacts" / "extra.pkl").write_bytes(payload)
+        return "artifacts/extra.pkl was added"
+    (folder / "artifacts" / "imdb_word_index.json").unlink()
+    return "artifacts/imdb_word_index.json is missing"
+
+
+@pytest.mark.parametrize("how", ["changed", "added", "missing"])
+def test_a_tampered_version_is_refused_before_loading(registered, tmp_path, how) -> None:
+    """The gate's and every command's loader refuses it naming the file; the payload
+    pickled into it never runs."""
+    from keras_variants.errors import VariantsError
+    from keras_variants.registry.loading import load_version
+
+    client, folder = registered
+    name = REGISTERED_MODELS["imdb"]
+    assert load_version(client, name, "1").predict(["A fine film."])  # as registered: loads
+    marker = tmp_path / "pwned"
+    problem = _tamper(folder, how, marker)
+    with pytest.raises(VariantsError, match=f"{name} v1: {re.escape(problem)} since it was"):
+        load_version(client, name, "1")
+    decision = gate.promote(client, name, "1", lambda model: 1.0)
+    assert not decision.promoted and problem in decision.reason
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_predict_and_serve_refuse_a_tampered_version(registered, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import BIN, free_port, subprocess_env
+
+    client, folder = registered
+    marker = tmp_path / "pwned"
+    problem = _tamper(folder, "changed", marker)
+    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=client.tracking_uri)
+    for command in (
+        ["predict", "--model", "imdb-sentiment", "A fine film."],
+        ["serve", "--model", "imdb-sentiment", "--port", str(free_port())],
+    ):
+        done = subprocess.run([str(BIN / "variants"), *command], env=env, capture_output=True,
+                              text=True, timeout=180)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("error: imdb-sentiment v1: ") and problem in line
+    assert not marker.exists()

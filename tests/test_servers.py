@@ -31,7 +31,7 @@ def test_cron_schedule_fires_and_its_run_completes(data_slices: Path, tmp_path: 
     server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     serve = [
-        str(BIN / "variants"), "serve", "--cron", "* * * * *", "--profile", "smoke",
+        str(BIN / "variants"), "schedule", "--cron", "* * * * *", "--profile", "smoke",
         "--data-dir", str(data_slices), "--variants", "mnist_dense,imdb_reduced",
     ]  # fmt: skip
     with (

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from keras_variants import runtime
+from keras_variants.cli import serve as serve_command
 from keras_variants.errors import ConfigError, VariantsError, disk_full
 
 if TYPE_CHECKING:
@@ -422,7 +423,7 @@ def predict(
 
 
 @app.command()
-def serve(
+def schedule(
     ctx: typer.Context,
     cron: Annotated[
         str, typer.Option("--cron", help='Schedule, e.g. "0 3 * * *" for 03:00 every day.')
@@ -437,7 +438,7 @@ def serve(
     sweep: SetOption = None,
     study: StudyOption = None,
 ) -> None:
-    """Serve the pipeline as a Prefect deployment on a cron schedule, until Ctrl-C.
+    """Run the pipeline as a Prefect deployment on a cron schedule, until Ctrl-C.
 
     It needs a running Prefect server: see the README's "Scheduled runs"."""
     overrides = _study_overrides(variants, seed, seeds, sweep, study)
@@ -462,6 +463,9 @@ def serve(
         parameters={"config": config.model_dump(mode="json")},
         description=f"keras-variants pipeline, profile {profile}, on '{cron}'",
     )
+
+
+app.command("serve")(serve_command.serve)
 
 
 def _study_overrides(

@@ -6,18 +6,12 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import mlflow
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from keras_variants.errors import VariantsError
-from keras_variants.registry.versions import REGISTERED_MODELS, model_path
-from keras_variants.serving.pyfunc import BadRequest, load_served
-
-
-def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
-    """A registered version's served model, read from this client's store."""
-    return load_served(model_path(client, name, version))
+from keras_variants.registry.loading import load_version, resolve_version
+from keras_variants.registry.versions import REGISTERED_MODELS
+from keras_variants.serving.pyfunc import BadRequest
 
 
 def predict_lines(
@@ -25,18 +19,7 @@ def predict_lines(
 ) -> list[str]:
     """A registered version's answers (default: the champion's), one line per input: review
     texts for imdb-sentiment, image files for mnist-classifier."""
-    if model not in REGISTERED_MODELS.values():
-        raise VariantsError(
-            f"unknown model {model!r}; choose from {', '.join(REGISTERED_MODELS.values())}"
-        )
-    if version is None:
-        try:
-            version = str(client.get_model_version_by_alias(model, "champion").version)
-        except MlflowException:
-            raise VariantsError(
-                f"{model} has no champion in {client.tracking_uri}; run 'variants run' first, "
-                "or pass --version N"
-            ) from None
+    version = resolve_version(client, model, version=version)
     if model == REGISTERED_MODELS["mnist"]:
         sent = [base64.b64encode(_read_image(path)).decode("ascii") for path in inputs]
     else:

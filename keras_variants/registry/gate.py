@@ -25,6 +25,7 @@ from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
+from keras_variants.registry.loading import verified_path
 from keras_variants.registry.served_accuracy import (
     ServedAccuracy,
     gate_inputs,
@@ -35,7 +36,6 @@ from keras_variants.registry.versions import (
     REGISTERED_MODELS,
     alias_version,
     logged_model_id,
-    model_path,
     register_challenger,
     version_of_model,
 )
@@ -97,7 +97,7 @@ def _score(
     memo = f"gate.test_accuracy.{scorer.key}" if hasattr(scorer, "key") else None
     if memo in tags:
         return float(tags[memo])
-    score = call(score_served, model_path(client, name, version), scorer)
+    score = call(score_served, verified_path(client, name, version), scorer)
     if memo and remember:
         client.set_model_version_tag(name, version, memo, repr(score))
     return score
@@ -113,7 +113,7 @@ def _profile(
 
     try:
         accuracy, profile, measurement = call(
-            score_and_profile, model_path(client, name, version), scorer, seed
+            score_and_profile, verified_path(client, name, version), scorer, seed
         )
     except Exception as exc:  # promote() scores it again and records why it fails
         logging.getLogger(__name__).warning("%s v%s: no reference profile (%s)", name, version, exc)

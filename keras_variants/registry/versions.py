@@ -6,12 +6,15 @@ MLflow only, no TensorFlow. Promotion itself is decided in :mod:`keras_variants.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from keras_variants.errors import VariantsError
+from keras_variants.registry import integrity
 from keras_variants.tracking.records import VariantRecord
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
@@ -37,16 +40,31 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
     # process-wide tracking URI, which need not be this client's store.
     source = client.get_logged_model(model_id).artifact_location
     version = client.create_model_version(
-        name, source=source, run_id=record.run_id, tags=tags, model_id=model_id
+        name,
+        source=source,
+        run_id=record.run_id,
+        tags=tags | files_record(client, source),
+        model_id=model_id,
     )
     client.set_registered_model_alias(name, "challenger", version.version)
     return str(version.version)
 
 
+def files_record(client: MlflowClient, source: str) -> dict[str, str]:
+    """The version tag that records the SHA-256 of every file at ``source``, written at
+    registration and checked before every load (:mod:`keras_variants.registry.loading`)."""
+    digests = integrity.file_digests(Path(folder_of(client, source)))
+    return {integrity.FILES_TAG: integrity.encode(digests)}
+
+
 def model_path(client: MlflowClient, name: str, version: str) -> str:
     """The local folder of a registered version's served model (downloaded from a remote
-    store)."""
-    source = client.get_model_version(name, version).source
+    store), unverified: loaders use :func:`keras_variants.registry.loading.verified_path`."""
+    return folder_of(client, client.get_model_version(name, version).source)
+
+
+def folder_of(client: MlflowClient, source: str) -> str:
+    """The local folder of a model location (downloaded from a remote store)."""
     if source.startswith("file:"):
         return local_file_uri_to_path(source)
     return mlflow.artifacts.download_artifacts(

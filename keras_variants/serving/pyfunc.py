@@ -12,6 +12,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,30 @@ class BadRequest(MlflowException):
             self._message = value
 
 
+class Stopped(Exception):
+    """The caller asked the prediction to stop (its time ran out); raised between batches."""
+
+
+_REQUEST = threading.local()  # the stop event of the request this thread is answering
+
+
+@contextmanager
+def stopping(stop: threading.Event) -> Iterator[None]:
+    """Within it, this thread's predictions stop (raise :class:`Stopped`) at their next
+    batch once ``stop`` is set: a server's timeout ends the work, not only the answer."""
+    _REQUEST.stop = stop
+    try:
+        yield
+    finally:
+        _REQUEST.stop = None
+
+
+def _check_stop() -> None:
+    stop = getattr(_REQUEST, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Stopped
+
+
 class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
     """The Keras model with its variant's input encoding, loaded in Keras's safe mode."""
 
@@ -113,6 +140,7 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         outputs = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
         entropies = [np.zeros(0)]
         for start in range(0, len(stored), SCORING_BATCH_ROWS):  # memory stays bounded
+            _check_stop()
             rows = slice(start, start + SCORING_BATCH_ROWS)  # a view of consecutive rows
             batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
             encoded = encode_batch(stored_tensor(batch), self.variant)

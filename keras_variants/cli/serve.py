@@ -1,0 +1,182 @@
+"""``variants serve``: a registered version behind the project's scoring server
+(:mod:`keras_variants.serving.server`) on uvicorn, until Ctrl-C or SIGTERM.
+
+The options are checked before TensorFlow loads; then the version is loaded through the
+registry, the server binds, and every request is one access-log line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keras_variants import runtime
+
+MAX_CONNECTIONS = 256  # open connections at once; uvicorn answers 503 beyond
+GRACEFUL_SHUTDOWN_S = 8  # in-flight requests finish within it, then the process exits
+
+
+def serve(
+    model: Annotated[
+        str, typer.Option("--model", help="Registered model: imdb-sentiment or mnist-classifier.")
+    ],
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Alias of the version (default: champion).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version number, instead of an alias.")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 5001,
+    max_request_mb: Annotated[
+        float,
+        typer.Option("--max-request-mb", min=0.001, help="Largest request body, in MiB."),
+    ] = 16.0,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent",
+            min=1,
+            help="Requests predicted at once; more get 503 at once (default: the cores).",
+        ),
+    ] = None,
+    max_cost: Annotated[
+        int,
+        typer.Option(
+            "--max-cost", min=1, help="Model passes per request: inputs x (1 + mc_samples)."
+        ),
+    ] = 10_000,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.01, help="Seconds per request; past it the work stops."),
+    ] = 10.0,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env",
+            help="Environment variable holding a token that /invocations and /version "
+            "require as 'Authorization: Bearer <token>'.",
+        ),
+    ] = None,
+    log_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-predictions",
+            help="Folder for a compact record per input (statistics, answer, latency; never "
+            "the input itself), rotated by size.",
+            file_okay=False,
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            envvar="MLFLOW_TRACKING_URI",
+            help="MLflow tracking store (default: sqlite mlflow.db in the current directory).",
+        ),
+    ] = None,
+) -> None:
+    """Serve a registered model over HTTP (MLflow's scoring protocol), every request bounded."""
+    from keras_variants.config.pipeline import build_config
+    from keras_variants.registry.versions import REGISTERED_MODELS
+    from keras_variants.serving.server import Limits
+
+    if model not in REGISTERED_MODELS.values():
+        raise typer.BadParameter(
+            f"unknown model {model!r}; choose from {', '.join(REGISTERED_MODELS.values())}",
+            param_hint="--model",
+        )
+    if alias is not None and version is not None:
+        raise typer.BadParameter("pass --alias or --version, not both", param_hint="--version")
+    token = _token(token_env)
+    limits = Limits(
+        max_request_bytes=int(max_request_mb * 2**20),
+        max_cost=max_cost,
+        max_concurrent=max_concurrent or os.cpu_count() or 1,
+        timeout_s=timeout,
+    )
+    config = build_config(profile="full", data_dir=None, tracking_uri=tracking_uri)
+    from keras_variants.cli.preflight import check_store_exists
+
+    check_store_exists(config.tracking_uri)
+    from keras_variants.registry.loading import resolve_version
+    from keras_variants.tracking.store import client_for
+
+    client = client_for(config)
+    number = resolve_version(client, model, alias, version)
+    signal.signal(signal.SIGTERM, _stop)  # uvicorn's own handler takes over once it runs
+    runtime.import_tensorflow()
+    import uvicorn
+
+    from keras_variants.registry.loading import load_version, logged_model_id
+    from keras_variants.serving.server import ScoringApp, ServedVersion, pyfunc_predictor
+
+    loaded = load_version(client, model, number)
+    served = ServedVersion(model, number, logged_model_id(client, model, number))
+    sink = None
+    if log_predictions is not None:
+        from keras_variants.serving.prediction_log import PredictionLog
+
+        sink = PredictionLog(log_predictions, model).write
+    app = ScoringApp(pyfunc_predictor(loaded.unwrap_python_model()), served, limits, token, sink)
+    _access_log()
+    typer.echo(
+        f"serving {model} v{number} on http://{host}:{port}/invocations "
+        f"(body up to {max_request_mb:g} MiB, {limits.max_concurrent} at once, cost up to "
+        f"{max_cost:,}, {timeout:g} s each{', token required' if token else ''}); "
+        "Ctrl-C stops",
+        err=True,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,  # it logs the query string: ours logs no request content
+            server_header=False,
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            timeout_keep_alive=5,
+            lifespan="on",
+        )
+    )
+    server.run()
+    if not server.started:
+        raise typer.BadParameter(f"cannot listen on {host}:{port}", param_hint="--port")
+
+
+def _token(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise typer.BadParameter(
+            f"the environment variable {variable} is not set or empty; set it to the token",
+            param_hint="--token-env",
+        )
+    return value
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM: exit quietly (0). uvicorn re-raises the signal after its graceful stop."""
+    typer.echo("stopped", err=True)
+    sys.exit(0)
+
+
+def _access_log() -> None:
+    """One line per request on stderr (the server's, without payloads); uvicorn's own
+    errors (a port in use) too."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("keras_variants.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if name == "keras_variants.access" else logging.WARNING)
+        logger.propagate = False

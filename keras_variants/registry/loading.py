@@ -1,0 +1,86 @@
+"""Loading a registered version: which version an alias or number names, and its served
+model, loaded only if its files are the files registered.
+
+The one way the gate, ``variants predict``, ``variants score`` and ``variants serve`` load a
+registered model: :func:`verified_path` compares the SHA-256 of every file of the version's
+folder with those recorded at registration (:mod:`keras_variants.registry.integrity`)
+before anything in it is read by MLflow, pickle or Keras.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from keras_variants.errors import VariantsError
+from keras_variants.registry import integrity
+from keras_variants.registry.versions import REGISTERED_MODELS, model_path
+from keras_variants.serving.pyfunc import load_served
+
+
+def resolve_version(
+    client: MlflowClient, name: str, alias: str | None = None, version: str | None = None
+) -> str:
+    """The version number that ``version`` or ``alias`` (default: champion) names, checked
+    to exist; an unknown model, alias or version is an error saying what to pass."""
+    if name not in REGISTERED_MODELS.values():
+        raise VariantsError(
+            f"unknown model {name!r}; choose from {', '.join(REGISTERED_MODELS.values())}"
+        )
+    if version is not None:
+        try:
+            return str(client.get_model_version(name, version).version)
+        except MlflowException:
+            raise VariantsError(
+                f"{name} has no version {version} in {client.tracking_uri}; the MLflow UI "
+                "lists its versions"
+            ) from None
+    alias = alias or "champion"
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        raise VariantsError(
+            f"{name} has no '{alias}' in {client.tracking_uri}; run 'variants run' first, "
+            "or pass --version N"
+        ) from None
+
+
+def verified_path(client: MlflowClient, name: str, version: str) -> str:
+    """The local folder of a registered version, once every file in it is the file
+    registered; a changed, added or missing file (or no record) is one error naming it."""
+    recorded = client.get_model_version(name, version).tags.get(integrity.FILES_TAG)
+    if recorded is None:
+        raise VariantsError(
+            f"{name} v{version} has no file hashes recorded at registration, so its files "
+            "cannot be checked; refusing to load it: register the model again with "
+            "'variants run'"
+        )
+    folder = model_path(client, name, version)
+    problem = integrity.first_difference(
+        integrity.decode(recorded), integrity.file_digests(Path(folder))
+    )
+    if problem is not None:
+        raise VariantsError(
+            f"{name} v{version}: {problem} since it was registered (in {folder}); refusing "
+            "to load it: restore the file or register the model again"
+        )
+    return folder
+
+
+def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered version's served model, read from this client's store once its files
+    are verified."""
+    return load_served(verified_path(client, name, version))
+
+
+def logged_model_id(client: MlflowClient, name: str, version: str) -> str | None:
+    """The id of the logged model a version was registered from (a SQLite store keeps no
+    model id on the version: then from its location, ``.../models/<id>/artifacts``)."""
+    found = client.get_model_version(name, version)
+    if found.model_id:
+        return found.model_id
+    parts = found.source.rstrip("/").split("/")
+    return parts[-2] if len(parts) > 2 and parts[-3] == "models" else None

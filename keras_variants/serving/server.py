@@ -1,0 +1,357 @@
+"""The scoring server: a registered model behind MLflow's scoring protocol, with every
+request bounded (size, cost, time, concurrency), answered in its own words and logged
+without its payload.
+
+``POST /invocations`` takes ``{"inputs": [...], "params": {"mc_samples": N}}`` and answers
+``{"predictions": [...]}``, as ``mlflow models serve`` does; ``GET /ping`` and ``/health``
+say it is up, ``GET /version`` which model version it serves. A plain ASGI app (uvicorn
+runs it; :mod:`keras_variants.cli.serve` starts it), so that the body is read chunk by
+chunk and refused past the limit before it is held in memory. Every error is a short JSON
+``{"error_code": ..., "message": ...}`` that never repeats what the client sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from keras_variants.data.preprocessing import png_base64
+from keras_variants.serving.pyfunc import MAX_MC_SAMPLES, BadRequest, Stopped, stopping
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+ACCESS_LOG = logging.getLogger("keras_variants.access")
+ROUTES = {"/invocations": "POST", "/ping": "GET", "/health": "GET", "/version": "GET"}
+OPEN_ROUTES = ("/ping", "/health")  # health checks need no token
+REQUEST_KEYS, PARAM_KEYS = {"inputs", "params"}, {"mc_samples"}
+MAX_ERROR_BYTES = 300
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may take. ``max_cost`` counts model passes: inputs x (1 +
+    mc_samples); ``timeout_s`` covers reading the body and the prediction."""
+
+    max_request_bytes: int = 16 * 2**20
+    max_cost: int = 10_000
+    max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What ``GET /version`` answers."""
+
+    model: str
+    version: str
+    model_id: str | None = None
+
+
+class ApiError(Exception):
+    """An answer other than 200: the status, a code and one sentence of our own."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        body = json.dumps({"error_code": self.code, "message": self.message}).encode()
+        assert len(body) < MAX_ERROR_BYTES, self.code  # our own sentences stay short
+        return body
+
+
+# A predictor takes the checked inputs and params and returns JSON-ready answers; the
+# served pyfunc model's predict, or anything with its signature in a test.
+Predictor = Callable[[list[Any], dict[str, Any]], list[dict[str, Any]]]
+# Called once per answered request with the inputs, the answers and the latency (ms).
+PredictionSink = Callable[[list[Any], list[dict[str, Any]], float], None]
+
+
+def pyfunc_predictor(python_model: Any) -> Predictor:
+    """The served pyfunc model's own ``predict`` (its input checks included), answers as
+    plain dicts: what ``mlflow models serve`` would call, without MLflow's schema step.
+    It has answered once already, so the first client does not wait for the compilation."""
+
+    def predict(inputs: list[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [answer.model_dump() for answer in python_model.predict(None, inputs, params)]
+
+    if python_model.variant.dataset == "mnist":
+        predict([png_base64(np.zeros((28, 28), np.uint8))], {"mc_samples": 0})
+    else:
+        predict(["a good film"], {"mc_samples": 0})
+    return predict
+
+
+class ScoringApp:
+    """The ASGI app. ``token`` (when set) is required as ``Authorization: Bearer`` on
+    every route but the health checks; ``sink`` receives each answered request."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        served: ServedVersion,
+        limits: Limits,
+        token: str | None = None,
+        sink: PredictionSink | None = None,
+    ) -> None:
+        self.predictor, self.served, self.limits = predictor, served, limits
+        self.token = token.encode() if token else None
+        self.sink = sink
+        self.workers = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="predict")
+        self.admitted = 0  # requests holding a worker slot, changed on the event loop only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # no websockets
+        started = time.perf_counter()
+        route = scope["path"] if scope["path"] in ROUTES else "-"
+        method = scope["method"] if scope["method"] in ("GET", "POST", "HEAD") else "-"
+        inputs: int | None = None
+        try:
+            inputs, status, body, headers = await self._answer(scope, receive, route)
+        except ApiError as error:
+            status, body, headers = error.status, error.body(), error.headers
+        except Exception as error:  # never a traceback nor a payload to the client
+            ACCESS_LOG.error("internal error %s", type(error).__name__)
+            status, headers = 500, {}
+            body = ApiError(500, "INTERNAL_ERROR", "the server failed; try again").body()
+        await _respond(send, status, body, headers)
+        latency = (time.perf_counter() - started) * 1000
+        ACCESS_LOG.info(
+            "%s %s %s %s inputs=%s latency_ms=%.1f",
+            datetime.now(UTC).isoformat(timespec="milliseconds"),
+            method,
+            route,
+            status,
+            "-" if inputs is None else inputs,
+            latency,
+        )
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, route: str
+    ) -> tuple[int | None, int, bytes, dict[str, str]]:
+        if route == "-":
+            raise ApiError(404, "NOT_FOUND", "no such path; use POST /invocations")
+        if scope["method"] != ROUTES[route]:
+            raise ApiError(
+                405, "METHOD_NOT_ALLOWED", f"use {ROUTES[route]} for this path",
+                {"allow": ROUTES[route]},
+            )  # fmt: skip
+        headers = _headers(scope)
+        if route not in OPEN_ROUTES:
+            self._authenticate(headers)
+        if route in OPEN_ROUTES:
+            return None, 200, b"\n" if route == "/ping" else b'{"status": "ok"}', {}
+        if route == "/version":
+            return None, 200, json.dumps(asdict(self.served)).encode(), {}
+        return await self._invocations(headers, receive)
+
+    def _authenticate(self, headers: dict[bytes, bytes]) -> None:
+        if self.token is None:
+            return
+        sent = headers.get(b"authorization", b"")
+        scheme, _, value = sent.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self.token):
+            raise ApiError(
+                401, "UNAUTHENTICATED", "send the header 'Authorization: Bearer <token>'",
+                {"www-authenticate": "Bearer"},
+            )  # fmt: skip
+
+    async def _invocations(
+        self, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[int | None, int, bytes, dict[str, str]]:
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            raise ApiError(
+                415, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json"
+            )
+        if self.admitted >= self.limits.max_concurrent:  # at once, not a queue
+            raise ApiError(
+                503, "SERVER_BUSY",
+                f"the server is answering {self.limits.max_concurrent} requests already; "
+                "retry after a second", {"retry-after": "1"},
+            )  # fmt: skip
+        self.admitted += 1
+        deadline = time.monotonic() + self.limits.timeout_s
+        released = False
+        try:
+            raw = await _read_body(headers, receive, self.limits.max_request_bytes, deadline)
+            inputs, params = _parse(raw)
+            del raw
+            cost = len(inputs) * (1 + params.get("mc_samples", 0))
+            if cost > self.limits.max_cost:
+                raise ApiError(
+                    400, "REQUEST_TOO_COSTLY",
+                    f"the request needs {cost:,} model passes (inputs x (1 + mc_samples)), "
+                    f"over the limit of {self.limits.max_cost:,}; send fewer inputs or samples",
+                )  # fmt: skip
+            stop = threading.Event()
+            future = asyncio.get_running_loop().run_in_executor(
+                self.workers, self._predict, inputs, params, stop
+            )
+            # The slot is free when the work has ended, not when the client got its answer.
+            future.add_done_callback(lambda _: self._release())
+            released = True
+            try:
+                remaining = max(deadline - time.monotonic(), 0)
+                body = await asyncio.wait_for(asyncio.shield(future), remaining)
+            except TimeoutError:
+                stop.set()  # the work stops at its next batch
+                raise ApiError(
+                    504, "TIMEOUT",
+                    f"the prediction took longer than {self.limits.timeout_s:g} s and was "
+                    "stopped; send fewer inputs",
+                ) from None  # fmt: skip
+            except asyncio.CancelledError:
+                stop.set()
+                raise
+            return len(inputs), 200, body, {}
+        finally:
+            if not released:
+                self.admitted -= 1
+
+    def _release(self) -> None:
+        self.admitted -= 1  # done callbacks run on the event loop
+
+    def _predict(self, inputs: list[Any], params: dict[str, Any], stop: threading.Event) -> bytes:
+        """In a worker thread: the answers as the response body, handed to the sink too."""
+        started = time.perf_counter()
+        try:
+            with stopping(stop):
+                answers = self.predictor(inputs, params)
+            if self.sink is not None:
+                self.sink(inputs, answers, (time.perf_counter() - started) * 1000)
+            return json.dumps({"predictions": answers}).encode()
+        except BadRequest as error:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", error.message) from None
+        except Stopped:
+            ACCESS_LOG.warning("a prediction stopped at its timeout, %d inputs", len(inputs))
+            raise ApiError(504, "TIMEOUT", "the prediction was stopped") from None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.workers.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {name.lower(): value for name, value in scope["headers"]}
+
+
+async def _read_body(
+    headers: dict[bytes, bytes], receive: Receive, limit: int, deadline: float
+) -> bytes:
+    """The whole body, read chunk by chunk and refused (413) as soon as it passes ``limit``
+    bytes, whether it announced its length or came chunked."""
+    too_large = ApiError(
+        413, "REQUEST_TOO_LARGE",
+        f"the request body is over the limit of {limit:,} bytes; split the request",
+        {"connection": "close"},
+    )  # fmt: skip
+    length = headers.get(b"content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "MALFORMED_REQUEST", "the Content-Length header is not a number")
+        if int(length) > limit:
+            raise too_large
+    chunks, size = [], 0
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            message = await asyncio.wait_for(receive(), max(remaining, 0))
+        except TimeoutError:
+            raise ApiError(
+                408, "REQUEST_TIMEOUT", "the request body did not arrive in time",
+                {"connection": "close"},
+            ) from None  # fmt: skip
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "CLIENT_GONE", "the client closed the connection")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """The request's inputs and params, checked for shape only (the model checks each
+    input); the messages name the field, never the value sent."""
+    try:
+        request = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep
+        raise ApiError(400, "MALFORMED_REQUEST", "the body is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise ApiError(400, "MALFORMED_REQUEST", 'the body must be a JSON object with "inputs"')
+    if not set(request) <= REQUEST_KEYS:
+        raise ApiError(
+            400, "MALFORMED_REQUEST",
+            'the body has a key other than "inputs" and "params"; send only those',
+        )  # fmt: skip
+    if "inputs" not in request:
+        raise ApiError(400, "MALFORMED_REQUEST", 'the body has no "inputs"; send a list')
+    inputs = request["inputs"]
+    if not isinstance(inputs, list):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", '"inputs" must be a list')
+    params = request.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", '"params" must be a JSON object')
+    if not set(params) <= PARAM_KEYS:
+        raise ApiError(
+            400, "INVALID_PARAMETER_VALUE",
+            '"params" has a key other than "mc_samples"; send only that one',
+        )  # fmt: skip
+    samples = params.get("mc_samples", 0)
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        raise ApiError(
+            400, "INVALID_PARAMETER_VALUE",
+            f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}',
+        )  # fmt: skip
+    if not 0 <= samples <= MAX_MC_SAMPLES:
+        raise ApiError(
+            400, "INVALID_PARAMETER_VALUE",
+            f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}',
+        )  # fmt: skip
+    return inputs, {"mc_samples": samples}
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    content_type = b"text/plain" if body == b"\n" else b"application/json"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *((k.encode(), v.encode()) for k, v in headers.items()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
