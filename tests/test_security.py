@@ -204,3 +204,37 @@ def test_predict_and_serve_refuse_a_tampered_version(registered, tmp_path: Path)
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith("error: imdb-sentiment v1: ") and problem in line
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_version_registered_before_hashes_is_refused_until_trusted(registered, tmp_path) -> None:
+    """A version from before file hashes were recorded: every load says how to vouch for it;
+    `variants trust` records its files as they are, and from then on a change is refused."""
+    import subprocess
+
+    from keras_variants.errors import VariantsError
+    from keras_variants.registry.loading import load_version
+    from tests.helpers import BIN, subprocess_env
+
+    client, folder = registered
+    name = REGISTERED_MODELS["imdb"]
+    client.delete_model_version_tag(name, "1", integrity.FILES_TAG)
+    hint = f"variants trust --model {name} --version 1"
+    with pytest.raises(VariantsError, match=re.escape(hint)):
+        load_version(client, name, "1")
+    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=client.tracking_uri)
+
+    def trust() -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "variants"), "trust", "--model", name, "--version", "1"],
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    done = trust()
+    files = sum(path.is_file() for path in folder.rglob("*"))
+    said = f"{name} v1: recorded the SHA-256 of its {files} files as they are now\n"
+    assert (done.returncode, done.stdout) == (0, said), done.stderr
+    assert load_version(client, name, "1").predict(["A fine film."])
+    again = trust()  # recorded hashes are never replaced by the files as they are now
+    assert again.returncode == 1 and "has its file hashes from registration" in again.stderr
+    (folder / "python_model.pkl").write_bytes(b"changed")
+    with pytest.raises(VariantsError, match=r"python_model\.pkl was changed"):
+        load_version(client, name, "1")

@@ -468,6 +468,25 @@ def schedule(
 app.command("serve")(serve_command.serve)
 
 
+@app.command()
+def trust(
+    model: Annotated[
+        str, typer.Option("--model", help="Registered model: imdb-sentiment or mnist-classifier.")
+    ],
+    version: Annotated[str, typer.Option("--version", help="Version number.")],
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Record the file hashes of a version registered before they were recorded, as its files
+    are now; from then on every load checks them."""
+    from keras_variants.registry.loading import resolve_version, trust
+    from keras_variants.tracking.store import client_for
+
+    client = client_for(_config("full", None, tracking_uri))
+    version = resolve_version(client, model, version=version)
+    files = trust(client, model, version)
+    typer.echo(f"{model} v{version}: recorded the SHA-256 of its {files} files as they are now")
+
+
 def _study_overrides(
     variants: str | None,
     seed: int,

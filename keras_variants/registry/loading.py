@@ -54,9 +54,9 @@ def verified_path(client: MlflowClient, name: str, version: str) -> str:
     recorded = client.get_model_version(name, version).tags.get(integrity.FILES_TAG)
     if recorded is None:
         raise VariantsError(
-            f"{name} v{version} has no file hashes recorded at registration, so its files "
-            "cannot be checked; refusing to load it: register the model again with "
-            "'variants run'"
+            f"{name} v{version} has no file hashes recorded (registered before they were), "
+            "so its files cannot be checked; refusing to load it. If its files are as you "
+            f"registered them: variants trust --model {name} --version {version}"
         )
     folder = model_path(client, name, version)
     problem = integrity.first_difference(
@@ -68,6 +68,20 @@ def verified_path(client: MlflowClient, name: str, version: str) -> str:
             "to load it: restore the file or register the model again"
         )
     return folder
+
+
+def trust(client: MlflowClient, name: str, version: str) -> int:
+    """Record the SHA-256 of the files of a version registered before hashes were recorded,
+    as they are now (the user vouches for them); from then on they are checked like any
+    other. A version with hashes keeps them: it is never re-recorded. The number of files."""
+    if integrity.FILES_TAG in client.get_model_version(name, version).tags:
+        raise VariantsError(
+            f"{name} v{version} has its file hashes from registration already; nothing to "
+            "trust. If a file changed, restore it or register the model again"
+        )
+    digests = integrity.file_digests(Path(model_path(client, name, version)))
+    client.set_model_version_tag(name, version, integrity.FILES_TAG, integrity.encode(digests))
+    return len(digests)
 
 
 def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
