@@ -20,6 +20,7 @@ import typer
 
 from keras_variants import runtime
 from keras_variants.cli import serve as serve_command
+from keras_variants.cli.score import score
 from keras_variants.errors import ConfigError, VariantsError, disk_full
 
 if TYPE_CHECKING:
@@ -420,6 +421,9 @@ def predict(
     config = _config("full", None, tracking_uri)
     for line in predict_lines(client_for(config), model, inputs, version):
         typer.echo(line)
+
+
+app.command()(score)
 
 
 @app.command()

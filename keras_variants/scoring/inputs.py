@@ -1,0 +1,357 @@
+"""What ``variants score`` reads: a folder of images, a ``.txt`` file (one review per line),
+or a ``.csv`` / ``.parquet`` table with a ``text`` or ``image`` column and an optional
+``label`` column; turned into row ids, the strings the served model takes (review texts,
+base64 image files), labels, and the rows it cannot use with the reason.
+
+A file or folder that cannot be scored at all is an :class:`InputError` naming it and what
+to do; a bad row is a :class:`Rejected` row, and the rest is scored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from keras_variants.errors import InputError
+
+Kind = Literal["text", "image"]
+TABLE_SUFFIXES = (".csv", ".parquet")
+KIND_OF_DATASET: dict[str, Kind] = {"imdb": "text", "mnist": "image"}
+MAX_TEXT_CHARS = 100_000  # the served model's limits (serving.pyfunc), checked per row here
+MAX_IMAGE_BYTES = 1_500_000  # base64 of it stays under the served 2,000,000 characters
+SENTIMENT_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row that was not scored: its id and why, in the user's terms."""
+
+    id: str
+    reason: str
+
+
+@dataclass
+class ScoringInput:
+    """One input, read and checked: the rows to send and the rows left out.
+
+    ``inputs[i]`` (a review text, or an image file base64-encoded) is row ``ids[i]``;
+    ``labels[i]`` is its label or None (``labels`` is None without a label column)."""
+
+    path: Path
+    kind: Kind
+    ids: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    labels: list[int | None] | None = None
+    rejected: list[Rejected] = field(default_factory=list)
+    sha256: str = ""  # of the file, or of every file read (a folder, a table's images)
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.ids) + len(self.rejected)
+
+
+def check_input(path: Path, dataset: str, model: str) -> Kind:
+    """What ``path`` holds for ``model`` (a model of ``dataset``), checked in a moment before
+    anything starts: it exists, is of a kind this reads, holds what the model takes, and a
+    folder has an image in it. The full read is :func:`read_input`'s."""
+    wanted = KIND_OF_DATASET[dataset]
+    if path.is_dir():
+        kind: Kind = "image"
+        _first_image(path)
+    elif not path.exists():
+        raise InputError(
+            f"{path}: no such file or folder; pass a folder of images, or a .txt, .csv or "
+            ".parquet file"
+        )
+    elif path.suffix.lower() == ".txt":
+        kind = "text"
+    elif path.suffix.lower() in TABLE_SUFFIXES:
+        kind = _table_kind(path, _table_columns(path), wanted)
+    else:
+        raise InputError(
+            f"{path}: cannot score a {path.suffix or 'suffix-less'} file; pass a folder of "
+            "images, or a .txt, .csv or .parquet file"
+        )
+    if kind != wanted:
+        raise InputError(_wrong_kind(path, kind, model))
+    return kind
+
+
+def read_input(path: Path, dataset: str, model: str) -> ScoringInput:
+    """Read ``path`` for ``model`` (a model of ``dataset``: ``imdb`` or ``mnist``)."""
+    kind = check_input(path, dataset, model)
+    if path.is_dir():
+        read = _read_folder(path)
+    elif kind == "text" and path.suffix.lower() == ".txt":
+        read = _read_lines(path)
+    else:
+        read = _read_table(path, kind, dataset)
+    if not read.ids:
+        raise InputError(_nothing_usable(read))
+    return read
+
+
+def _table_kind(path: Path, columns: list[str], wanted: Kind) -> Kind:
+    """The column a table is scored by: ``text`` or ``image`` (with both, the model's)."""
+    present = [c for c in ("text", "image") if c in columns]
+    if not present:
+        shown = ", ".join(columns[:10]) or "none"
+        raise InputError(
+            f"{path}: no 'text' or 'image' column (its columns: {shown}); name the column of "
+            "reviews 'text', or the column of image paths 'image'"
+        )
+    return wanted if len(present) == 2 else present[0]  # type: ignore[return-value]
+
+
+def _table_columns(path: Path) -> list[str]:
+    """A table's column names, from its header (CSV) or schema (Parquet) only."""
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".csv":
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        import pyarrow.parquet as pq
+
+        return [str(c) for c in pq.read_schema(path).names]
+    except Exception as exc:  # pandas and pyarrow raise many kinds for a malformed file
+        raise InputError(_unreadable_table(path, exc)) from None
+
+
+def _unreadable_table(path: Path, exc: Exception) -> str:
+    what = "CSV" if path.suffix.lower() == ".csv" else "Parquet"
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return f"{path}: cannot read it as {what} ({detail})"
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, hidden ones aside, in name order."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _first_image(folder: Path) -> None:
+    """Raise InputError unless ``folder`` has a file Pillow can open (headers only)."""
+    files = _folder_files(folder)
+    if not files:
+        raise InputError(f"{folder}: the folder has no files; put the images to score in it")
+    for file in files:
+        try:
+            if file.stat().st_size <= MAX_IMAGE_BYTES and _not_an_image(file.read_bytes()) is None:
+                return
+        except OSError:
+            continue
+    raise InputError(
+        f"{folder}: none of its {len(files):,} files is an image Pillow can read; put PNG "
+        "or JPEG images in it"
+    )
+
+
+def _wrong_kind(path: Path, kind: Kind, model: str) -> str:
+    if kind == "image":
+        return (
+            f"{path} holds images, and {model} scores review texts: pass "
+            "--model mnist-classifier, or a .txt file or a table with a 'text' column"
+        )
+    return (
+        f"{path} holds review texts, and {model} scores digit images: pass "
+        "--model imdb-sentiment, or a folder of images or a table with an 'image' column"
+    )
+
+
+def _nothing_usable(read: ScoringInput) -> str:
+    first = read.rejected[0]
+    what = "image" if read.kind == "image" else "review"
+    return (
+        f"{read.path}: no row can be scored ({len(read.rejected):,} rejected; the first, "
+        f"{first.id}: {first.reason}); it needs at least one readable {what}"
+    )
+
+
+def _read_folder(folder: Path) -> ScoringInput:
+    """Every file under ``folder`` (hidden ones aside), in name order, as an image row."""
+    files = _folder_files(folder)
+    read = ScoringInput(folder, "image")
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.relative_to(folder).as_posix()
+        digest.update(name.encode() + b"\0")
+        _add_image(read, name, file, digest)
+    read.sha256 = digest.hexdigest()
+    return read
+
+
+def _add_image(read: ScoringInput, row_id: str, file: Path, digest: hashlib._Hash) -> bool:
+    """Add ``file`` as row ``row_id``, or a rejected row saying why it cannot be sent."""
+    reason = None
+    try:
+        size = file.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            reason = f"the file has {size:,} bytes, over the limit of {MAX_IMAGE_BYTES:,}"
+        else:
+            data = file.read_bytes()
+            digest.update(data)
+            reason = _not_an_image(data)
+    except FileNotFoundError:
+        reason = "no such file"
+    except IsADirectoryError:
+        reason = f"{file} is a folder, not an image file"
+    except OSError as exc:
+        reason = f"cannot read the file ({exc.strerror or type(exc).__name__})"
+    if reason is not None:
+        read.rejected.append(Rejected(row_id, reason))
+        return False
+    read.ids.append(row_id)
+    read.inputs.append(base64.b64encode(data).decode("ascii"))
+    return True
+
+
+def _not_an_image(data: bytes) -> str | None:
+    """Why ``data`` is not an image Pillow can open, or None. Reads the header only: the
+    served model decodes the pixels (and rejects what it cannot)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return "the file is empty"
+    try:
+        with Image.open(io.BytesIO(data)):
+            return None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return "not an image Pillow can read (PNG, JPEG, ...)"
+
+
+def _read_lines(path: Path) -> ScoringInput:
+    """One review per line; the id of a row is its line number (from 1)."""
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
+    read = ScoringInput(path, "text", sha256=hashlib.sha256(raw).hexdigest())
+    # Lines end at "\n" (or "\r\n") only: a review may hold other separators Python's
+    # splitlines() would cut at.
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the last line's own end
+    if not lines:
+        raise InputError(f"{path}: the file is empty; put one review per line in it")
+    for number, line in enumerate(lines, start=1):
+        _add_text(read, str(number), line)
+    return read
+
+
+def _add_text(read: ScoringInput, row_id: str, text: object) -> bool:
+    reason = None
+    if _missing(text):
+        reason = "no text"
+    elif not isinstance(text, str):
+        reason = f"the text is a {type(text).__name__}, not a string"
+    elif not text.strip():
+        reason = "the text is empty"
+    elif len(text) > MAX_TEXT_CHARS:
+        reason = f"the text has {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
+    if reason is not None:
+        read.rejected.append(Rejected(row_id, reason))
+        return False
+    read.ids.append(row_id)
+    read.inputs.append(text)
+    return True
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _read_table(path: Path, kind: Kind, dataset: str) -> ScoringInput:
+    """A table with a ``text`` or ``image`` column (image paths relative to the file) and
+    optionally ``label`` and ``id``; a row's id is its ``id``, else its image path as
+    written, else its row number (from 1, the header not counted)."""
+    import pandas as pd
+
+    raw = _read_bytes(path)
+    digest = hashlib.sha256(raw)
+    try:
+        if path.suffix.lower() == ".csv":  # cells as written: ids and labels stay text
+            frame = pd.read_csv(io.BytesIO(raw), dtype=object, keep_default_na=False)
+        else:
+            frame = pd.read_parquet(io.BytesIO(raw))
+    except Exception as exc:  # pandas and pyarrow raise many kinds for a malformed file
+        raise InputError(_unreadable_table(path, exc)) from None
+    columns = [str(c) for c in frame.columns]
+    column = kind
+    if frame.empty:
+        raise InputError(f"{path}: the table has no rows; put the {column}s to score in it")
+    read = ScoringInput(path, kind)
+    has_labels = "label" in columns
+    if has_labels:
+        read.labels = []
+    ids = frame["id"].tolist() if "id" in columns else [None] * len(frame)
+    labels = frame["label"].tolist() if has_labels else [None] * len(frame)
+    for number, (value, row_id, label) in enumerate(
+        zip(frame[column].tolist(), ids, labels, strict=True), start=1
+    ):
+        if not _missing(row_id) and str(row_id).strip():
+            name = str(row_id).strip()
+        elif kind == "image" and isinstance(value, str) and value.strip():
+            name = value
+        else:
+            name = str(number)
+        parsed, label_problem = _label(label, dataset) if has_labels else (None, None)
+        if label_problem:
+            read.rejected.append(Rejected(name, label_problem))
+            continue
+        if kind == "text":
+            added = _add_text(read, name, value)
+        elif _missing(value) or not str(value).strip():
+            read.rejected.append(Rejected(name, "no image path"))
+            added = False
+        else:
+            file = Path(str(value)).expanduser()
+            digest.update(str(value).encode() + b"\0")
+            added = _add_image(
+                read, name, file if file.is_absolute() else path.parent / file, digest
+            )
+        if added and read.labels is not None:
+            read.labels.append(parsed)
+    read.sha256 = digest.hexdigest()
+    return read
+
+
+def _label(value: object, dataset: str) -> tuple[int | None, str | None]:
+    """A label cell as a class (None when empty), or the reason it is not one."""
+    if _missing(value) or (isinstance(value, str) and not value.strip()):
+        return None, None
+    text = str(value).strip().lower()
+    if dataset == "imdb":
+        number = _whole(text)
+        key = str(number) if number is not None else text
+        if key in SENTIMENT_LABELS:
+            return SENTIMENT_LABELS[key], None
+        return None, "the label is not 0, 1, negative or positive"
+    number = _whole(text)
+    if number is not None and 0 <= number <= 9:
+        return number, None
+    return None, "the label is not a digit 0-9"
+
+
+def _whole(text: str) -> int | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None

@@ -1,0 +1,110 @@
+"""A scoring's MLflow run, through an explicit client and run id: in the data set's
+experiment, tagged ``keras_variants.kind=scoring``, with the input as a dataset input
+(SHA-256), the model version and its logged model as the run's model input, the summary's
+numbers as metrics linked to that model and data set, and the files as artifacts.
+
+The run ends FINISHED when the scoring does, FAILED on an error, KILLED on an interruption.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, LoggedModelInput, Metric, Param
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from keras_variants.config.pipeline import PipelineConfig
+from keras_variants.scoring.inputs import ScoringInput
+from keras_variants.tracking.store import experiment_id, git_commit, owner_tags
+
+KIND_TAG = "keras_variants.kind"
+DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
+
+
+@contextmanager
+def scoring_run(
+    client: MlflowClient, config: PipelineConfig, dataset: str, version: ModelVersion
+) -> Iterator[str]:
+    """A new run in ``dataset``'s experiment for scoring with ``version``; yields its id."""
+    run = client.create_run(
+        experiment_id(config, dataset),
+        run_name=f"score-{version.name}-v{version.version}",
+        tags={
+            KIND_TAG: "scoring",
+            "role": "scoring",
+            "dataset": dataset,
+            "model": version.name,
+            "model_version": str(version.version),
+            "git_commit": git_commit(),
+            **owner_tags(),
+        },
+    )
+    run_id = run.info.run_id
+    try:
+        yield run_id
+    except BaseException as exc:
+        client.set_terminated(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def dataset_entity(read: ScoringInput) -> MetaDataset:
+    """The input as an MLflow dataset: its path and SHA-256 (shortened to MLflow's digest)."""
+    with warnings.catch_warnings():  # a local path matches two equivalent source kinds
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(read.path.resolve()))
+    return MetaDataset(source, name=read.path.name, digest=read.sha256[:DIGEST_CHARS])
+
+
+def log_scoring(
+    client: MlflowClient,
+    run_id: str,
+    version: ModelVersion,
+    read: ScoringInput,
+    metrics: Mapping[str, float | None],
+    files: Path,
+) -> None:
+    """Everything about one scoring on its run: params, inputs, metrics, the files."""
+    model_id = getattr(version, "model_id", None)
+    dataset = dataset_entity(read)
+    client.log_batch(
+        run_id,
+        params=[
+            Param(key, str(value))
+            for key, value in {
+                "model.name": version.name,
+                "model.version": version.version,
+                "model.id": model_id or "",
+                "input.path": str(read.path),
+                "input.kind": read.kind,
+                "input.sha256": read.sha256,
+                "input.rows": read.rows_read,
+            }.items()
+        ],
+    )
+    context = InputTag(MLFLOW_DATASET_CONTEXT, "scoring")
+    client.log_inputs(
+        run_id,
+        datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])],
+        models=[LoggedModelInput(model_id)] if model_id else None,
+    )
+    stamp = int(time.time() * 1000)
+    link = {"model_id": model_id, "dataset_name": dataset.name, "dataset_digest": dataset.digest}
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(key, float(value), stamp, 0, **link)
+            for key, value in metrics.items()
+            if value is not None and not math.isnan(value)
+        ],
+    )
+    client.log_artifacts(run_id, str(files))
