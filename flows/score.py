@@ -47,6 +47,7 @@ def score(config: PipelineConfig, request: ScoringRequest) -> ScoringResult:
                 config,
                 run_id,
                 version,
+                model_id,
                 read,
                 outputs.summary_metrics(summary, drift.metrics),
                 staging,

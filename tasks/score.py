@@ -69,9 +69,10 @@ def log_scoring(
     config: PipelineConfig,
     run_id: str,
     version: ModelVersion,
+    model_id: str | None,
     read: inputs.ScoringInput,
     metrics: dict[str, float | None],
     folder: Path,
 ) -> None:
     """The scoring's params, inputs, metrics and files on its MLflow run."""
-    runs.log_scoring(client_for(config), run_id, version, read, metrics, folder)
+    runs.log_scoring(client_for(config), run_id, version, model_id, read, metrics, folder)

@@ -69,12 +69,13 @@ def log_scoring(
     client: MlflowClient,
     run_id: str,
     version: ModelVersion,
+    model_id: str | None,
     read: ScoringInput,
     metrics: Mapping[str, float | None],
     files: Path,
 ) -> None:
-    """Everything about one scoring on its run: params, inputs, metrics, the files."""
-    model_id = getattr(version, "model_id", None)
+    """Everything about one scoring on its run: params, inputs, metrics (linked to the
+    version's logged model ``model_id`` and the input), the files."""
     dataset = dataset_entity(read)
     client.log_batch(
         run_id,
