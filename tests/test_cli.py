@@ -186,6 +186,7 @@ def test_no_data_folder_and_no_internet(tmp_path: Path, heavy_stubs: Path) -> No
         (["run", "--variants", "imdb_foo"], "unknown variant(s) ['imdb_foo']; choose from"),
         (["run", "--profile", "huge"], "unknown profile 'huge'; choose from full, smoke"),
         (["run", "--margin", "-1"], "--margin: Input should be greater than or equal to 0"),
+        (["run", "--significance", "2"], "--significance: Input should be less than or equal"),
         (["run", "--runner", "spark"], "--runner: Input should be 'processes', 'threads' or"),
         (["run", "--epochs", "3"], "No such option: --epochs"),
         (["validate", "--profile", "huge"], "unknown profile 'huge'"),

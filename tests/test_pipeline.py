@@ -76,7 +76,7 @@ def test_served_model_reproduces_logged_test_accuracy(
     assert str(model.metadata.get_input_schema()) == "[string (required)]"
     data = load_dataset(VARIANTS[variant].dataset, data_slices)
     rows = make_splits(data, smoke_config.profile, smoke_config.seed).test_rows
-    accuracy = ServedAccuracy(gate_inputs(data, rows))(model)
+    accuracy = ServedAccuracy(gate_inputs(data, rows))(model).mean()
     assert accuracy == pytest.approx(smoke_run.variants[variant].test_metrics["test/accuracy"])
 
 

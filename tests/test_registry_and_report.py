@@ -6,6 +6,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -14,6 +15,7 @@ from flows.pipeline import pipeline
 from flows.report import comparison_report
 from keras_variants.data.datasets import load_dataset, make_splits
 from keras_variants.registry import gate, served_accuracy
+from keras_variants.registry.versions import register_challenger
 from keras_variants.reporting.report import build_report, to_markdown
 from keras_variants.tracking.records import load_pipeline
 from keras_variants.tracking.store import client_for
@@ -139,12 +141,13 @@ def _reject_force_and_roll_back(client, champions, smoke_config, data_slices) ->
         smoke_config.model_copy(update={"variants": ("imdb_reduced",), "promotion_margin": 1.0})
     )
     (decision,) = second.decisions
-    assert not decision.promoted and "does not beat champion" in decision.reason
+    assert not decision.promoted and "the gain is not more than the margin 1" in decision.reason
+    assert f"champion v{champions['imdb-sentiment']} got wrong" in decision.reason
     assert _alias(client, "imdb-sentiment", "champion") == champions["imdb-sentiment"]
     assert _alias(client, "imdb-sentiment", "challenger") == decision.version
     tags = client.get_model_version("imdb-sentiment", decision.version).tags
     assert tags["promotion.decision"] == "rejected"
-    assert "imdb_reduced): rejected: test accuracy" in second.report.read_text()
+    assert "imdb_reduced): rejected: right on " in second.report.read_text()
 
     # The same rejected challenger, pushed through the gate by hand: dry run, force, rollback.
     name, challenger = "imdb-sentiment", decision.version
@@ -171,21 +174,78 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     data = load_dataset("mnist", data_slices)
     rows = make_splits(data, smoke_config.profile, 0).test_rows
     scorer = served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows))
-    memo = f"gate.test_accuracy.{scorer.key}"
+    memo = f"gate.correct.{scorer.key}"
     remembered = client.get_model_version(name, champion).tags[memo]
+    assert remembered.startswith(f"{len(rows)}:")  # one bit per test input
     again = gate.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
     assert again.reason == "is already the champion" and not again.promoted
-    assert float(remembered) == again.challenger_accuracy
+    assert gate.unpack_correct(remembered).mean() == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
     assert (
         served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows[:100])).key
         != scorer.key
     )
-    # The gate trusts the remembered score instead of loading the model again.
-    client.set_model_version_tag(name, champion, memo, "0.5")
+    # The gate trusts the remembered answers instead of loading the model again.
+    client.set_model_version_tag(name, champion, memo, gate.pack_correct(np.arange(500) < 250))
     decision = gate.promote(client, name, champion, scorer, dry_run=True)
     assert decision.challenger_accuracy == 0.5
     client.set_model_version_tag(name, champion, memo, remembered)
+
+
+def test_gate_promotes_on_paired_evidence_not_on_a_gain(smoke_run, smoke_config) -> None:
+    """A challenger a little better than the champion on the same 500 inputs is not
+    promoted unless the per-input answers show it beyond chance; the reason says why."""
+    client, name = client_for(smoke_config), "imdb-sentiment"
+    champion = _alias(client, name, "champion")
+    challenger_before = _alias(client, name, "challenger")
+    taken = {v.run_id for v in client.search_model_versions(f"name = '{name}'")}
+    parent = smoke_run.parent_run_ids["imdb"]
+    record = next(
+        r for r in load_pipeline(client, parent).variants["imdb"] if r.run_id not in taken
+    )
+    challenger = register_challenger(client, record)
+    scorer = _Remembered()
+    champion_right = np.arange(500) < 400  # test accuracy 0.800
+
+    def challenger_answers(b: int, c: int) -> None:
+        """Right on ``b`` inputs the champion got wrong, wrong on ``c`` it got right."""
+        answers = champion_right.copy()
+        answers[:c] = False
+        answers[400 : 400 + b] = True
+        client.set_model_version_tag(name, challenger, scorer.memo, gate.pack_correct(answers))
+
+    try:
+        client.set_model_version_tag(name, champion, scorer.memo, gate.pack_correct(champion_right))
+        challenger_answers(8, 5)
+        noise = gate.promote(client, name, challenger, scorer, dry_run=True)
+        assert not noise.promoted and noise.champion_accuracy == 0.8
+        assert noise.reason.startswith(
+            f"right on 8 inputs champion v{champion} got wrong, wrong on 5 it got right "
+            "(test accuracy 0.8060 vs 0.8000 on 500 inputs, gain +0.0060), McNemar exact p = 0.58"
+        )
+        # Level 1 asks for no test: any gain beyond the margin promotes.
+        assert gate.promote(
+            client, name, challenger, scorer, significance=1.0, dry_run=True
+        ).promoted
+        challenger_answers(30, 5)
+        evidence = gate.promote(client, name, challenger, scorer, dry_run=True)
+        assert evidence.promoted and "better beyond chance (p <= 0.05)" in evidence.reason
+        assert evidence.p_value == pytest.approx(2.236e-5, rel=1e-3)
+    finally:
+        client.delete_model_version(name, challenger)
+        client.set_registered_model_alias(name, "challenger", challenger_before)
+        client.delete_model_version_tag(name, champion, scorer.memo)
+    assert _alias(client, name, "champion") == champion
+
+
+class _Remembered:
+    """A scorer whose answers the gate finds remembered on every version it asks about."""
+
+    key = "paired-test"
+    memo = f"gate.correct.{key}"
+
+    def __call__(self, model):
+        raise AssertionError("the gate should have used the remembered answers")
 
 
 def test_report_rebuilds_from_any_run_id(smoke_run, smoke_config) -> None:

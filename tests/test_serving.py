@@ -32,7 +32,6 @@ from keras_variants.data.preprocessing import (
 from keras_variants.errors import VariantsError
 from keras_variants.model.builders import build_model
 from keras_variants.registry import served_accuracy
-from keras_variants.registry.gate import decide
 from keras_variants.registry.versions import alias_version, model_path
 from keras_variants.serving import pyfunc
 from keras_variants.serving.pyfunc import load_served
@@ -172,14 +171,15 @@ class _Answers:
         ]
 
 
-def test_served_accuracy_counts_right_answers_in_scoring_batches() -> None:
+def test_served_correctness_marks_each_answer_in_scoring_batches() -> None:
     # 300 reviews: the first 100 answered positive; labels 1 for the first 150.
     positive = [i < 100 for i in range(300)]
     labels = np.array([1] * 150 + [0] * 150)
     inputs = served_accuracy.GateInputs([str(i) for i in range(300)], labels)
     model = _Answers(positive)
     # right: 100 positives labelled 1, and the 150 negatives labelled 0: 250 of 300
-    assert served_accuracy.ServedAccuracy(inputs)(model) == pytest.approx(250 / 300)
+    correct = served_accuracy.ServedAccuracy(inputs)(model)
+    assert correct.tolist() == [True] * 100 + [False] * 50 + [True] * 150
     assert model.batches == [256, 44]
 
 
@@ -187,28 +187,10 @@ def test_the_gate_refuses_a_model_scored_with_another_word_index(served, data_sl
     model, data = served["imdb"]
     gate = served_accuracy.gate_inputs(data, np.arange(20))
     assert gate.word_index_sha256 == model.unwrap_python_model().word_index_sha256
-    assert 0.0 <= served_accuracy.ServedAccuracy(gate)(model) <= 1.0
+    assert served_accuracy.ServedAccuracy(gate)(model).shape == (20,)
     other = served_accuracy.GateInputs(gate.inputs, gate.labels, word_index_sha256="0" * 64)
     with pytest.raises(VariantsError, match=r"trained with word index sha256 .* score it on data"):
         served_accuracy.ServedAccuracy(other)(model)
-
-
-PROMOTION_RULE = [
-    # challenger, champion, margin, force, promoted
-    (0.80, None, 0.0, False, True),  # no champion yet
-    (0.81, 0.80, 0.0, False, True),
-    (0.80, 0.80, 0.0, False, False),  # a tie does not replace the champion
-    (0.79, 0.80, 0.0, False, False),
-    (0.805, 0.80, 0.01, False, False),  # better, but not by more than the margin
-    (0.82, 0.80, 0.01, False, True),
-    (0.81, 0.80, 0.01, False, False),  # exactly the margin is not more than it
-    (0.50, 0.80, 0.0, True, True),  # forced
-]
-
-
-@pytest.mark.parametrize(("challenger", "champion", "margin", "force", "promoted"), PROMOTION_RULE)
-def test_promotion_rule(challenger, champion, margin, force, promoted) -> None:
-    assert decide(challenger, champion, margin, force) is promoted
 
 
 def _post(url: str, body: object) -> httpx.Response:

@@ -103,7 +103,19 @@ StudyOption = Annotated[
 
 
 # Config fields whose option is not simply "--" + the field name with dashes.
-OPTION_OF_FIELD = {"promotion_margin": "--margin", "sweeps": "--set"}
+OPTION_OF_FIELD = {
+    "promotion_margin": "--margin",
+    "promotion_significance": "--significance",
+    "sweeps": "--set",
+}
+SignificanceOption = Annotated[
+    float,
+    typer.Option(
+        "--significance",
+        help="Largest p-value (McNemar's exact test on the same test inputs) at which a "
+        "challenger counts as better than the champion; 1: any gain beyond --margin.",
+    ),
+]
 
 
 def _config(
@@ -200,6 +212,7 @@ def run(
     margin: Annotated[
         float, typer.Option("--margin", help="Test accuracy a challenger must gain to promote.")
     ] = 0.0,
+    significance: SignificanceOption = 0.05,
     max_parallel: Annotated[
         int, typer.Option("--max-parallel", min=1, help="Variants trained at the same time.")
     ] = 2,
@@ -227,6 +240,7 @@ def run(
         "runner": runner,
         "dask_address": dask_address,
         "promotion_margin": margin,
+        "promotion_significance": significance,
         "max_parallel": max_parallel,
     }
     config = _config(profile, data_dir, tracking_uri, **overrides)
@@ -358,6 +372,7 @@ def promote(
     margin: Annotated[
         float, typer.Option("--margin", help="Test accuracy the version must gain.")
     ] = 0.0,
+    significance: SignificanceOption = 0.05,
     data_dir: DataDirOption = None,
     profile: ProfileOption = "full",
     tracking_uri: TrackingOption = None,
@@ -374,7 +389,14 @@ def promote(
         raise typer.BadParameter(
             f"unknown model {model!r}; choose from {', '.join(datasets)}", param_hint="--model"
         )
-    config = _config(profile, data_dir, tracking_uri, seed=seed)
+    config = _config(
+        profile,
+        data_dir,
+        tracking_uri,
+        seed=seed,
+        promotion_margin=margin,
+        promotion_significance=significance,
+    )
     check_store_exists(config.tracking_uri)
     if not rollback:
         needs = [v for v in VARIANTS.values() if v.dataset == datasets[model]]
@@ -388,9 +410,7 @@ def promote(
         typer.echo(registry.rollback(client, config.tracking_uri, model).sentence())
         return
     data = load_dataset(datasets[model], config.data_dir)
-    decision = registry.gate(
-        client, config, data, version=version, margin=margin, dry_run=dry_run, force=force
-    )
+    decision = registry.gate(client, config, data, version=version, dry_run=dry_run, force=force)
     typer.echo(("[dry run] " if dry_run else "") + decision.sentence())
     if not decision.promoted and not dry_run:
         raise typer.Exit(code=3)

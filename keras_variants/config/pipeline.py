@@ -106,6 +106,13 @@ class PipelineConfig(_Frozen):
     promotion_margin: float = Field(
         0.0, ge=0.0, description="test accuracy a challenger must gain over the champion"
     )
+    promotion_significance: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="largest McNemar p-value at which a challenger counts as better than the "
+        "champion on the same test inputs; 1: no test, any gain beyond the margin",
+    )
     promote: bool = Field(True, description="register and gate the best variant per data set")
     force: bool = Field(False, description="retrain trials that an earlier run already trained")
     precision: Literal["auto", "float32", "mixed_bfloat16"] = Field(

@@ -2,9 +2,10 @@
 
 A run's best variant per data set (by final validation accuracy) is registered as a new
 version with the alias ``challenger``. It becomes ``champion`` only if it loads back and
-answers through the served path, and its test accuracy there beats the current champion's
-on the same test inputs by more than ``margin`` (the rule is :func:`decide`). The replaced
-champion keeps the alias ``previous``. Every decision is written onto the version as tags.
+answers through the served path and is better than the current champion on the same test
+inputs beyond chance and by more than ``margin`` (the rule, a paired test on per-input
+correctness, is :mod:`keras_variants.registry.promotion_rule`). The replaced champion keeps
+the alias ``previous``. Every decision is written onto the version as tags.
 
 The gate scores what users call: the registered pyfunc model, fed review texts or PNG
 digit images, so what is promoted is exactly what is served.
@@ -12,6 +13,7 @@ digit images, so what is promoted is exactly what is served.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
 from keras_variants.registry.loading import verified_path
+from keras_variants.registry.promotion_rule import decide, paired, reason
 from keras_variants.registry.served_accuracy import (
     ServedAccuracy,
     gate_inputs,
@@ -44,9 +47,10 @@ from keras_variants.tracking.records import VariantRecord
 
 SELECTION_METRIC = "val/accuracy"  # of the final epoch, i.e. of the model that was logged
 
-# Scores a loaded pyfunc model on the gate's test inputs: its accuracy. A scorer with a
-# ``key`` (like ServedAccuracy) lets the gate remember scores per version.
-Scorer = Callable[[mlflow.pyfunc.PyFuncModel], float]
+# Scores a loaded pyfunc model on the gate's test inputs: whether it is right on each (a
+# bool per input). A scorer with a ``key`` (like ServedAccuracy) lets the gate remember
+# the answers per version.
+Scorer = Callable[[mlflow.pyfunc.PyFuncModel], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -58,17 +62,11 @@ class Decision:
     challenger_accuracy: float | None = None
     champion_version: str | None = None
     champion_accuracy: float | None = None
+    p_value: float | None = None
 
     def sentence(self) -> str:
         verdict = "promoted to champion" if self.promoted else "not promoted"
         return f"{self.model} v{self.version}: {verdict}: {self.reason}"
-
-
-def decide(challenger: float, champion: float | None, margin: float, force: bool) -> bool:
-    """The promotion rule: promote when there is no champion, when the challenger's test
-    accuracy beats the champion's by more than ``margin``, or when forced."""
-    # Accuracies are ratios of counts: compare their difference without float noise.
-    return champion is None or round(challenger - champion, 9) > margin or force
 
 
 def select_challenger(records: list[VariantRecord]) -> VariantRecord:
@@ -89,37 +87,50 @@ def select_challenger(records: list[VariantRecord]) -> VariantRecord:
 
 def _score(
     client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool, call: Call
-) -> float:
-    """The version's test accuracy, computed through ``call``; remembered on the version (a
-    tag per input digest), since a version and the test inputs are both immutable, so a
-    champion is scored once."""
+) -> np.ndarray:
+    """Whether the version is right on each test input, computed through ``call``;
+    remembered on the version as packed bits (a tag per input digest), since a version and
+    the test inputs are both immutable, so a champion is scored once."""
     tags = client.get_model_version(name, version).tags
-    memo = f"gate.test_accuracy.{scorer.key}" if hasattr(scorer, "key") else None
+    memo = f"gate.correct.{scorer.key}" if hasattr(scorer, "key") else None
     if memo in tags:
-        return float(tags[memo])
-    score = call(score_served, verified_path(client, name, version), scorer)
+        return unpack_correct(tags[memo])
+    correct = np.asarray(call(score_served, verified_path(client, name, version), scorer), bool)
     if memo and remember:
-        client.set_model_version_tag(name, version, memo, repr(score))
-    return score
+        client.set_model_version_tag(name, version, memo, pack_correct(correct))
+    return correct
+
+
+def pack_correct(correct: np.ndarray) -> str:
+    """Per-input correctness as ``"<count>:<base64 of the packed bits>"`` (25,000 test
+    reviews take 4,174 characters)."""
+    bits = np.packbits(np.asarray(correct, bool))
+    return f"{correct.size}:{base64.b64encode(bits.tobytes()).decode()}"
+
+
+def unpack_correct(packed: str) -> np.ndarray:
+    count, bits = packed.split(":", 1)
+    return np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=int(count))
 
 
 def _profile(
     client: MlflowClient, name: str, version: str, scorer: ServedAccuracy, seed: int, call: Call
 ) -> None:
-    """Score a newly registered version through the served path once: its test accuracy
-    (remembered for the gate) and its reference profile with the measurement of its
-    monitors (stored with the version). A version that does not load is left to the gate."""
+    """Score a newly registered version through the served path once: whether it is right
+    on each test input (remembered for the gate) and its reference profile with the
+    measurement of its monitors (stored with the version). A version that does not load is
+    left to the gate."""
     from keras_variants.monitoring.profile import store_profile  # SciPy, pandas: on use
 
     try:
-        accuracy, profile, measurement = call(
+        correct, profile, measurement = call(
             score_and_profile, verified_path(client, name, version), scorer, seed
         )
     except Exception as exc:  # promote() scores it again and records why it fails
         logging.getLogger(__name__).warning("%s v%s: no reference profile (%s)", name, version, exc)
         return
     store_profile(client, name, version, profile, measurement)
-    client.set_model_version_tag(name, version, f"gate.test_accuracy.{scorer.key}", repr(accuracy))
+    client.set_model_version_tag(name, version, f"gate.correct.{scorer.key}", pack_correct(correct))
 
 
 def gate(
@@ -130,6 +141,7 @@ def gate(
     version: str | None = None,
     challenger: VariantRecord | None = None,
     margin: float | None = None,
+    significance: float | None = None,
     dry_run: bool = False,
     force: bool = False,
     call: Call = call_here,
@@ -144,6 +156,7 @@ def gate(
     """
     name = REGISTERED_MODELS[data.name]
     margin = config.promotion_margin if margin is None else margin
+    significance = config.promotion_significance if significance is None else significance
     with promotion_lock(config.tracking_uri, name):
         if challenger is not None:
             same = version_of_model(client, name, logged_model_id(client, challenger))
@@ -158,7 +171,7 @@ def gate(
         scorer = ServedAccuracy(gate_inputs(data, test_rows))
         if challenger is not None and not dry_run:
             _profile(client, name, version, scorer, config.seed, call)
-        return promote(client, name, version, scorer, margin, dry_run, force, call)
+        return promote(client, name, version, scorer, margin, significance, dry_run, force, call)
 
 
 def _identical(client: MlflowClient, name: str, version: str) -> Decision:
@@ -177,51 +190,47 @@ def promote(
     version: str,
     scorer: Scorer,
     margin: float = 0.0,
+    significance: float = 0.05,
     dry_run: bool = False,
     force: bool = False,
     call: Call = call_here,
 ) -> Decision:
     """Score ``name`` version ``version`` and the champion (through ``call``), apply
-    :func:`decide`, and switch aliases if it says so. Callers hold the promotion lock
-    (see :func:`gate`)."""
+    :func:`~keras_variants.registry.promotion_rule.decide`, and switch aliases if it says
+    so. Callers hold the promotion lock (see :func:`gate`)."""
     version = str(version)  # MLflow hands out versions as int or str
     try:
-        challenger_accuracy = _score(client, name, version, scorer, not dry_run, call)
+        correct = _score(client, name, version, scorer, not dry_run, call)
     except Exception as exc:
         decision = Decision(name, version, False, f"does not load or predict ({exc})")
         return _record(client, decision, dry_run)
+    accuracy = float(correct.mean()) if correct.size else 0.0
     for _ in range(3):  # re-read the champion right before switching: never downgrade
         champion = alias_version(client, name, "champion")
         if champion == version:
-            return Decision(name, version, False, "is already the champion", challenger_accuracy)
-        champion_accuracy = (
-            _score(client, name, champion, scorer, not dry_run, call) if champion else None
+            return Decision(name, version, False, "is already the champion", accuracy)
+        if champion is None:
+            evidence = None
+            why = f"first champion (test accuracy {accuracy:.4f})"
+        else:
+            evidence = paired(correct, _score(client, name, champion, scorer, not dry_run, call))
+            forced = force and not decide(evidence, margin, significance, False)
+            why = reason(evidence, champion, margin, significance, forced)
+        promoted = decide(evidence, margin, significance, force)
+        decision = Decision(
+            name,
+            version,
+            promoted,
+            why,
+            accuracy,
+            champion,
+            evidence.champion_accuracy if evidence else None,
+            evidence.p_value if evidence else None,
         )
-        promoted = decide(challenger_accuracy, champion_accuracy, margin, force)
         if not promoted:
-            reason = (
-                f"test accuracy {challenger_accuracy:.4f} does not beat champion v{champion} "
-                f"({champion_accuracy:.4f}) by more than the margin {margin}"
-            )
-            decision = Decision(
-                name, version, False, reason, challenger_accuracy, champion, champion_accuracy
-            )
             return _record(client, decision, dry_run)
         if alias_version(client, name, "champion") != champion:
             continue  # someone promoted meanwhile: evaluate against the new champion
-        if champion_accuracy is None:
-            reason = f"first champion (test accuracy {challenger_accuracy:.4f})"
-        else:
-            forced = (
-                "" if decide(challenger_accuracy, champion_accuracy, margin, False) else " (forced)"
-            )
-            reason = (
-                f"test accuracy {challenger_accuracy:.4f} vs champion v{champion} "
-                f"{champion_accuracy:.4f}, margin {margin}{forced}"
-            )
-        decision = Decision(
-            name, version, True, reason, challenger_accuracy, champion, champion_accuracy
-        )
         if not dry_run:
             if champion:
                 client.set_registered_model_alias(name, "previous", champion)
@@ -241,6 +250,8 @@ def _record(client: MlflowClient, decision: Decision, dry_run: bool) -> Decision
     }
     if decision.challenger_accuracy is not None:
         tags["promotion.test_accuracy"] = f"{decision.challenger_accuracy:.6f}"
+    if decision.p_value is not None:
+        tags["promotion.p_value"] = f"{decision.p_value:.4g}"
     for key, value in tags.items():
         client.set_model_version_tag(decision.model, decision.version, key, value)
     return decision

@@ -1,6 +1,6 @@
-"""The test split as users send it (review texts, PNG digits) and a served model's accuracy
-on it through its pyfunc ``predict``: what the registry's gate scores, so that what is
-promoted is exactly what is served.
+"""The test split as users send it (review texts, PNG digits) and whether a served model is
+right on each of its inputs through its pyfunc ``predict``: what the registry's gate scores,
+so that what is promoted is exactly what is served.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def gate_inputs(data: Dataset, test_rows: np.ndarray) -> GateInputs:
 
 @dataclass(frozen=True)
 class ServedAccuracy:
-    """Accuracy of a served model on the gate's inputs, through its pyfunc ``predict``."""
+    """A served model scored on the gate's inputs through its pyfunc ``predict``: whether it
+    is right on each input, a bool per input in order (their mean is its test accuracy)."""
 
     gate: GateInputs
 
@@ -84,8 +85,8 @@ class ServedAccuracy:
     def key(self) -> str:
         return self.gate.key
 
-    def __call__(self, model: mlflow.pyfunc.PyFuncModel) -> float:
-        return self.accuracy(self.answers(model))
+    def __call__(self, model: mlflow.pyfunc.PyFuncModel) -> np.ndarray:
+        return self.correct(self.answers(model))
 
     def answers(self, model: mlflow.pyfunc.PyFuncModel) -> list:
         """The served answers to the gate's inputs, through ``predict`` in scoring batches."""
@@ -103,11 +104,12 @@ class ServedAccuracy:
             answers += model.predict(self.gate.inputs[start : start + batch])
         return answers
 
-    def accuracy(self, answers: list) -> float:
-        correct = 0
-        for answer, label in zip(answers, self.gate.labels, strict=True):
-            correct += int(_predicted_class(answer) == label)
-        return correct / max(len(self.gate.inputs), 1)
+    def correct(self, answers: list) -> np.ndarray:
+        """Whether each answer is right, in the inputs' order."""
+        correct = np.zeros(len(answers), bool)
+        for i, (answer, label) in enumerate(zip(answers, self.gate.labels, strict=True)):
+            correct[i] = _predicted_class(answer) == label
+        return correct
 
 
 def _predicted_class(answer: object) -> int:
@@ -116,18 +118,18 @@ def _predicted_class(answer: object) -> int:
     return int(answer.label == "positive")
 
 
-def score_served(model_dir: str, scorer: Callable[[object], float]) -> float:
-    """``scorer``'s score of the served model saved in ``model_dir``."""
+def score_served(model_dir: str, scorer: Callable[[object], np.ndarray]) -> np.ndarray:
+    """``scorer``'s answer about the served model saved in ``model_dir``."""
     from keras_variants.serving.pyfunc import load_served
 
-    return float(scorer(load_served(model_dir)))
+    return np.asarray(scorer(load_served(model_dir)))
 
 
 def score_and_profile(
     model_dir: str, scorer: ServedAccuracy, seed: int
-) -> tuple[float, bytes, dict[str, object]]:
-    """The served model's accuracy on the gate's inputs and, from the same answers, its
-    reference profile and the measurement of its monitors on the known shifts."""
+) -> tuple[np.ndarray, bytes, dict[str, object]]:
+    """Whether the served model is right on each of the gate's inputs and, from the same
+    answers, its reference profile and the measurement of its monitors on the known shifts."""
     from keras_variants.monitoring.ladders import measure
     from keras_variants.monitoring.observe import answers_frame
     from keras_variants.serving.pyfunc import load_served
@@ -141,4 +143,4 @@ def score_and_profile(
         answers_frame(answers),
         seed,
     )
-    return scorer.accuracy(answers), profile.to_bytes(), measurement
+    return scorer.correct(answers), profile.to_bytes(), measurement
