@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import UTC, datetime
 
@@ -53,6 +54,40 @@ def test_first_run_promotes_a_champion_per_data_set(smoke_run, smoke_config) -> 
         # The gate's score of the model loaded back is the run's own test accuracy.
         test_accuracy = client.get_run(version.run_id).data.metrics["test/accuracy"]
         assert decision.challenger_accuracy == pytest.approx(test_accuracy, abs=1e-6)
+
+
+def test_versions_come_from_logged_models_named_after_the_trial(smoke_run, smoke_config) -> None:
+    """What the MLflow UI links: version -> logged model (source ``models:/<id>``), logged
+    model -> versions (``mlflow.modelVersions``), test metrics -> the test rows' dataset."""
+    client = client_for(smoke_config)
+    for decision in smoke_run.decisions:
+        version = client.get_model_version(decision.model, decision.version)
+        assert version.source.startswith("models:/m-")
+        model = client.get_logged_model(version.source.removeprefix("models:/"))
+        run = client.get_run(version.run_id)
+        assert model.name == f"{run.data.tags['label']} seed {run.data.params['seed']}"
+        assert json.loads(model.tags["mlflow.modelVersions"]) == [
+            {"name": decision.model, "version": decision.version}
+        ]
+        assert client.get_model_version_download_uri(decision.model, decision.version) == (
+            model.artifact_location
+        )
+        tested = [i.dataset for i in run.inputs.dataset_inputs if i.tags[0].value == "testing"]
+        assert [d.name for d in tested] == [f"{run.data.tags['dataset']} test"]
+        assert json.loads(tested[0].profile) == {"split": "test", "rows": 500}
+        linked = {m.key: (m.dataset_name, m.dataset_digest) for m in model.metrics}
+        assert linked["test/accuracy"] == (tested[0].name, tested[0].digest)
+        assert linked["training_seconds"] == (None, None)
+
+
+def test_logged_model_names_keep_to_what_mlflow_allows() -> None:
+    from keras_variants.config.trials import trials
+    from keras_variants.tracking.runs import logged_model_name
+
+    swept = trials(("imdb_dropout",), (1,), {"imdb_dropout": {"dropout": (0.2,)}})[0]
+    assert logged_model_name(swept) == "imdb_dropout dropout=0p2 seed 1"
+    plain = trials(("mnist_cnn",), (0,), {})[0]
+    assert logged_model_name(plain) == "mnist_cnn seed 0"
 
 
 def test_report_matches_mlflow_and_embeds_plots(smoke_run, smoke_config) -> None:

@@ -92,9 +92,12 @@ def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc
 
 def logged_model_id(client: MlflowClient, name: str, version: str) -> str | None:
     """The id of the logged model a version was registered from (a SQLite store keeps no
-    model id on the version: then from its location, ``.../models/<id>/artifacts``)."""
+    model id on the version: then from its source, ``models:/<id>``, or for versions
+    registered from a location, ``.../models/<id>/artifacts``)."""
     found = client.get_model_version(name, version)
     if found.model_id:
         return found.model_id
+    if found.source.startswith("models:/") and "/" not in found.source[8:]:
+        return found.source[8:]  # registered from the logged model: models:/<id>
     parts = found.source.rstrip("/").split("/")
     return parts[-2] if len(parts) > 2 and parts[-3] == "models" else None

@@ -6,12 +6,15 @@ MLflow only, no TensorFlow. Promotion itself is decided in :mod:`keras_variants.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from keras_variants.errors import VariantsError
 from keras_variants.registry import integrity
@@ -36,16 +39,9 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
         client.create_registered_model(name, description=f"Best {record.dataset} variant.")
     except MlflowException:
         client.get_registered_model(name)  # it exists (perhaps created a moment ago): fine
-    # The logged model's own location, not "models:/<id>": MLflow resolves that through the
-    # process-wide tracking URI, which need not be this client's store.
-    source = client.get_logged_model(model_id).artifact_location
-    version = client.create_model_version(
-        name,
-        source=source,
-        run_id=record.run_id,
-        tags=tags | files_record(client, source),
-        model_id=model_id,
-    )
+    location = client.get_logged_model(model_id).artifact_location
+    tags |= files_record(client, location)
+    version = _register_logged_model(client, name, model_id, record.run_id, tags)
     client.set_registered_model_alias(name, "challenger", version.version)
     return str(version.version)
 
@@ -57,10 +53,35 @@ def files_record(client: MlflowClient, source: str) -> dict[str, str]:
     return {integrity.FILES_TAG: integrity.encode(digests)}
 
 
+def _register_logged_model(
+    client: MlflowClient, name: str, model_id: str, run_id: str, tags: dict[str, str]
+) -> ModelVersion:
+    """A new version of ``name`` from the logged model ``model_id`` (source
+    ``models:/<model_id>``, so the UI links version and logged model both ways).
+
+    A tracking server resolves that source in its own store. A local store resolves it
+    through MLflow's process-wide tracking URI (which this package never sets), so here the
+    version is created from the logged model's location and then given the source a server
+    would have recorded; the download location stays the logged model's folder.
+    """
+    source = f"models:/{model_id}"
+    if client._registry_uri.startswith(("http:", "https:")):
+        return client.create_model_version(name, source, run_id, tags, model_id=model_id)
+    location = client.get_logged_model(model_id).artifact_location
+    version = client.create_model_version(name, location, run_id, tags, model_id=model_id)
+    store = client._get_registry_client().store
+    with store.ManagedSessionMaker(read_only=False) as session:
+        store._get_sql_model_version(session, name, version.version).source = source
+    linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+    linked.append({"name": name, "version": str(version.version)})
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(linked)})
+    return client.get_model_version(name, version.version)
+
+
 def model_path(client: MlflowClient, name: str, version: str) -> str:
     """The local folder of a registered version's served model (downloaded from a remote
     store), unverified: loaders use :func:`keras_variants.registry.loading.verified_path`."""
-    return folder_of(client, client.get_model_version(name, version).source)
+    return folder_of(client, client.get_model_version_download_uri(name, version))
 
 
 def folder_of(client: MlflowClient, source: str) -> str:
@@ -102,9 +123,10 @@ def logged_model_id(client: MlflowClient, record: VariantRecord) -> str:
 
 def version_of_model(client: MlflowClient, name: str, model_id: str) -> str | None:
     """The version of ``name`` registered from the logged model ``model_id``, if any (by
-    its location: a SQLite store does not keep a version's model id)."""
-    source = client.get_logged_model(model_id).artifact_location
+    its source: a SQLite store does not keep a version's model id; versions registered
+    before sources were ``models:/<model_id>`` have the model's location)."""
+    sources = {f"models:/{model_id}", client.get_logged_model(model_id).artifact_location}
     for version in client.search_model_versions(f"name = '{name}'"):
-        if version.source == source:
+        if version.source in sources:
             return str(version.version)
     return None

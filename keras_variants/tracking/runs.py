@@ -9,6 +9,8 @@ on interruption, FAILED otherwise, so no run of this tool stays RUNNING.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 import uuid
@@ -17,8 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import numpy as np
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import (
     DatasetInput,
     InputTag,
@@ -36,8 +40,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.config.trials import Trial
-from keras_variants.config.variants import HISTORY_KEYS, VariantConfig
-from keras_variants.data.datasets import Dataset
+from keras_variants.config.variants import HISTORY_KEYS
+from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import ArtifactStoreError, disk_full
 from keras_variants.lanes.jobs import TrainedVariant
 from keras_variants.tracking.store import (
@@ -49,7 +53,7 @@ from keras_variants.tracking.store import (
 )
 from keras_variants.tracking.trial_key import REUSED_FROM_TAG, TRIAL_KEY_TAG
 
-MODEL_NAME = "model"  # the logged model of every variant run
+TEST_CONTEXT = "testing"  # the dataset input that test metrics are linked to
 
 
 def _end_status(exc: BaseException) -> str:
@@ -202,8 +206,8 @@ def log_variant_result(
     result: TrainedVariant,
 ) -> str:
     """Params, data inputs, confusion matrix, the served model (saved by the lane in
-    ``result.model_dir``) and the test metrics of one variant run; returns the logged
-    model's id."""
+    ``result.model_dir``) and the test metrics of one variant run, linked to the logged model
+    and to the test rows as a dataset input; returns the logged model's id."""
     variant = trial.variant
     client.log_batch(
         run_id,
@@ -229,7 +233,12 @@ def log_variant_result(
         ),
         tags=[RunTag(f"data.{f}.sha256", d) for f, d in data.fingerprints.items()],
     )
-    _tolerating_a_concurrent_insert(client.log_inputs, run_id, _dataset_inputs(data))
+    test = _test_dataset(data, split_rows(data, config.profile, trial.seed)["test"])
+    inputs = [
+        *_dataset_inputs(data),
+        DatasetInput(test, [InputTag(MLFLOW_DATASET_CONTEXT, TEST_CONTEXT)]),
+    ]
+    _tolerating_a_concurrent_insert(client.log_inputs, run_id, inputs)
     with _artifact_writes(client, run_id):
         client.log_dict(
             run_id,
@@ -241,7 +250,7 @@ def log_variant_result(
         )
         if result.uncertainty:  # reliability diagrams and far-from-data scores
             client.log_dict(run_id, result.uncertainty, "uncertainty.json")
-        model_id = _log_served_model(client, run_id, variant, Path(result.model_dir))
+        model_id = _log_served_model(client, run_id, trial, Path(result.model_dir))
     validation_loss = result.history["val/loss"]
     best = result.validation_loss_min_epoch - 1
     stamp = int(time.time() * 1000)
@@ -251,11 +260,13 @@ def log_variant_result(
         "val/accuracy_at_loss_min": result.history["val/accuracy"][best],
         "training_seconds": result.training_seconds,
     }
-    # Logged with the model's id, so the UI's model pages show them too.
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), stamp, 0, model_id=model_id) for k, v in summary.items()],
-    )
+    # Logged with the model's id, so the UI's model pages show them too; test metrics also
+    # name the test rows they were measured on ("Datasets used").
+    metrics = []
+    for key, value in summary.items():
+        on = (test.name, test.digest) if key.startswith("test/") else (None, None)
+        metrics.append(Metric(key, float(value), stamp, 0, model_id, *on))
+    client.log_batch(run_id, metrics=metrics)
     return model_id
 
 
@@ -271,17 +282,41 @@ def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
     return inputs
 
 
-def _log_served_model(
-    client: MlflowClient, run_id: str, variant: VariantConfig, folder: Path
-) -> str:
-    """The variant's pyfunc model (Keras model plus preprocessing), saved in ``folder``, as
-    the run's logged model."""
+def _test_dataset(data: Dataset, test_rows: np.ndarray) -> DatasetEntity:
+    """The test rows a trial was scored on, as an MLflow dataset: named after the data set,
+    its digest covering the files' SHA-256 and the rows."""
+    digest = hashlib.sha256(np.ascontiguousarray(test_rows, np.int64).tobytes())
+    for file in sorted(data.fingerprints):
+        digest.update(data.fingerprints[file].encode())
+    main = Path(data.files[f"{data.name}.npz"])
+    with warnings.catch_warnings():  # a local path matches two equivalent source kinds
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(main))
+    return DatasetEntity(
+        name=f"{data.name} test",
+        digest=digest.hexdigest()[:32],
+        source_type=source._get_source_type(),
+        source=source.to_json(),
+        profile=json.dumps({"split": "test", "rows": len(test_rows)}),
+    )
+
+
+def logged_model_name(trial: Trial) -> str:
+    """The trial as a logged model's name (MLflow allows no ``/ : . % " '``):
+    ``imdb_dropout dropout=0p2 seed 1``."""
+    return trial.run_name.replace(":", "=").replace(".", "p")
+
+
+def _log_served_model(client: MlflowClient, run_id: str, trial: Trial, folder: Path) -> str:
+    """The trial's pyfunc model (Keras model plus preprocessing), saved in ``folder``, as
+    the run's logged model, named after the trial."""
     run = client.get_run(run_id)
+    variant = trial.variant
     logged = client.create_logged_model(
         run.info.experiment_id,
-        name=MODEL_NAME,
+        name=logged_model_name(trial),
         source_run_id=run_id,
-        params={"variant": variant.name},
+        params={"variant": variant.name, "label": trial.label, "seed": str(trial.seed)},
         model_type=variant.dataset,
     )
     client.log_model_artifacts(logged.model_id, str(folder))
