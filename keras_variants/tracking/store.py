@@ -100,6 +100,11 @@ def open_store(config: PipelineConfig) -> list[str]:
         cause = str(exc).split("\n[SQL:")[0][:300]
         if "database is locked" in cause:
             hint = "Another process holds a write lock on it; run again when that one is done"
+        elif "error code 401" in cause or "error code 403" in cause:
+            hint = (
+                "The server refused the credentials: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (on Dask workers too)"
+            )
         else:
             hint = "Start it, or pass --tracking-uri / MLFLOW_TRACKING_URI to one that runs"
         raise TrackingStoreError(

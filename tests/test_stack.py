@@ -1,0 +1,177 @@
+"""The team stack started by ``scripts/stack`` (README: "More than one machine"): a real
+PostgreSQL, MLflow and Prefect servers on it with their authentication, a Dask scheduler and
+two worker processes; the ``variants`` command on it, its security, and faults at its seams."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.tracking import MlflowClient
+
+from keras_variants.registry.versions import REGISTERED_MODELS
+from tests.conftest import REPO
+from tests.helpers import BIN, free_port, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+STACK = REPO / "scripts" / "stack"
+MODEL = REGISTERED_MODELS["imdb"]
+
+
+class Answers:
+    """httpx's get and post with a generous timeout."""
+
+    def get(self, url: str, **options) -> httpx.Response:
+        return httpx.get(url, timeout=120, **options)
+
+    def post(self, url: str, **options) -> httpx.Response:
+        return httpx.post(url, timeout=120, **options)
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]  # for scripts/stack
+    client: dict[str, str]  # what `scripts/stack env` prints: URLs, credentials, address
+    root: Path
+
+    def run(self, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(workdir, *args), **self.options(workdir), timeout=900)
+
+    def command(self, workdir: Path, *args: str) -> list[str]:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return [
+            str(BIN / "variants"), *args, "--runner", "dask",
+            "--dask-address", self.client["VARIANTS_DASK_ADDRESS"],
+            "--tracking-uri", self.client["MLFLOW_TRACKING_URI"],
+        ]  # fmt: skip
+
+    def options(self, workdir: Path) -> dict:
+        env = subprocess_env(workdir, **self.client)
+        return {"env": env, "cwd": workdir, "capture_output": True, "text": True}
+
+    def mlflow(self, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.setenv(name, self.client[name])
+        uri = self.client["MLFLOW_TRACKING_URI"]
+        return MlflowClient(uri, registry_uri=uri)
+
+    def secrets(self) -> list[str]:
+        return [
+            self.client["MLFLOW_TRACKING_PASSWORD"],
+            self.client["PREFECT_API_AUTH_STRING"].partition(":")[2],
+        ]
+
+
+@pytest.fixture(scope="module")
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The whole stack, started and stopped by the script a user runs, on free ports."""
+    root = tmp_path_factory.mktemp("stack")
+    env = subprocess_env(
+        root,
+        STACK_DIR=str(root / "state"),
+        STACK_BIN=str(BIN),
+        STACK_PG_PORT=str(free_port()),
+        STACK_MLFLOW_PORT=str(free_port()),
+        STACK_PREFECT_PORT=str(free_port()),
+        STACK_DASK_PORT=str(free_port()),
+        STACK_WORKER_MEMORY="2GiB",
+    )
+    started = time.monotonic()
+    up = subprocess.run([str(STACK), "up"], env=env, capture_output=True, text=True, timeout=900)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nscripts/stack up: {time.monotonic() - started:.0f} s")
+            reporter.write_line(up.stdout.rstrip())
+        printed = subprocess.run(
+            [str(STACK), "env"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        client = dict(
+            line.removeprefix("export ").split("=", 1) for line in printed.splitlines() if line
+        )
+        yield Stack(env=env, client=client, root=root)
+    finally:
+        subprocess.run([str(STACK), "down"], env=env, capture_output=True, timeout=300)
+
+
+def test_the_servers_refuse_requests_without_credentials_and_foreign_hosts(stack: Stack):
+    httpx = Answers()  # a password check costs a PBKDF2 hash: slow on a busy machine
+    mlflow = stack.client["MLFLOW_TRACKING_URI"]
+    search = f"{mlflow}/api/2.0/mlflow/experiments/search?max_results=1"
+    auth = ("admin", stack.client["MLFLOW_TRACKING_PASSWORD"])
+    assert httpx.get(search).status_code == 401
+    assert httpx.get(search, auth=("admin", "wrong")).status_code == 401
+    assert httpx.get(search, auth=auth).status_code == 200
+    assert httpx.get(search, auth=auth, headers={"Host": "evil.example"}).status_code == 403
+    # The artifact proxy serves files under its destination only.
+    escape = f"{mlflow}/api/2.0/mlflow-artifacts/artifacts/..%2F..%2F..%2Fetc%2Fpasswd"
+    answer = httpx.get(escape, auth=auth)
+    assert answer.status_code != 200
+    assert "root:" not in answer.text
+    prefect = stack.client["PREFECT_API_URL"]
+    assert httpx.post(f"{prefect}/flows/filter", json={}).status_code == 401
+    user, _, password = stack.client["PREFECT_API_AUTH_STRING"].partition(":")
+    assert httpx.post(f"{prefect}/flows/filter", json={}, auth=(user, password)).is_success
+
+
+@pytest.fixture(scope="module")
+def two_runs(stack: Stack, data_slices: Path):
+    """Two smoke pipelines started together on the stack, each with two IMDb variants."""
+    smoke = ["run", "--profile", "smoke", "--data-dir", str(data_slices)]
+    sides = [("a", "imdb_dense,imdb_l2"), ("b", "imdb_dropout,imdb_reduced")]
+    procs = []
+    for name, variants in sides:
+        workdir = stack.root / f"run-{name}"
+        args = stack.command(workdir, *smoke, "--variants", variants)
+        procs.append(subprocess.Popen(args, **stack.options(workdir)))
+    return [(p, *p.communicate(timeout=900)) for p in procs]
+
+
+def test_two_runs_at_once_on_the_stack_end_with_the_better_champion(
+    stack: Stack, two_runs, monkeypatch: pytest.MonkeyPatch
+):
+    for proc, out, err in two_runs:
+        assert proc.returncode == 0, (out + err)[-3000:]
+        for secret in stack.secrets():  # credentials come from the environment, never shown
+            assert secret not in out + err
+    client = stack.mlflow(monkeypatch)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.data.tags.get("role") for r in runs) == ["pipeline"] * 2 + ["variant"] * 4
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # through the server
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    assert len(versions) == 2  # one challenger per pipeline run
+    best, worse = sorted(versions, key=lambda v: -float(v.tags["promotion.test_accuracy"]))
+    assert client.get_model_version_by_alias(MODEL, "champion").version == best.version
+    # The registration lock orders the two promotions; each order has one outcome.
+    if worse.tags["promotion.decision"] == "promoted":  # the worse came first, then replaced
+        assert client.get_model_version_by_alias(MODEL, "previous").version == worse.version
+    else:
+        assert worse.tags["promotion.decision"] == "rejected"
+        assert f"champion v{best.version}" in worse.tags["promotion.reason"]
+
+
+def test_a_run_after_postgresql_restarted_needs_no_manual_step(
+    stack: Stack, two_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for command in (["down", "postgres"], ["up", "postgres"]):
+        subprocess.run([str(STACK), *command], env=stack.env, check=True, capture_output=True)
+    workdir = stack.root / "after-restart"
+    done = stack.run(
+        workdir, "run", "--profile", "smoke", "--data-dir", str(data_slices),
+        "--variants", "imdb_reduced", "--force",
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    client = stack.mlflow(monkeypatch)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 2 * 3 + 2  # the two runs' and this one's: pipeline and variant
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert os.environ.get("MLFLOW_TRACKING_PASSWORD") == stack.client["MLFLOW_TRACKING_PASSWORD"]
