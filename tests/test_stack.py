@@ -53,7 +53,8 @@ class Stack:
 
     def options(self, workdir: Path) -> dict:
         env = subprocess_env(workdir, **self.client)
-        return {"env": env, "cwd": workdir, "capture_output": True, "text": True}
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        return {"env": env, "cwd": workdir, "text": True, **pipes}
 
     def mlflow(self, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
         for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
