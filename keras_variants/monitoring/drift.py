@@ -41,8 +41,11 @@ def signal_names(profile: Profile) -> list[str]:
     return [*profile.reference.features, "predicted_class", "confidence", "entropy", "embedding"]
 
 
-def tests(profile: Profile, window: Observed, rng: np.random.Generator) -> dict[str, Test]:
-    """Every signal's test of ``window`` against ``profile``."""
+def tests(
+    profile: Profile, window: Observed, rng: np.random.Generator, embedding: Test | None = None
+) -> dict[str, Test]:
+    """Every signal's test of ``window`` against ``profile``; ``embedding``: the MMD test
+    when the caller computed it (from a kernel shared by many windows)."""
     reference = profile.reference
     out = {
         name: ks_test(reference.features[name], window.features[name])
@@ -54,9 +57,11 @@ def tests(profile: Profile, window: Observed, rng: np.random.Generator) -> dict[
     )
     out["confidence"] = ks_test(reference.confidence, window.confidence)
     out["entropy"] = ks_test(reference.entropy, window.entropy)
-    mine = window.hidden[rng.permutation(len(window))[:MMD_ROWS]]
-    theirs = reference.hidden[rng.permutation(len(reference))[:MMD_ROWS]]
-    out["embedding"] = mmd_test(theirs, mine, profile.bandwidth, rng)
+    if embedding is None:
+        mine = window.hidden[rng.permutation(len(window))[:MMD_ROWS]]
+        theirs = reference.hidden[rng.permutation(len(reference))[:MMD_ROWS]]
+        embedding = mmd_test(theirs, mine, profile.bandwidth, rng)
+    out["embedding"] = embedding
     return out
 
 

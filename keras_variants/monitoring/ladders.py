@@ -3,10 +3,14 @@ drift signals fire on windows of 100, 500 and 1,000 rows of each shift, how ofte
 held-out windows (false alarms), and how far each accuracy estimate is from the truth.
 
 Measured when a version is registered, on its held-out rows split in two halves: a
-reference built from one half, windows drawn from the other (clean), or from it shifted:
-digits rotated 15-90 degrees, reviews with their words shuffled, replaced by random
-vocabulary words, or cut to their first 20 words, and a sample of one class only. The
-shifted inputs go through the served ``predict`` like any user's. The measurement chooses
+reference built from one half (a sample of at most 1,000 rows observed, the one the
+version's profile keeps), windows drawn from the other: from 2,000 clean rows without
+replacement (false alarms: 40 windows per size), or from 500 of its rows shifted (10 windows
+per size, with replacement when larger than 500): digits rotated 15-90 degrees, reviews with
+their words shuffled, replaced by random vocabulary words, or cut to their first 20 words,
+and up to 500 rows of one class only. The shifted inputs are sent as users send them (PNG,
+text) and go through the served model's own preprocessing and model, once per row. The
+measurement chooses
 the family-wise level ``alpha`` (the largest of :data:`ALPHAS` whose false-alarm rate on
 clean windows of 500 rows is at most 5%) and the accuracy estimator (the smallest error on
 clean data and the mild shifts), which the version's profile then carries.
@@ -18,24 +22,26 @@ words are shuffled, so no signal here can see word order.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits  # comes with scikit-learn, as SciPy does
 
 from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.data.preprocessing import INDEX_FROM, png_base64, tokenize
-from keras_variants.monitoring.drift import tests
+from keras_variants.monitoring.drift import MMD_ROWS, tests
 from keras_variants.monitoring.estimate import ESTIMATORS
-from keras_variants.monitoring.observe import Observed, answers_frame, observe
-from keras_variants.monitoring.profile import Profile, build_profile
-from keras_variants.monitoring.signals import bonferroni
+from keras_variants.monitoring.observe import Observed, answers_frame, observe, sample_rows
+from keras_variants.monitoring.profile import Profile, answered, build_profile
+from keras_variants.monitoring.signals import bonferroni, gaussian_kernel, mmd_of_kernel
 
 WINDOW_SIZES = (100, 500, 1_000)
 WINDOWS = 10  # per shift and window size
 CLEAN_WINDOWS = 40  # per window size: the false-alarm rate needs more
-LADDER_ROWS = 1_000  # rows per shifted pool
+CLEAN_ROWS = 2_000  # clean held-out rows the clean windows are drawn from, without replacement
+SHIFT_ROWS = 500  # rows per shifted pool (and at most this many of the one class)
 ALPHAS = (0.05, 0.02, 0.01, 0.005)
 FALSE_ALARM_TARGET, TARGET_SIZE = 0.05, 500
 ROTATIONS = (15, 30, 45, 60, 90)
@@ -83,60 +89,80 @@ def served_answers(served: Any, inputs: list[str]) -> pd.DataFrame:
 def measure(
     served: Any, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
 ) -> tuple[Profile, dict[str, Any]]:
-    """The version's profile (on every held-out row) and the measurement of its monitors
-    on the ladders; ``predictions``: the served answers to ``inputs`` (the gate's)."""
-    started = time.perf_counter()
+    """The version's profile (answers and estimators on every held-out row) and the
+    measurement of its monitors on the ladders; ``predictions``: the served answers to
+    ``inputs`` (the gate's). The profile's reference sample is the one the measurement
+    used, so its measured rates are those of the reference a scoring is compared with."""
+    started, cpu = time.perf_counter(), time.process_time()
+    # Hundreds of small matrix products: one BLAS thread each spends a tenth of the CPU
+    # time that threads waiting on each other do on a busy machine.
+    with threadpool_limits(1):
+        profile, result = _measure(served, inputs, labels, predictions, seed)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    result["cpu_seconds"] = round(time.process_time() - cpu, 2)
+    return profile, result
+
+
+def _measure(
+    served: Any, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
+) -> tuple[Profile, dict[str, Any]]:
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     order = rng.permutation(len(inputs))
     half = len(inputs) // 2
     reference_rows, pool_rows = np.sort(order[:half]), order[half:]
+    sample = sample_rows(len(reference_rows), np.random.default_rng(seed))
+    sampled = reference_rows[sample]
+    observed = observe(served, [inputs[i] for i in sampled], predictions.iloc[sampled])
     reference = build_profile(
         served, [inputs[i] for i in reference_rows], predictions.iloc[reference_rows],
-        labels[reference_rows], seed,
+        labels[reference_rows], seed, sampled=(sample, observed),
     )  # fmt: skip
-    clean_rows = np.sort(pool_rows[: 2 * LADDER_ROWS])
-    steps = [_step(served, "clean", inputs, predictions, labels, clean_rows)]
+    clean_rows = np.sort(pool_rows[:CLEAN_ROWS])
     top = int(np.bincount(labels[pool_rows]).argmax())
-    one_class = np.sort(pool_rows[labels[pool_rows] == top][:LADDER_ROWS])
-    steps.append(_step(served, "one class only", inputs, predictions, labels, one_class))
-    shifted_rows = np.sort(pool_rows[:LADDER_ROWS])
+    one_class = np.sort(pool_rows[labels[pool_rows] == top][:SHIFT_ROWS])
+    held = np.union1d(clean_rows, one_class)  # observed once
+    pool = observe(served, [inputs[i] for i in held], predictions.iloc[held])
+    steps = [
+        Step(name, pool.take(np.searchsorted(held, rows)), labels[rows])
+        for name, rows in (("clean", clean_rows), ("one class only", one_class))
+    ]
+    shifted_rows = np.sort(pool_rows[:SHIFT_ROWS])
     originals = [inputs[i] for i in shifted_rows]
     for name, shifted in shifted_inputs(served, originals, rng).items():
-        answers = served_answers(served, shifted)
         truth = None if name == "random words" else labels[shifted_rows]
-        steps.append(Step(name, observe(served, shifted, answers), truth))
+        steps.append(Step(name, observe(served, shifted), truth))
     windows = [_windows(reference, step, rng) for step in steps]
     result = summarize(reference, steps, windows)
-    profile = build_profile(
-        served, inputs, predictions, labels, seed,
+    profile = replace(
+        reference, **answered(served.variant.dataset, predictions, labels),
         alpha=result["alpha"], estimator=result["estimator"],
         expected_error={int(k): v for k, v in result["expected_error"].items()},
     )  # fmt: skip
-    result["seconds"] = round(time.perf_counter() - started, 2)
     return profile, result
 
 
-def _step(
-    served: Any, name: str, inputs: list[str], predictions: pd.DataFrame, labels: np.ndarray,
-    rows: np.ndarray,
-) -> Step:  # fmt: skip
-    observed = observe(served, [inputs[i] for i in rows], predictions.iloc[rows])
-    return Step(name, observed, labels[rows])
-
-
 def _windows(reference: Profile, step: Step, rng: np.random.Generator) -> dict[int, list[dict]]:
-    """Per window size: each window's p-values, true accuracy and estimates."""
+    """Per window size: each window's p-values, true accuracy and estimates. Clean windows
+    are drawn without replacement (sizes larger than the clean rows are skipped: repeated
+    rows would raise the false alarms); a shift's windows with replacement when larger
+    than its rows. The embedding's kernel is computed once per step."""
     out: dict[int, list[dict]] = {}
-    count = CLEAN_WINDOWS if step.name == "clean" else WINDOWS
+    clean = step.name == "clean"
+    count = CLEAN_WINDOWS if clean else WINDOWS
+    theirs = reference.reference.hidden[rng.permutation(len(reference.reference))[:MMD_ROWS]]
+    kernel = gaussian_kernel(np.concatenate([theirs, step.observed.hidden]), reference.bandwidth)
     for size in WINDOW_SIZES:
-        if size > len(step.observed):
+        replace = size > len(step.observed)
+        if replace and clean:
             continue
         out[size] = []
         for _ in range(count):
-            rows = rng.choice(len(step.observed), size, replace=False)
+            rows = rng.choice(len(step.observed), size, replace=replace)
             window = step.observed.take(rows)
-            results = tests(reference, window, rng)
+            pooled = np.r_[np.arange(len(theirs)), len(theirs) + rng.permutation(rows)[:MMD_ROWS]]
+            embedding = mmd_of_kernel(kernel[np.ix_(pooled, pooled)], len(theirs), rng)
+            results = tests(reference, window, rng, embedding)
             truth = None
             if step.labels is not None:
                 truth = float(np.mean(window.classes == step.labels[rows]))
@@ -146,6 +172,7 @@ def _windows(reference: Profile, step: Step, rng: np.random.Generator) -> dict[i
                     "p": {k: t.p_value for k, t in results.items()},
                     "truth": truth,
                     "estimates": estimates,
+                    "replace": replace,
                 }
             )
     return out
@@ -175,6 +202,7 @@ def summarize(
             }
             entry: dict[str, Any] = {
                 "windows": len(measured),
+                "with_replacement": bool(measured[0]["replace"]),
                 "alarm_rate": float(np.mean([_alarm(w, alpha) for w in measured])),
                 "signal_rates": signals,
             }

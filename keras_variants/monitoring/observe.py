@@ -67,16 +67,25 @@ def answers_frame(answers: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame([answer.model_dump() for answer in answers])
 
 
-def observe(served: Any, inputs: Sequence[str], predictions: pd.DataFrame) -> Observed:
+def observe(
+    served: Any, inputs: Sequence[str], predictions: pd.DataFrame | None = None
+) -> Observed:
     """Observe ``inputs`` (as sent to ``predict``) and their served answers ``predictions``,
-    every row: callers sample first (the extra pass costs a model call per row)."""
+    every row: callers sample first (the extra pass costs a model call per row). Each input
+    is decoded once (``stored_inputs``, ``predict``'s own preprocessing) and goes through the
+    model once; without ``predictions`` the answers are that pass's (the known shifts: the
+    same model, preprocessing and probabilities as ``predict``, without a second pass)."""
     dataset = served.variant.dataset
-    classes, confidence = classes_and_confidence(dataset, predictions)
-    hidden, probabilities = served.last_hidden(list(inputs))
+    stored = served.stored_inputs(list(inputs))
+    hidden, probabilities = served.stored_hidden(stored)
+    if predictions is None:
+        classes, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    else:
+        classes, confidence = classes_and_confidence(dataset, predictions)
     if dataset == "imdb":
         features = review_features(inputs, served.word_index)
     else:
-        features = digit_features(served.stored_inputs(list(inputs)))
+        features = digit_features(stored)
     return Observed(features, classes, confidence, predictive_entropy(probabilities), hidden)
 
 

@@ -121,29 +121,43 @@ def build_profile(
     predictions: Any,
     labels: np.ndarray,
     seed: int,
+    sampled: tuple[np.ndarray, Observed] | None = None,
     **settings: Any,
 ) -> Profile:
     """The profile of held-out ``inputs`` with their served answers ``predictions`` (a
     frame, one row each) and true ``labels``: answers and estimators over every row, the
-    rest over a seeded sample of at most 1,000 rows. ``settings``: Profile's ``alpha``,
-    ``estimator``, ``expected_error`` when measured."""
+    rest over a seeded sample of at most 1,000 rows, or over ``sampled`` (positions in
+    ``inputs`` and their :class:`Observed`, already observed). ``settings``: Profile's
+    ``alpha``, ``estimator``, ``expected_error`` when measured."""
     dataset = served.variant.dataset
-    classes, confidence = classes_and_confidence(dataset, predictions)
-    rows = sample_rows(len(inputs), np.random.default_rng(seed))
+    if sampled is None:
+        rows = sample_rows(len(inputs), np.random.default_rng(seed))
+        reference = observe(served, [inputs[i] for i in rows], predictions.iloc[rows])
+    else:
+        rows, reference = sampled
     sample = [inputs[i] for i in rows]
-    reference = observe(served, sample, predictions.iloc[rows])
-    num_classes = len(CLASS_NAMES[dataset])
     return Profile(
         dataset=dataset,
         reference=reference,
-        class_counts=np.bincount(classes, minlength=num_classes)[:num_classes],
-        estimators=estimate.fit(confidence, classes == np.asarray(labels)),
-        accuracy=float(np.mean(classes == np.asarray(labels))),
-        rows=len(inputs),
+        **answered(dataset, predictions, labels),
         bandwidth=bandwidth(reference.hidden),
         word_histogram=word_histogram(sample, served.word_index) if dataset == "imdb" else None,
         **settings,
     )
+
+
+def answered(dataset: str, predictions: Any, labels: np.ndarray) -> dict[str, Any]:
+    """The parts of a profile made from every held-out row's served answer and true label:
+    ``class_counts``, ``estimators``, ``accuracy``, ``rows``."""
+    classes, confidence = classes_and_confidence(dataset, predictions)
+    correct = classes == np.asarray(labels)
+    num_classes = len(CLASS_NAMES[dataset])
+    return {
+        "class_counts": np.bincount(classes, minlength=num_classes)[:num_classes],
+        "estimators": estimate.fit(confidence, correct),
+        "accuracy": float(np.mean(correct)),
+        "rows": len(classes),
+    }
 
 
 def store_profile(

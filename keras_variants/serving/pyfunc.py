@@ -162,11 +162,15 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         """The activations of the last hidden layer (the output layer's input) and the class
         probabilities for inputs that ``predict`` accepts, through ``predict``'s own
         preprocessing: what monitoring compares between the reference and new data."""
+        return self.stored_hidden(self.stored_inputs(model_input))
+
+    def stored_hidden(self, stored: np.ndarray | Ragged) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`last_hidden` of inputs already turned into stored examples by
+        :meth:`stored_inputs` (monitoring decodes each input once)."""
         import keras
 
         from keras_variants.model.calibration import class_probabilities
 
-        stored = self.stored_inputs(model_input)
         if getattr(self, "_hidden_model", None) is None:
             head = self.keras_model.layers[-1]
             self._hidden_model = keras.Model(
