@@ -218,3 +218,51 @@ def test_a_version_without_a_profile_is_not_checked(smoke_run, smoke_config) -> 
     }
     assert result.estimated_accuracy is None and result.metrics() == {}
     client.delete_model_version(name, copy.version)
+
+
+def _measured(rotated_45_alarms: float, clean_alarms: float) -> dict:
+    """A hand-made measurement: clean windows and one shift, 500 and 1,000 rows."""
+
+    def size(alarm_rate: float, windows: int, replaced: bool = False) -> dict:
+        return {"windows": windows, "with_replacement": replaced, "alarm_rate": alarm_rate,
+                "signal_rates": {"box_width": alarm_rate}, "true_accuracy": 0.9,
+                "estimates": {"atc": {"mean": 0.88, "error": 0.02}}}  # fmt: skip
+
+    return {
+        "version": "mnist-classifier v3", "dataset": "mnist", "reference_rows": 10_000,
+        "reference_sample": 1_000, "clean_windows": 40, "shift_windows": 10, "seconds": 4.2,
+        "cpu_seconds": 3.1, "alpha": 0.05, "alphas_tried": [0.05, 0.01], "signals": ["a"] * 10,
+        "estimator": "atc", "estimator_errors": {"atc": 0.02}, "expected_error": {"500": 0.02},
+        "steps": [
+            {"name": "clean", "rows": 2_000, "blind": None,
+             "sizes": {"500": size(clean_alarms, 40), "1000": size(clean_alarms, 40)}},
+            {"name": "rotated 45°", "rows": 500, "blind": None,
+             "sizes": {"500": size(rotated_45_alarms, 10),
+                       "1000": size(rotated_45_alarms, 10, replaced=True)}},
+        ],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rotated", "clean", "verdicts"),
+    [
+        (1.0, 0.025, ["False alarms on clean 500-row windows: 2% (target at most 5%: meets)",
+                      "Detection, rotated 45°, 500 rows: 100% (target at least 95%: meets)"]),
+        (0.9, 0.075, ["False alarms on clean 500-row windows: 8% (target at most 5%: misses)",
+                      "Detection, rotated 45°, 500 rows: 90% (target at least 95%: misses)"]),
+    ],
+)  # fmt: skip
+def test_the_report_says_which_targets_are_met_and_how_windows_were_drawn(
+    rotated: float, clean: float, verdicts: list[str]
+) -> None:
+    from keras_variants.reporting.monitoring_report import _rows, summary_lines
+
+    lines = summary_lines(_measured(rotated, clean))
+    for verdict in verdicts:
+        assert any(line.startswith(verdict) for line in lines), lines
+    assert "40 clean windows per size drawn without replacement from 2,000 rows" in lines[0]
+    assert "10 per size and shift from 500 of its rows" in lines[0]
+    assert "4.2 s, 3.1 s CPU" in lines[0]
+    _, rows = _rows(_measured(rotated, clean))
+    assert rows[1][:2] == ["rotated 45°", "500"]
+    assert rows[1][4].endswith("of 10*") and not rows[1][3].endswith("*")  # 1,000 rows

@@ -134,6 +134,8 @@ def _measure(
         steps.append(Step(name, observe(served, shifted), truth))
     windows = [_windows(reference, step, rng) for step in steps]
     result = summarize(reference, steps, windows)
+    result["reference_sample"] = len(observed)
+    result["clean_windows"], result["shift_windows"] = CLEAN_WINDOWS, WINDOWS
     profile = replace(
         reference, **answered(served.variant.dataset, predictions, labels),
         alpha=result["alpha"], estimator=result["estimator"],

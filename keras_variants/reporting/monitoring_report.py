@@ -41,16 +41,27 @@ def monitoring_for(client: MlflowClient, run_ids: set[str]) -> dict[str, dict[st
 
 
 def _rate(entry: dict[str, Any] | None) -> str:
-    return "n/a" if entry is None else f"{entry['alarm_rate']:.0%} of {entry['windows']}"
+    if entry is None:
+        return "n/a"
+    mark = "*" if entry.get("with_replacement") else ""
+    return f"{entry['alarm_rate']:.0%} of {entry['windows']}{mark}"
 
 
 def summary_lines(m: dict[str, Any]) -> list[str]:
     """Sentences: what was measured, what was chosen, the targets against the measurement."""
     clean = m["steps"][0]["sizes"].get(str(TARGET_SIZE))
+    clean_rows = m["steps"][0]["rows"]
+    shifts = [s["rows"] for s in m["steps"] if s["name"] not in ("clean", "one class only")]
+    shift_rows = max(shifts, default=0)
+    cpu = f", {m['cpu_seconds']} s CPU" if "cpu_seconds" in m else ""
     lines = [
-        f"{m['version']}: reference from half of its {m['reference_rows']:,} held-out rows, "
-        "windows drawn from the other half (clean) or from it shifted and sent through the "
-        f"served model; {m['seconds']} s.",
+        f"{m['version']}: reference from half of its {m['reference_rows']:,} held-out rows"
+        + (f" ({m['reference_sample']:,} of them observed)" if "reference_sample" in m else "")
+        + f"; {m.get('clean_windows', 40)} clean windows per size drawn without replacement "
+        f"from {clean_rows:,} rows of the other half, {m.get('shift_windows', 10)} per size "
+        f"and shift from {shift_rows:,} of its rows shifted and sent through the served "
+        f"model (with replacement where a window is larger: marked *); measured in "
+        f"{m['seconds']} s{cpu}.",
         f"Threshold: family-wise level {m['alpha']} (Bonferroni over {len(m['signals'])} "
         f"signals: each p < {m['alpha'] / len(m['signals']):.2g}), the largest of "
         f"{', '.join(map(str, m['alphas_tried']))} whose clean false-alarm rate at "
