@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset
 from keras_variants.lanes.pool import Lane
+from keras_variants.operations import events
 from keras_variants.registry import gate as registry
 from keras_variants.reporting.publish import publish_report
 from keras_variants.reporting.report import to_markdown
@@ -24,12 +25,14 @@ def promote_best(
     config: PipelineConfig, data: Dataset, parent_run_id: str, lane: Lane
 ) -> registry.Decision:
     """Register the run's best variant on validation as challenger, then run the gate
-    (models are scored in ``lane``)."""
+    (models are scored in ``lane``); a promotion is also a Prefect event."""
     client = client_for(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
     decision = registry.gate(client, config, data, challenger=challenger, call=lane.call)
     get_run_logger().info(decision.sentence())
+    if decision.promoted:  # for --notify's automation; never fails the run
+        events.emit_promoted(decision.model, decision.version, decision.reason, config.tracking_uri)
     return decision
 
 

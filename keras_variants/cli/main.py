@@ -450,9 +450,25 @@ app.command()(score)
 def schedule(
     ctx: typer.Context,
     cron: Annotated[
-        str, typer.Option("--cron", help='Schedule, e.g. "0 3 * * *" for 03:00 every day.')
-    ],
-    name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled",
+        str | None,
+        typer.Option("--cron", help='Train on a schedule, e.g. "0 3 * * *" for 03:00 every day.'),
+    ] = None,
+    on_new_data: Annotated[
+        bool,
+        typer.Option(
+            "--on-new-data",
+            help="Also train when a file in the data folder changes (a new SHA-256).",
+        ),
+    ] = False,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            help="POST a JSON message to this URL when a run fails or crashes, "
+            "or a model is promoted.",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Training deployment's name.")] = "scheduled",
     data_dir: DataDirOption = None,
     profile: ProfileOption = "full",
     variants: VariantsOption = None,
@@ -462,31 +478,17 @@ def schedule(
     sweep: SetOption = None,
     study: StudyOption = None,
 ) -> None:
-    """Run the pipeline as a Prefect deployment on a cron schedule, until Ctrl-C.
+    """Serve the project's deployments against a Prefect server, until Ctrl-C.
 
     It needs a running Prefect server: see the README's "Scheduled runs"."""
+    from keras_variants.cli.schedule import check_options, run_schedule
+
+    check_options(cron, on_new_data, notify)
     overrides = _study_overrides(variants, seed, seeds, sweep, study)
     config = _config(profile, data_dir, tracking_uri, **overrides)
     _check_data(ctx, config)
     runtime.start_prefect(early_server=False)
-    from prefect.settings import get_current_settings
-
-    if not get_current_settings().api.url:
-        raise typer.BadParameter(
-            "schedules need a running Prefect server: start one with "
-            "'prefect server start --host 127.0.0.1' and set "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api",
-            param_hint="PREFECT_API_URL",
-        )
-    from flows.pipeline import pipeline, task_runner_for  # no TensorFlow here: lanes train
-
-    # The config's task runner (max_parallel, runner), not the decorator's default.
-    pipeline.with_options(task_runner=task_runner_for(config)).serve(
-        name=name,
-        cron=cron,
-        parameters={"config": config.model_dump(mode="json")},
-        description=f"keras-variants pipeline, profile {profile}, on '{cron}'",
-    )
+    run_schedule(config, profile, name, cron, on_new_data, notify)
 
 
 app.command("serve")(serve_command.serve)

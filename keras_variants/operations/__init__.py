@@ -1,0 +1,10 @@
+"""Operations: what ``variants schedule`` runs beside its deployments.
+
+``watch`` (the data folder and a scoring inbox, polled by SHA-256 and stable size), ``events``
+(the project's Prefect events: data changed, inbox waiting, model promoted, drift found),
+``notify`` (the JSON message and the Prefect automations and webhook block that post it) and
+``deployments`` (the deployments with their concurrency limit, schedule and triggers).
+
+It may import Prefect, ``reporting`` and everything below it; it never imports TensorFlow,
+``flows`` or ``tasks`` (the flows are passed in).
+"""

@@ -1,0 +1,63 @@
+"""The project's own Prefect events, one name each, and the resource each one is about.
+
+Emitted from flows and tasks (promoted, drift) or from ``variants schedule``'s watchers (data
+changed, inbox waiting); automations and deployment triggers match on these names. Emitting
+never fails a run: Prefect drops an event it cannot send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+PREFIX = "keras-variants"
+DATA_CHANGED = f"{PREFIX}.data.changed"
+INBOX_WAITING = f"{PREFIX}.inbox.waiting"
+MODEL_PROMOTED = f"{PREFIX}.model.promoted"
+DRIFT_FOUND = f"{PREFIX}.scoring.drift"
+
+
+def folder_resource(kind: str, folder: Path) -> str:
+    """The resource id of a watched folder: its kind and a short hash of its absolute path
+    (stable across restarts, so a trigger keeps matching)."""
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return f"{PREFIX}.{kind}.{digest}"
+
+
+def model_resource(model: str, version: str) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"{PREFIX}.model.{model}.{version}",
+        "prefect.resource.name": f"{model} v{version}",
+    }
+
+
+def emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> None:
+    """Send one event to the Prefect server (a flow run's context adds the flow run, flow and
+    deployment as related resources)."""
+    from prefect.events import emit_event
+
+    emit_event(event=event, resource=resource, payload=payload)
+
+
+def version_page(tracking_uri: str, model: str, version: str) -> str:
+    """The MLflow UI's page of a registered version."""
+    from keras_variants.reporting.progress import mlflow_ui_for
+
+    return f"{mlflow_ui_for(tracking_uri)}/#/models/{model}/versions/{version}"
+
+
+def emit_promoted(model: str, version: str, reason: str, tracking_uri: str) -> None:
+    page = version_page(tracking_uri, model, version)
+    payload = {"model": model, "version": version, "reason": reason, "mlflow_url": page}
+    emit(MODEL_PROMOTED, model_resource(model, version), payload)
+
+
+def emit_drift(model: str, version: str, reason: str, mlflow_url: str) -> None:
+    payload = {"model": model, "version": version, "reason": reason, "mlflow_url": mlflow_url}
+    emit(DRIFT_FOUND, model_resource(model, version), payload)
+
+
+def emit_folder_event(event: str, kind: str, folder: Path, payload: dict[str, Any]) -> None:
+    resource = {"prefect.resource.id": folder_resource(kind, folder), "path": str(folder)}
+    emit(event, resource, payload)
