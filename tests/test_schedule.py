@@ -92,19 +92,30 @@ def test_new_data_trains_one_run_at_a_time_and_notifies(broken_dir: Path, tmp_pa
             )
             assert deployment["global_concurrency_limit"]["limit"] == 1
             assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+            wait_for(lambda: "Prefect UI:" in schedule_log.read_text(), 120, "the watcher")
             automations = {a["name"] for a in http.post("/automations/filter", json={}).json()}
             assert {
                 "variants notify: scheduled failed or crashed",
                 "variants notify: scheduled promoted",
+                "scheduled: data changed",  # the deployment's trigger
             } <= automations
-            wait_for(lambda: "Prefect UI:" in schedule_log.read_text(), 60, "the watcher")
             query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
 
             def runs() -> list[dict]:
                 return http.post("/flow_runs/filter", json=query).json()
 
             _replace(mnist, x_train=x_train[::-1].copy(), y_train=y_train[::-1].copy())
-            wait_for(lambda: [r for r in runs() if r["state_type"] == "RUNNING"], 120, "a run")
+            (running,) = wait_for(
+                lambda: [r for r in runs() if r["state_type"] == "RUNNING"], 120, "a run"
+            )
+            read = {
+                "flow_runs": {"id": {"any_": [running["id"]]}},
+                "task_runs": {
+                    "name": {"like_": "ingest-mnist"},
+                    "state": {"type": {"any_": ["COMPLETED"]}},
+                },
+            }
+            wait_for(lambda: http.post("/task_runs/filter", json=read).json(), 180, "data read")
             bad = y_train.copy()
             bad[7] = 10  # fails validation: this run must wait for the first, then fail
             _replace(mnist, y_train=bad)

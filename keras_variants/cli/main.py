@@ -460,12 +460,26 @@ def schedule(
             help="Also train when a file in the data folder changes (a new SHA-256).",
         ),
     ] = False,
+    score_inbox: Annotated[
+        Path | None,
+        typer.Option(
+            "--score-inbox",
+            help="Score every file or folder of images that lands in DIR with --model's "
+            "champion (results in DIR/scored/, inputs to DIR/done/ or DIR/failed/).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Model for --score-inbox: imdb-sentiment or mnist-classifier."
+        ),
+    ] = None,
     notify: Annotated[
         str | None,
         typer.Option(
             "--notify",
             help="POST a JSON message to this URL when a run fails or crashes, "
-            "or a model is promoted.",
+            "a scoring finds drift, or a model is promoted.",
         ),
     ] = None,
     name: Annotated[str, typer.Option("--name", help="Training deployment's name.")] = "scheduled",
@@ -481,14 +495,16 @@ def schedule(
     """Serve the project's deployments against a Prefect server, until Ctrl-C.
 
     It needs a running Prefect server: see the README's "Scheduled runs"."""
-    from keras_variants.cli.schedule import check_options, run_schedule
+    from keras_variants.cli.schedule import Plan, check_plan, run_schedule
 
-    check_options(cron, on_new_data, notify)
+    plan = Plan(name, cron, on_new_data, score_inbox, model, notify)
+    check_plan(plan)
     overrides = _study_overrides(variants, seed, seeds, sweep, study)
     config = _config(profile, data_dir, tracking_uri, **overrides)
-    _check_data(ctx, config)
+    if plan.trains:
+        _check_data(ctx, config)
     runtime.start_prefect(early_server=False)
-    run_schedule(config, profile, name, cron, on_new_data, notify)
+    run_schedule(config, profile, plan)
 
 
 app.command("serve")(serve_command.serve)

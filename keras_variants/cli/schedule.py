@@ -1,10 +1,13 @@
 """``variants schedule``: serve the project's deployments against a Prefect server until
-Ctrl-C: the training pipeline (on ``--cron``, and on ``--on-new-data``), and the notify
-automations (``--notify``). The pieces live in :mod:`keras_variants.operations`; this file
-wires them to the flows and says what it started."""
+Ctrl-C: the training pipeline (``--cron``, ``--on-new-data``), the scoring of an inbox
+(``--score-inbox DIR --model NAME``) and the notify automations (``--notify``). The pieces
+live in :mod:`keras_variants.operations`; this file wires them to the flows and says what
+it started."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,7 +15,10 @@ import typer
 from keras_variants.errors import ConfigError
 
 if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
     from keras_variants.config.pipeline import PipelineConfig
+    from keras_variants.operations.watch import Watcher
 
 WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well inside
 START_SERVER = (
@@ -21,17 +27,43 @@ START_SERVER = (
 )
 
 
-def check_options(cron: str | None, on_new_data: bool, notify: str | None) -> None:
-    """Refuse, before anything starts, a schedule with nothing to run or a bad URL."""
-    from keras_variants.operations.notify import check_url
+@dataclass(frozen=True)
+class Plan:
+    """What to serve, as the user asked for it."""
 
-    if cron is None and not on_new_data:
+    name: str
+    cron: str | None = None
+    on_new_data: bool = False
+    inbox: Path | None = None
+    model: str | None = None
+    notify: str | None = None
+
+    @property
+    def trains(self) -> bool:
+        return self.cron is not None or self.on_new_data
+
+
+def check_plan(plan: Plan) -> None:
+    """Refuse, before anything starts, a schedule with nothing to run, a half-given inbox,
+    or a bad URL."""
+    from keras_variants.operations.inbox import check_inbox
+    from keras_variants.operations.notify import check_url
+    from keras_variants.registry.versions import REGISTERED_MODELS
+
+    if not plan.trains and plan.inbox is None:
         raise ConfigError(
-            "nothing to schedule: pass --cron EXPR and/or --on-new-data "
-            "(see 'variants schedule --help')"
+            "nothing to schedule: pass --cron EXPR, --on-new-data and/or "
+            "--score-inbox DIR --model NAME (see 'variants schedule --help')"
         )
-    if notify is not None:
-        check_url(notify)
+    if (plan.inbox is None) != (plan.model is None):
+        raise ConfigError("--score-inbox DIR and --model NAME go together: pass both")
+    if plan.model is not None and plan.model not in REGISTERED_MODELS.values():
+        models = ", ".join(REGISTERED_MODELS.values())
+        raise ConfigError(f"--model: unknown model {plan.model!r}; choose from {models}")
+    if plan.inbox is not None:
+        check_inbox(plan.inbox)
+    if plan.notify is not None:
+        check_url(plan.notify)
 
 
 def prefect_api() -> str:
@@ -51,72 +83,116 @@ def prefect_api() -> str:
     return api.rstrip("/")
 
 
-def run_schedule(
-    config: PipelineConfig,
-    profile: str,
-    name: str,
-    cron: str | None,
-    on_new_data: bool,
-    notify: str | None,
-) -> None:
+def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
     """Build and register the deployments, start the watchers and automations, then serve
     until Ctrl-C or SIGTERM."""
     from prefect import serve
 
-    from flows.pipeline import pipeline, task_runner_for  # no TensorFlow here: lanes train
-    from keras_variants.operations import deployments, events, watch
+    from keras_variants.operations import events, watch
     from keras_variants.operations import notify as notifications
     from keras_variants.reporting.progress import mlflow_ui_for
 
     api = prefect_api()
     ui = api.removesuffix("/api")
-    if on_new_data and config.data_dir is None:
-        raise ConfigError(
-            "--on-new-data watches the data folder: pass --data-dir or set VARIANTS_DATA_DIR"
+    served: list[tuple[RunnerDeployment, str | None]] = []  # with the model it scores
+    watchers: list[Watcher] = []
+    if plan.trains:
+        deployment, watcher = _training(config, profile, plan)
+        served.append((deployment, None))
+        watchers += [watcher] if watcher else []
+    if plan.inbox is not None:
+        served.append((_scoring(config, plan), plan.model))
+
+        def waiting(names: list[str]) -> None:
+            typer.echo(f"inbox: {', '.join(names)} waiting; scoring run requested")
+            events.emit_folder_event(events.INBOX_WAITING, "inbox", inbox, {"files": names})
+
+        inbox = plan.inbox
+        watchers.append(watch.inbox_watcher(inbox, WATCH_INTERVAL_S, waiting))
+    watched = [notifications.Watched(d.apply(), d.name, model) for d, model in served]
+    if plan.notify is not None:
+        notifications.install(plan.notify, watched, ui, mlflow_ui_for(config.tracking_uri))
+        typer.echo(
+            f"notify: failed or crashed runs, promotions and drift post JSON to {plan.notify}"
         )
-    data_dir = config.data_dir if on_new_data else None
-    when = " and ".join(
-        ([f"on '{cron}'"] if cron else [])
-        + ([f"when a file in {data_dir} changes"] if data_dir else [])
-    )
-    training = deployments.training(
-        # The config's task runner (max_parallel, runner), not the decorator's default.
-        pipeline.with_options(task_runner=task_runner_for(config)),
-        name,
-        {"config": config.model_dump(mode="json")},
-        cron,
-        data_dir,
-        f"keras-variants pipeline, profile {profile}, {when}",
-    )
-    served = [training]
-    deployment_ids = {d.name: d.apply() for d in served}
-    typer.echo(f"training '{name}' {when}; one run at a time, a run that comes due meanwhile waits")
-    if notify is not None:
-        watched = [notifications.Watched(deployment_ids[name], name)]
-        notifications.install(notify, watched, ui, mlflow_ui_for(config.tracking_uri))
-        typer.echo(f"notify: failed, crashed and promoted runs post a JSON message to {notify}")
-        problem = notifications.unreachable(notify)
+        problem = notifications.unreachable(plan.notify)
         if problem:
             typer.echo(
-                f"notify: cannot reach {notify} now ({problem}); "
+                f"notify: cannot reach {plan.notify} now ({problem}); "
                 "runs go on, messages to it are lost"
             )
-    watchers = []
-    if data_dir is not None:
-
-        def data_changed(files: list[str], digests: dict[str, str]) -> None:
-            typer.echo(f"data changed: {', '.join(files)}; training run requested")
-            events.emit_folder_event(
-                events.DATA_CHANGED, "data", data_dir, {"files": files, "sha256": digests}
-            )
-
-        watchers.append(watch.data_watcher(data_dir, WATCH_INTERVAL_S, data_changed))
     typer.echo(f"Prefect UI: {ui}/deployments; stop with Ctrl-C")
     for watcher in watchers:
         watcher.start()
     try:
-        serve(*served, print_starting_message=False)
+        serve(*(d for d, _ in served), print_starting_message=False)
     finally:
         for watcher in watchers:
             watcher.stop()
-    typer.echo("schedule stopped")
+
+
+def _training(
+    config: PipelineConfig, profile: str, plan: Plan
+) -> tuple[RunnerDeployment, Watcher | None]:
+    """The training deployment, and the data watcher when it runs on new data."""
+    from flows.pipeline import pipeline, task_runner_for  # no TensorFlow here: lanes train
+    from keras_variants.operations import deployments, events, watch
+
+    if plan.on_new_data and config.data_dir is None:
+        raise ConfigError(
+            "--on-new-data watches the data folder: pass --data-dir or set VARIANTS_DATA_DIR"
+        )
+    data_dir = config.data_dir if plan.on_new_data else None
+    when = " and ".join(
+        ([f"on '{plan.cron}'"] if plan.cron else [])
+        + ([f"when a file in {data_dir} changes"] if data_dir else [])
+    )
+    deployment = deployments.training(
+        # The config's task runner (max_parallel, runner), not the decorator's default.
+        pipeline.with_options(task_runner=task_runner_for(config)),
+        plan.name,
+        {"config": config.model_dump(mode="json")},
+        plan.cron,
+        data_dir,
+        f"keras-variants pipeline, profile {profile}, {when}",
+    )
+    typer.echo(f"training '{plan.name}' {when}; one run at a time, one that comes due waits")
+    if data_dir is None:
+        return deployment, None
+
+    def changed(files: list[str], digests: dict[str, str]) -> None:
+        typer.echo(f"data changed: {', '.join(files)}; training run requested")
+        payload = {"files": files, "sha256": digests}
+        events.emit_folder_event(events.DATA_CHANGED, "data", data_dir, payload)
+
+    return deployment, watch.data_watcher(data_dir, WATCH_INTERVAL_S, changed)
+
+
+def _scoring(config: PipelineConfig, plan: Plan) -> RunnerDeployment:
+    """The scoring deployment over the inbox; inputs a stopped run had taken go back."""
+    from keras_variants.operations import deployments, inbox
+
+    try:
+        from flows.inbox import score_inbox
+    except ModuleNotFoundError:  # until `variants score` (flows/score.py) lands beside it
+        raise ConfigError(
+            "--score-inbox needs the scoring flow (variants score), not in this checkout yet"
+        ) from None
+
+    assert plan.inbox is not None and plan.model is not None
+    folder = plan.inbox.resolve()
+    returned = inbox.put_back(folder)
+    if returned:
+        typer.echo(f"inbox: {', '.join(returned)} back from a stopped run; scored once more")
+    name = f"score-{plan.model}"
+    typer.echo(
+        f"scoring '{name}': what lands in {plan.inbox} with {plan.model}'s champion, "
+        "results in scored/, inputs to done/ or failed/; one run at a time, later files wait"
+    )
+    parameters = {
+        "config": config.model_dump(mode="json"),
+        "inbox": str(folder),
+        "model": plan.model,
+    }
+    description = f"score what lands in {folder} with {plan.model}'s champion"
+    return deployments.scoring(score_inbox, name, parameters, folder, description)

@@ -47,6 +47,13 @@ def version_page(tracking_uri: str, model: str, version: str) -> str:
     return f"{mlflow_ui_for(tracking_uri)}/#/models/{model}/versions/{version}"
 
 
+def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI's page of a run."""
+    from keras_variants.reporting.progress import mlflow_ui_for
+
+    return f"{mlflow_ui_for(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def emit_promoted(model: str, version: str, reason: str, tracking_uri: str) -> None:
     page = version_page(tracking_uri, model, version)
     payload = {"model": model, "version": version, "reason": reason, "mlflow_url": page}
