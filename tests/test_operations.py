@@ -13,6 +13,8 @@ import pytest
 
 from keras_variants.errors import ConfigError
 from keras_variants.operations import notify, watch
+from tests.test_cli import assert_short_error, variants
+from tests.test_cli import heavy_stubs as heavy_stubs  # a fixture
 
 UI, MLFLOW = "http://127.0.0.1:4200", "http://127.0.0.1:5000"
 RUN_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
@@ -141,3 +143,43 @@ def test_the_inbox_watcher_announces_each_arrival_once(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("again\n")  # same name, after the first was scored
     listing = _look(watcher, _look(watcher, listing))
     assert seen == [["a.txt"], ["a.txt"]]
+
+
+# --- variants schedule's mistakes: one short line each -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        ((), ["nothing to schedule", "--score-inbox DIR --model NAME"]),
+        (("--score-inbox", "nowhere", "--model", "mnist-classifier"), ["nowhere: no such folder"]),
+        (("--score-inbox", "."), ["go together"]),
+        (("--cron", "* * * * *", "--notify", "ftp://x"), ["--notify", "not an http(s) URL"]),
+    ],
+)
+def test_a_schedule_mistake_is_one_line_before_any_library(
+    args, fragments, tmp_path: Path, heavy_stubs: Path
+) -> None:
+    done = variants("schedule", *args, cwd=tmp_path, stubs=heavy_stubs)
+    assert_short_error(done, 2, *fragments)
+
+
+def test_an_unknown_model_is_named_before_the_server_is_asked(tmp_path: Path) -> None:
+    done = variants("schedule", "--score-inbox", ".", "--model", "resnet", cwd=tmp_path)
+    assert_short_error(done, 2, "unknown model 'resnet'", "mnist-classifier")
+
+
+@pytest.mark.parametrize("api", [None, "closed"])
+def test_without_a_prefect_server_one_line_says_how_to_start_one(api, tmp_path: Path) -> None:
+    env = {}
+    if api == "closed":
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            env["PREFECT_API_URL"] = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    (tmp_path / "inbox").mkdir()
+    done = variants(
+        "schedule", "--score-inbox", "inbox", "--model", "mnist-classifier", cwd=tmp_path, **env
+    )
+    assert_short_error(done, 2, "prefect server start --host 127.0.0.1", "PREFECT_API_URL")

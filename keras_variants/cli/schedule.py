@@ -48,7 +48,6 @@ def check_plan(plan: Plan) -> None:
     or a bad URL."""
     from keras_variants.operations.inbox import check_inbox
     from keras_variants.operations.notify import check_url
-    from keras_variants.registry.versions import REGISTERED_MODELS
 
     if not plan.trains and plan.inbox is None:
         raise ConfigError(
@@ -57,9 +56,6 @@ def check_plan(plan: Plan) -> None:
         )
     if (plan.inbox is None) != (plan.model is None):
         raise ConfigError("--score-inbox DIR and --model NAME go together: pass both")
-    if plan.model is not None and plan.model not in REGISTERED_MODELS.values():
-        models = ", ".join(REGISTERED_MODELS.values())
-        raise ConfigError(f"--model: unknown model {plan.model!r}; choose from {models}")
     if plan.inbox is not None:
         check_inbox(plan.inbox)
     if plan.notify is not None:
@@ -90,8 +86,12 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
 
     from keras_variants.operations import events, watch
     from keras_variants.operations import notify as notifications
+    from keras_variants.registry.versions import REGISTERED_MODELS  # loads MLflow
     from keras_variants.reporting.progress import mlflow_ui_for
 
+    if plan.model is not None and plan.model not in REGISTERED_MODELS.values():
+        models = ", ".join(REGISTERED_MODELS.values())
+        raise ConfigError(f"--model: unknown model {plan.model!r}; choose from {models}")
     api = prefect_api()
     ui = api.removesuffix("/api")
     served: list[tuple[RunnerDeployment, str | None]] = []  # with the model it scores
@@ -170,14 +170,8 @@ def _training(
 
 def _scoring(config: PipelineConfig, plan: Plan) -> RunnerDeployment:
     """The scoring deployment over the inbox; inputs a stopped run had taken go back."""
+    from flows.inbox import score_inbox
     from keras_variants.operations import deployments, inbox
-
-    try:
-        from flows.inbox import score_inbox
-    except ModuleNotFoundError:  # until `variants score` (flows/score.py) lands beside it
-        raise ConfigError(
-            "--score-inbox needs the scoring flow (variants score), not in this checkout yet"
-        ) from None
 
     assert plan.inbox is not None and plan.model is not None
     folder = plan.inbox.resolve()
