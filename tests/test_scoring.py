@@ -357,3 +357,36 @@ def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
         f"tags.model_version = '{version.version}' and tags.`keras_variants.kind` = 'scoring'",
     )
     assert run.info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_clean_digits_show_no_drift_and_one_class_does(
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+) -> None:
+    """Against the champion's reference profile (written at registration from the test
+    rows): the clean test digits raise no signal; digits of one class only shift the
+    predicted classes, and --fail-on-drift then exits 3."""
+    from keras_variants.cli.score import DRIFT_EXIT_CODE
+
+    _digits(tmp_path / "clean", 500, data_slices)
+    done = _variants(smoke_config, "clean", "--model", "mnist-classifier", "--fail-on-drift",
+                     "--out", "clean-scores", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "clean-scores" / "summary.json").read_text())
+    assert summary["drift"]["checked"] and not summary["drift"]["detected"], summary["drift"]
+    assert done.stdout.splitlines()[0].endswith("; no drift")
+    assert summary["estimated_accuracy"] is not None
+
+    with np.load(data_slices / "mnist.npz") as mnist:
+        images = np.concatenate([mnist["x_train"], mnist["x_test"]])
+        labels = np.concatenate([mnist["y_train"], mnist["y_test"]])
+    (tmp_path / "ones").mkdir()
+    for i, image in enumerate(images[labels == 1]):
+        Image.fromarray(image).save(tmp_path / "ones" / f"{i:04d}.png")
+    done = _variants(smoke_config, "ones", "--model", "mnist-classifier", "--fail-on-drift",
+                     "--out", "ones-scores", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == DRIFT_EXIT_CODE, done.stderr
+    summary = json.loads((tmp_path / "ones-scores" / "summary.json").read_text())
+    drifted = [s["name"] for s in summary["drift"]["signals"] if s["drifted"]]
+    assert summary["drift"]["detected"] and "predicted_class" in drifted, summary["drift"]
+    assert f"drift detected: {', '.join(drifted)}" in done.stdout
