@@ -13,6 +13,7 @@ from tasks.score import (
     find_version,
     load_model,
     log_scoring,
+    mark_version,
     read_input,
     score_rows,
     write_files,
@@ -52,10 +53,12 @@ def score(config: PipelineConfig, request: ScoringRequest) -> ScoringResult:
                 outputs.summary_metrics(summary, drift.metrics),
                 staging,
             )
+    line = outputs.summary_line(summary)
+    mark_version(config, version, run_id, line)
     return ScoringResult(
         run_id=run_id,
         experiment_id=experiment_id(config, request.dataset),
         folder=destination,
         summary=summary,
-        line=outputs.summary_line(summary),
+        line=line,
     )

@@ -313,6 +313,8 @@ def test_variants_score_reviews_and_digits_end_to_end(
     assert {"rows", "rows_rejected", "accuracy"} <= set(linked)
     assert linked["accuracy"].value == pytest.approx(measured)
     assert linked["rows"].dataset_digest == summary["input"]["sha256"][:32]
+    tags = client.get_model_version("imdb-sentiment", summary["model"]["version"]).tags
+    assert tags["scoring.last_run_id"] == run_id and tags["scoring.last_result"] == line
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert artifacts == set(outputs.FILES)
 

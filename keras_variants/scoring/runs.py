@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -109,3 +110,12 @@ def log_scoring(
         ],
     )
     client.log_artifacts(run_id, str(files))
+
+
+def mark_version(client: MlflowClient, version: ModelVersion, run_id: str, line: str) -> None:
+    """Tags on the model version for its latest scoring (the registry page of a version
+    shows tags, not the runs that used it): the run id, when, and the summary line."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for key, value in (("run_id", run_id), ("at", stamp), ("result", line)):
+        client.set_model_version_tag(version.name, str(version.version), f"scoring.last_{key}",
+                                     value[:5000])  # fmt: skip
