@@ -139,6 +139,13 @@ def main() -> None:
         "| --- | --- | --- |",
         *(f"| {a} | {b} | {c} |" for a, b, c in rows),
     ]
+    if load > (os.cpu_count() or 1):  # a shared machine: say what the figures measured
+        lines += [
+            "",
+            f"The machine was shared (load average {load:.1f} on {os.cpu_count()} cores): the "
+            "wall times above measure the contention as much as the command; the flow's own "
+            "stages (`summary.json`'s seconds) are the better guide. Rerun on a quiet machine.",
+        ]
     section = "\n".join(lines)
     print(section)
     previous = args.output.read_text() if args.output.exists() else ""
