@@ -275,8 +275,8 @@ def test_variants_score_reviews_and_digits_end_to_end(
     table = reviews[["text", "label"]].iloc[:60].reset_index(drop=True)
     table.loc[5, "text"] = "   "
     table.to_csv(tmp_path / "reviews.csv", index=False)
-    done = _variants(smoke_config, "reviews.csv", "--model", "imdb-sentiment",
-                     "--fail-on-drift", cwd=tmp_path)  # fmt: skip
+    # Drift is the next test's subject: whatever it finds here, the scoring exits 0.
+    done = _variants(smoke_config, "reviews.csv", "--model", "imdb-sentiment", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     line, files = done.stdout.strip().splitlines()
     assert line.startswith("59 rows scored, 1 rejected; accuracy ")
