@@ -102,14 +102,17 @@ def _rows(m: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
               "true accuracy (500)", "estimate (500)", "error (500)"]  # fmt: skip
     rows = []
     for step in m["steps"]:
-        at = step["sizes"].get("500") or next(iter(step["sizes"].values()), None)
+        size = "500" if "500" in step["sizes"] else next(iter(step["sizes"]), "500")
+        at = step["sizes"].get(size)
+        other = "" if size == "500" else f" (at {size} rows)"  # a step with fewer rows
         firing = ""
         truth = estimate = error = "n/a"
         if at:
             firing = ", ".join(f"{k} {v:.0%}" for k, v in at["signal_rates"].items() if v >= 0.5)
+            firing = (firing or "none") + other
             if "estimates" in at:
                 chosen = at["estimates"][m["estimator"]]
-                truth = f"{at['true_accuracy']:.3f}"
+                truth = f"{at['true_accuracy']:.3f}{other}"
                 estimate, error = f"{chosen['mean']:.3f}", f"{chosen['error']:.3f}"
         name = step["name"] + (" (false alarms)" if step["name"] == "clean" else "")
         rows.append([name, f"{step['rows']:,}", *(_rate(step["sizes"].get(s)) for s in sizes),
@@ -124,8 +127,15 @@ def to_html(m: dict[str, Any]) -> str:
     parts.append("</ul><table><tr>")
     parts += [f"<th>{html.escape(h)}</th>" for h in header]
     parts.append("</tr>")
+    left = {0, 5}  # the shift's name and the signals firing: text, read from the left
     for row in rows:
-        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        cells = [
+            f"<td style='text-align:left'>{html.escape(c)}</td>"
+            if i in left
+            else f"<td>{html.escape(c)}</td>"
+            for i, c in enumerate(row)
+        ]
+        parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</table>")
     return "".join(parts)
 
