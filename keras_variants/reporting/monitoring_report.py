@@ -43,8 +43,7 @@ def monitoring_for(client: MlflowClient, run_ids: set[str]) -> dict[str, dict[st
 def _rate(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return "n/a"
-    mark = "*" if entry.get("with_replacement") else ""
-    return f"{entry['alarm_rate']:.0%} of {entry['windows']}{mark}"
+    return f"{entry['alarm_rate']:.0%} of {entry['windows']}"
 
 
 def summary_lines(m: dict[str, Any]) -> list[str]:
@@ -55,13 +54,12 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     shift_rows = max(shifts, default=0)
     cpu = f", {m['cpu_seconds']} s CPU" if "cpu_seconds" in m else ""
     lines = [
-        f"{m['version']}: reference from half of its {m['reference_rows']:,} held-out rows"
-        + (f" ({m['reference_sample']:,} of them observed)" if "reference_sample" in m else "")
+        f"{m['version']}: reference from {m['reference_rows']:,} held-out rows (half of them)"
+        + (f", {m['reference_sample']:,} of them observed" if "reference_sample" in m else "")
         + f"; {m.get('clean_windows', 40)} clean windows per size drawn without replacement "
         f"from {clean_rows:,} rows of the other half, {m.get('shift_windows', 10)} per size "
         f"and shift from {shift_rows:,} of its rows shifted and sent through the served "
-        f"model (with replacement where a window is larger: marked *); measured in "
-        f"{m['seconds']} s{cpu}.",
+        f"model (no shifted window larger than that: n/a); measured in {m['seconds']} s{cpu}.",
         f"Threshold: family-wise level {m['alpha']} (Bonferroni over {len(m['signals'])} "
         f"signals: each p < {m['alpha'] / len(m['signals']):.2g}), the largest of "
         f"{', '.join(map(str, m['alphas_tried']))} whose clean false-alarm rate at "
