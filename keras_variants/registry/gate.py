@@ -28,6 +28,7 @@ from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
 from keras_variants.registry.loading import verified_path
+from keras_variants.registry.model_card import try_write_card
 from keras_variants.registry.promotion_rule import decide, paired, reason
 from keras_variants.registry.served_accuracy import (
     ServedAccuracy,
@@ -254,6 +255,7 @@ def _record(client: MlflowClient, decision: Decision, dry_run: bool) -> Decision
         tags["promotion.p_value"] = f"{decision.p_value:.4g}"
     for key, value in tags.items():
         client.set_model_version_tag(decision.model, decision.version, key, value)
+    try_write_card(client, decision.model, decision.version)  # the card states the decision
     return decision
 
 

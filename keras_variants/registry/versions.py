@@ -18,13 +18,15 @@ from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from keras_variants.errors import VariantsError
 from keras_variants.registry import integrity
+from keras_variants.registry.model_card import try_write_card
 from keras_variants.tracking.records import VariantRecord
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
 
 
 def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
-    """Register ``record``'s model as a new version aliased ``challenger``; its version."""
+    """Register ``record``'s model as a new version aliased ``challenger``, with its model
+    card (:mod:`keras_variants.registry.model_card`); its version."""
     name = REGISTERED_MODELS[record.dataset]
     model_id = logged_model_id(client, record)
     tags = {
@@ -43,6 +45,7 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
     tags |= files_record(client, location)
     version = _register_logged_model(client, name, model_id, record.run_id, tags)
     client.set_registered_model_alias(name, "challenger", version.version)
+    try_write_card(client, name, str(version.version))
     return str(version.version)
 
 
