@@ -1,8 +1,8 @@
 """The monitoring part of a scoring: drift signals against the version's reference profile
 and accuracy estimated without labels, from :mod:`keras_variants.monitoring.check`.
 
-A version registered before reference profiles existed (or a package without the
-monitoring part) is scored all the same, with "drift not checked" and the reason.
+A version registered before reference profiles existed is scored all the same, with
+"drift not checked" and the reason.
 """
 
 from __future__ import annotations
@@ -46,14 +46,8 @@ def check_drift(
 ) -> DriftOutcome:
     """The monitoring check of the scored rows: ``sent`` is what went to ``predict``,
     ``predictions`` the served answers (one row each)."""
-    try:
-        from keras_variants.monitoring.check import monitor
-    except ImportError as exc:
-        if not (exc.name or "").startswith("keras_variants.monitoring"):
-            raise
-        return DriftOutcome(
-            not_checked("drift not checked: this installation has no monitoring part")
-        )
+    from keras_variants.monitoring.check import monitor  # SciPy: on use
+
     answers = predictions.drop(columns=["id"])
     result = monitor(client, version.name, version, model, sent, answers)
     return DriftOutcome(
