@@ -457,3 +457,73 @@ def test_a_bad_file_found_while_loading_is_one_error_line(
         "(could not convert string to float: 'n'). Re-create the file."
     )
     assert len(done.lines) <= 4, done.text
+
+
+@pytest.mark.slow
+def test_promote_dry_run_force_and_rollback(
+    quiet_run: tuple[Path, Done], data_slices: Path, tmp_path: Path
+) -> None:
+    """``variants promote`` on a copy of the quiet run's store, with a v2 of mnist-classifier
+    registered from v1's own model (so both score the same): what each command prints and
+    the aliases after it. The accuracy printed is the one training logged for mnist_dense
+    (the served path reproduces it: test_pipeline)."""
+    from mlflow.tracking import MlflowClient
+
+    source, first = quiet_run
+    assert first.code == 0, first.text
+    workdir = Path(
+        shutil.copytree(source, tmp_path / "work", ignore=shutil.ignore_patterns("site"))
+    )
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    name = "mnist-classifier"
+    v1 = client.get_model_version(name, "1")
+    client.create_model_version(name, source=v1.source, run_id=v1.run_id)
+    accuracy = f"{client.get_run(v1.run_id).data.metrics['test/accuracy']:.4f}"
+
+    def promote(*args: str) -> Done:
+        smoke = ["--profile", "smoke", "--data-dir", str(data_slices)]
+        return variants("promote", "--model", name, *args, *smoke, cwd=workdir)
+
+    def aliases() -> dict[str, str]:
+        return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+
+    before = aliases()
+    assert before == {"challenger": "1", "champion": "1"}  # the quiet run's first champion
+
+    done = promote("--version", "2", "--dry-run")
+    assert done.code == 0, done.text
+    assert done.lines[-1] == (
+        f"[dry run] {name} v2: not promoted: test accuracy {accuracy} does not beat "
+        f"champion v1 ({accuracy}) by more than the margin 0.0"
+    )
+    assert aliases() == before
+    assert not any(
+        k.startswith(("promotion.", "gate.")) for k in client.get_model_version(name, "2").tags
+    )
+
+    done = promote("--version", "2", "--dry-run", "--force")
+    assert done.code == 0, done.text
+    assert done.lines[-1] == (
+        f"[dry run] {name} v2: promoted to champion: test accuracy {accuracy} vs champion v1 "
+        f"{accuracy}, margin 0.0 (forced)"
+    )
+    assert aliases() == before
+
+    done = promote("--version", "2", "--force")
+    assert done.code == 0, done.text
+    assert done.lines[-1] == (
+        f"{name} v2: promoted to champion: test accuracy {accuracy} vs champion v1 "
+        f"{accuracy}, margin 0.0 (forced)"
+    )
+    assert aliases() == {"challenger": "1", "champion": "2", "previous": "1"}
+
+    done = promote("--rollback")
+    assert done.code == 0, done.text
+    assert done.lines[-1] == f"{name} v1: promoted to champion: rollback from v2"
+    assert aliases() == before
+    assert client.get_model_version(name, "2").tags["promotion.decision"] == "rolled back"
+
+    done = promote("--rollback")
+    assert_short_error(done, 1, f"{name} has no 'previous' version to roll back to")
+    assert aliases() == before

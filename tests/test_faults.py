@@ -113,6 +113,67 @@ def test_sigkill_then_next_run_sweeps_and_keeps_champion(
     assert after.version == champion.version
 
 
+def _lane_processes(pid: int) -> list[int]:
+    """The lane processes of the command ``pid``: its children started by multiprocessing's
+    spawn (not its resource tracker, nor Prefect's temporary server)."""
+    lanes = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or it ended meanwhile
+        if parent == pid and b"spawn_main" in command:
+            lanes.append(int(entry.name))
+    return lanes
+
+
+def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
+    data_slices: Path, tmp_path: Path
+) -> None:
+    """The default runner (processes): a lane killed as by the out-of-memory killer while
+    training. The user reads one error line in the tool's words; the run and every trial
+    (the killed one and the one in the other lane) end FAILED, nothing is registered, no
+    lane is left behind; the next run trains both trials afresh and registers them."""
+    smoke = ["--profile", "smoke", "--data-dir", str(data_slices)]
+    both = ["--variants", "mnist_dense,imdb_reduced"]
+    proc = _start(tmp_path, *smoke, *both)
+    try:
+        seen = _wait_for_training(proc)
+        lanes = _lane_processes(proc.pid)
+        assert len(lanes) == 2, lanes  # --max-parallel's default
+        os.kill(lanes[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = seen + output
+    assert proc.returncode == 1, output[-3000:]
+    assert output.splitlines()[-1] == (
+        "error: a lane process (where TensorFlow runs) ended abruptly: killed, or out of "
+        "memory; this run stopped. Run again (with --max-parallel 1 if memory is short)"
+    )
+    assert "Traceback" not in output and "BrokenProcessPool" not in output
+    runs = _runs(tmp_path)
+    statuses = sorted((r.data.tags["role"], r.info.status) for r in runs)
+    assert statuses == [("pipeline", "FAILED")] * 2 + [("variant", "FAILED")] * 2
+    assert {r.data.tags.get("variant") for r in runs} == {None, "mnist_dense", "imdb_reduced"}
+    assert _versions(tmp_path) == []
+    assert not any(Path(f"/proc/{pid}").exists() for pid in lanes)
+
+    rerun = _start(tmp_path, *smoke, *both)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output[-3000:]
+    failed = {r.info.run_id for r in runs}
+    fresh = [r for r in _runs(tmp_path) if r.info.run_id not in failed]
+    assert sorted((r.data.tags["role"], r.info.status) for r in fresh) == (
+        [("pipeline", "FINISHED")] * 2 + [("variant", "FINISHED")] * 2
+    )
+    assert "unchanged since run" not in output  # a FAILED trial is never reused
+    registered = {v.run_id for v in _versions(tmp_path)}
+    assert registered == {r.info.run_id for r in fresh if r.data.tags["role"] == "variant"}
+
+
 def test_unreachable_tracking_store_fails_clearly(data_slices: Path, tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
     proc = _start(

@@ -28,16 +28,38 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from keras_variants import interrupts, runtime
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, MappedDataset, map_dataset
+from keras_variants.errors import VariantsError
 from keras_variants.lanes import jobs
 from keras_variants.lanes.call import call_here
 
 T = TypeVar("T")
+
+
+class LaneDied(VariantsError):
+    """A lane process ended abruptly (killed, or out of memory): every job of the run's
+    lanes fails with this, since a process pool with a dead process takes no more work."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a lane process (where TensorFlow runs) ended abruptly: killed, or out of "
+            "memory; this run stopped. Run again (with --max-parallel 1 if memory is short)"
+        )
+
+
+@contextlib.contextmanager
+def _lane_deaths() -> Iterator[None]:
+    """A dead lane in the user's terms: :class:`LaneDied`, not ``BrokenProcessPool``."""
+    try:
+        yield
+    except BrokenProcessPool as exc:
+        raise LaneDied() from exc
 
 
 class Lane(Protocol):
@@ -106,7 +128,8 @@ class ProcessLanes:
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         self._start()
-        return self._pool.submit(fn, *args).result()
+        with _lane_deaths():
+            return self._pool.submit(fn, *args).result()
 
     def train(self, job: jobs.TrainJob, report: jobs.EpochReport) -> jobs.TrainedVariant:
         self._start()
@@ -114,10 +137,11 @@ class ProcessLanes:
         inbox: queue.Queue = queue.Queue()
         self._inboxes[job_id] = inbox
         try:
-            future = self._pool.submit(_train_in_lane, job_id, job)
-            while (item := _next_report(inbox, future)) is not None:
-                report(*item)
-            return future.result()
+            with _lane_deaths():
+                future = self._pool.submit(_train_in_lane, job_id, job)
+                while (item := _next_report(inbox, future)) is not None:
+                    report(*item)
+                return future.result()
         finally:
             del self._inboxes[job_id]
 
