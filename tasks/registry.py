@@ -14,6 +14,7 @@ from keras_variants.data.datasets import Dataset
 from keras_variants.lanes.pool import Lane
 from keras_variants.operations import events
 from keras_variants.registry import gate as registry
+from keras_variants.registry.run_decisions import record_decision
 from keras_variants.reporting.publish import publish_report
 from keras_variants.reporting.report import to_markdown
 from keras_variants.tracking.records import load_pipeline
@@ -30,6 +31,7 @@ def promote_best(
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
     decision = registry.gate(client, config, data, challenger=challenger, call=lane.call)
+    record_decision(client, parent_run_id, decision.sentence())  # what its report lists
     get_run_logger().info(decision.sentence())
     if decision.promoted:  # for --notify's automation; never fails the run
         events.emit_promoted(decision.model, decision.version, decision.reason, config.tracking_uri)

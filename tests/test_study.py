@@ -263,6 +263,24 @@ def test_claim_rows_print_epoch_differences_as_epochs() -> None:
     assert (row["difference"], row["interval"]) == ("-0.0123", "[-0.0200, -0.0040]")
 
 
+def test_markdown_claims_table_is_narrow_with_the_verdict_in_it() -> None:
+    """Prefect's artifact view clips wide tables: the table holds the claim's number and the
+    short cells, verdict included; statement, measure and reason follow as a list."""
+    from keras_variants.reporting.findings import verdict_row
+    from keras_variants.reporting.report import Report, to_markdown
+    from keras_variants.studies.study import Decided
+
+    claim = Claim("9", "Stops later.", "validation_loss_min_epoch", "a", "b", "higher")
+    row = verdict_row(Decided(claim, "holds", 3, 15.0, 12.5, 17.25, "the reason"))
+    markdown = to_markdown(Report("t", {}, {}, {}, claims=[row])).splitlines()
+    table = markdown.index("| claim | mean difference | 95% interval | seeds | verdict |")
+    assert markdown[table + 2] == "| 9 | +15.0 | [+12.5, +17.2] | 3 | **holds** |"
+    assert markdown[table + 4] == (
+        "- **9. Stops later.** Measure (paired by seed): epoch of lowest validation loss: "
+        "a - b (expected > 0); holds: the reason."
+    )
+
+
 def test_study_lecture_is_the_lectures_six_models_on_five_seeds_with_two_dropouts() -> None:
     """``--study lecture`` as the command line turns it into a config: 6 variants x 5
     seeds, imdb_dropout at 0.2 and 0.5: 35 trials; --seeds replaces its seeds."""

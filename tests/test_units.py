@@ -112,6 +112,19 @@ def test_findings_state_where_each_variant_overfits_and_who_wins() -> None:
     ]
 
 
+def test_findings_name_the_mean_of_the_seeds_lowest_loss_epochs() -> None:
+    """Seed 0 is lowest at epoch 1, seed 1 at epoch 4: the findings say 2.5, as the table
+    and the claims do, not the lowest point of the mean curve (epoch 4)."""
+    seeds = [
+        _record("imdb_dropout", [1.0, 2.0, 3.0, 4.0], 0, validation_loss_min_epoch=1),
+        _record("imdb_dropout", [5.0, 4.0, 3.0, 0.5], 1, validation_loss_min_epoch=4),
+    ]
+    (group,) = groups(seeds)
+    assert findings_for("imdb", [group.mean])[0] == (
+        "imdb_dropout starts to overfit after epoch 2.5 of 4 (lowest validation loss 2.2500)."
+    )
+
+
 def test_groups_average_seeds_curve_by_curve() -> None:
     (group,) = groups([_record("imdb_l2", [0.4, 0.2], 0), _record("imdb_l2", [0.6, 0.4], 1)])
     assert group.seeds == 2 and group.mean.curves["val/loss"] == pytest.approx([0.5, 0.3])

@@ -66,10 +66,16 @@ def _group(label: str, runs: list[VariantRecord]) -> Group:
 
 
 def _trend(record: VariantRecord) -> str:
+    """Where the lowest validation loss came: the run's ``validation_loss_min_epoch``, for a
+    group the mean of its seeds' (the number the table and the claims show), not the
+    lowest point of the mean curve."""
     epochs = len(record.curves["val/loss"])
-    epoch = int(np.argmin(record.curves["val/loss"])) + 1
+    epoch = record.metrics.get("validation_loss_min_epoch")
+    if epoch is None:  # a run logged before the metric existed
+        epoch = int(np.argmin(record.curves["val/loss"])) + 1
     if epoch < epochs:
-        return f"starts to overfit after epoch {epoch} of {epochs}"
+        shown = f"{int(epoch)}" if float(epoch).is_integer() else f"{epoch:.1f}"
+        return f"starts to overfit after epoch {shown} of {epochs}"
     return f"was still improving at its last epoch ({epochs})"
 
 
@@ -173,9 +179,10 @@ def _interval(decided: Decided) -> str:
 
 
 def verdict_row(decided: Decided) -> dict[str, str]:
-    """One row of the report's "Lecture claims" table."""
+    """One row of the report's "Lecture claims" table (``number``: the claim's alone)."""
     claim = decided.claim
     return {
+        "number": claim.number,
         "claim": f"{claim.number}. {claim.statement}",
         "measure": f"{MEASURES[claim.measure]}: {claim.subject} - {claim.baseline} "
         f"(expected {'> 0' if claim.expected == 'higher' else '< 0'})",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from keras_variants.registry.versions import decisions_for
+from keras_variants.registry.run_decisions import run_decisions
 from keras_variants.reporting.monitoring_report import monitoring_for
 from keras_variants.reporting.progress import MLFLOW_UI, mlflow_ui_for
 from keras_variants.reporting.report import Report, build_report, write_report
@@ -61,7 +61,7 @@ def publish_report(
     """Write the report of the pipeline run ``run_id`` belongs to (default: the latest)
     under ``reports_dir`` unless it is there already, and log it to the parent runs."""
     record = load_pipeline(client, run_id)
-    decisions = decisions_for(client, record.run_ids)
+    decisions = run_decisions(client, record.parents.values(), record.run_ids)
     mlflow_ui = mlflow_ui_for(client.tracking_uri)  # a tracking server's own UI, if any
     monitoring = monitoring_for(client, record.run_ids)
     digest = report_digest(record, decisions, mlflow_ui, monitoring)
