@@ -16,7 +16,7 @@ from keras_variants.operations import events
 from keras_variants.registry import gate as registry
 from keras_variants.registry.run_decisions import record_decision
 from keras_variants.reporting.publish import publish_report
-from keras_variants.reporting.report import to_markdown
+from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import load_pipeline
 from keras_variants.tracking.store import client_for
 

@@ -26,7 +26,8 @@ from keras_variants.reporting.calibration_report import (
     rotation_sentence,
     to_html,
 )
-from keras_variants.reporting.report import build_report, to_markdown
+from keras_variants.reporting.report import build_report
+from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import UNCERTAINTY_FILE, VariantRecord, load_pipeline
 from keras_variants.tracking.store import TOOL_TAG, client_for
 from keras_variants.tracking.trial_key import REUSED_FROM_TAG

@@ -478,7 +478,8 @@ def test_promote_dry_run_force_and_rollback(
     client = MlflowClient(uri, registry_uri=uri)
     name = "mnist-classifier"
     v1 = client.get_model_version(name, "1")
-    client.create_model_version(name, source=v1.source, run_id=v1.run_id)
+    files = {k: v for k, v in v1.tags.items() if k == "files.sha256"}  # checked on load
+    client.create_model_version(name, source=v1.source, run_id=v1.run_id, tags=files)
     accuracy = f"{client.get_run(v1.run_id).data.metrics['test/accuracy']:.4f}"
 
     def promote(*args: str) -> Done:

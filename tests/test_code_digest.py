@@ -100,7 +100,7 @@ def test_changing_code_off_the_path_keeps_the_digest(
     package_copy: dict[str, Path], root: str
 ) -> None:
     before = code_digest(root, roots=package_copy)
-    _edit(package_copy, "reporting/report.py", "def to_html(", "def to_html_(")
+    _edit(package_copy, "reporting/report_pages.py", "def to_html(", "def to_html_(")
     _edit(package_copy, "cli/main.py", "def main(", "def main_(")
     assert code_digest(root, roots=package_copy) == before
 

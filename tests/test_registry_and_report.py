@@ -17,7 +17,8 @@ from flows.report import comparison_report
 from keras_variants.data.datasets import load_dataset, make_splits
 from keras_variants.registry import gate, served_accuracy
 from keras_variants.registry.versions import register_challenger
-from keras_variants.reporting.report import build_report, to_markdown
+from keras_variants.reporting.report import build_report
+from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import load_pipeline
 from keras_variants.tracking.store import client_for
 

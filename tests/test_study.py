@@ -267,7 +267,8 @@ def test_markdown_claims_table_is_narrow_with_the_verdict_in_it() -> None:
     """Prefect's artifact view clips wide tables: the table holds the claim's number and the
     short cells, verdict included; statement, measure and reason follow as a list."""
     from keras_variants.reporting.findings import verdict_row
-    from keras_variants.reporting.report import Report, to_markdown
+    from keras_variants.reporting.report import Report
+    from keras_variants.reporting.report_pages import to_markdown
     from keras_variants.studies.study import Decided
 
     claim = Claim("9", "Stops later.", "validation_loss_min_epoch", "a", "b", "higher")

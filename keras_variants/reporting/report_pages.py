@@ -1,0 +1,212 @@
+"""A report as pages: Markdown (for the report folder and Prefect's artifact) and one
+self-contained HTML page, and writing them with the plots under ``reports/``.
+
+Pure rendering of a :class:`~keras_variants.reporting.report.Report`; :func:`write_report`
+is the only I/O.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from keras_variants.reporting import calibration_report, monitoring_report
+from keras_variants.reporting.plots import png_uri as _png_uri
+from keras_variants.reporting.report import OVERFIT_GAP, SPREAD, Report
+
+COLUMNS = [
+    ("variant", "variant"),
+    ("parameters", "parameters"),
+    ("test accuracy", "test/accuracy"),
+    ("test loss", "test/loss"),
+    ("test AUC", "test/auc"),
+    ("lowest val loss at epoch", "validation_loss_min_epoch"),
+    ("val loss - train loss (last epoch; > 0: overfitting)", OVERFIT_GAP),
+    ("training s", "training_seconds"),
+]
+CLAIMS_INTRO = (
+    "Each claim is decided by the mean difference of its measure between two variants, "
+    "paired by seed, and the 95% t-interval of that mean: holds when the interval lies on "
+    "the claimed side of zero, does not hold when it lies on the other side (or the "
+    "variants never differ), inconclusive when it spans zero or fewer than 3 seeds pair up."
+)
+CLAIM_COLUMNS = [
+    ("claim", "claim"),
+    ("measure (paired by seed)", "measure"),
+    ("mean difference", "difference"),
+    ("95% interval", "interval"),
+    ("seeds", "seeds"),
+    ("verdict", "verdict"),
+    ("why", "why"),
+]
+NARROW_CLAIM_COLUMNS = [  # the Markdown table: a claim's number; the rest below the table
+    ("claim", "number"),
+    *(c for c in CLAIM_COLUMNS if c[1] in ("difference", "interval", "seeds", "verdict")),
+]
+
+
+def _row_cell(row: dict[str, object], key: str) -> str:
+    """A table cell; with several seeds, the mean and the standard deviation across them."""
+    text = _cell(row.get(key), key)
+    spread = row.get(SPREAD, {}).get(key)  # type: ignore[union-attr]
+    if spread is None or row.get(key) is None:
+        return text
+    return f"{text} ± {_cell(spread, key).lstrip('+')}"
+
+
+def _columns(rows: list[dict[str, object]]) -> list[tuple[str, str]]:
+    """The table's columns, with the number of seeds when any row has several, without a
+    column no row has a value for (MNIST's AUC)."""
+    columns = [c for c in COLUMNS if any(row.get(c[1]) is not None for row in rows)]
+    if any("seeds" in row for row in rows):
+        return [*columns[:1], ("seeds", "seeds"), *columns[1:]]
+    return columns
+
+
+def _cell(value: object, key: str = "") -> str:
+    if value is None:
+        return "-"
+    if key == "training_seconds" or (
+        key == "validation_loss_min_epoch" and isinstance(value, float)
+    ):
+        return f"{value:.1f}"
+    if key == OVERFIT_GAP:
+        return f"{value:+.4f}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def _verdict(text: str) -> str:
+    return f"**{text}**"
+
+
+def to_markdown(report: Report, embed_images: bool = True) -> str:
+    """Markdown with the plots as data URIs (Prefect's UI shows those, not file names), or,
+    with ``embed_images=False``, referring to the PNG files written beside it."""
+    lines = [f"# {report.title}", ""]
+    lines += [f"- **{label}**: {text}" for label, text in report.about.items()]
+    lines += [f"- **{file}** SHA-256: `{digest}`" for file, digest in report.fingerprints.items()]
+    if report.runs:
+        links = ", ".join(f"[{dataset}]({url})" for dataset, url in report.runs.items())
+        lines.append(f"- **MLflow runs**: {links}")
+    lines.append("")
+    if report.claims:
+        # Prefect's artifact view clips a wide table: the table keeps the short cells, each
+        # claim's statement, measure and reason follow it.
+        lines += ["## Lecture claims", "", CLAIMS_INTRO, ""]
+        lines.append("| " + " | ".join(h for h, _ in NARROW_CLAIM_COLUMNS) + " |")
+        lines.append("|" + " --- |" * len(NARROW_CLAIM_COLUMNS))
+        lines += [
+            "| " + " | ".join(_verdict(row[k]) if k == "verdict" else row[k]
+                             for _, k in NARROW_CLAIM_COLUMNS) + " |"
+            for row in report.claims
+        ]  # fmt: skip
+        lines.append("")
+        lines += [
+            f"- **{row['claim']}** Measure (paired by seed): {row['measure']}; "
+            f"{row['verdict']}: {row['why']}."
+            for row in report.claims
+        ]
+        lines.append("")
+    for dataset, rows in report.tables.items():
+        lines += [f"## {dataset}", ""]
+        columns = _columns(rows)
+        lines.append("| " + " | ".join(h for h, _ in columns) + " |")
+        lines.append("|" + " --- |" * len(columns))
+        lines += ["| " + " | ".join(_row_cell(row, k) for _, k in columns) + " |" for row in rows]
+        lines += ["", *(f"- {f}" for f in report.findings.get(dataset, [])), ""]
+        lines += [
+            f"![{name}]({_png_uri(png) if embed_images else name})"
+            for name, png in report.figures.items()
+            if name.startswith(dataset)
+        ]
+        lines.append("")
+        if dataset in report.calibration:
+            lines += calibration_report.to_markdown(report.calibration[dataset], embed_images)
+        if dataset in report.monitoring:
+            lines += monitoring_report.to_markdown(report.monitoring[dataset])
+    if report.decisions:
+        lines += ["## Registry decisions", "", *(f"- {d}" for d in report.decisions), ""]
+    return "\n".join(lines)
+
+
+def to_html(report: Report) -> str:
+    """One self-contained page: styles inline, plots embedded as data URIs."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(report.title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}",
+        "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;",
+        "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
+        "td:first-child,td.text{text-align:left}",
+        "img{max-width:100%;margin:.5rem 0}dl{display:grid;grid-template-columns:auto 1fr;",
+        "gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1><dl>",
+    ]
+    parts += [
+        f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
+        for label, text in report.about.items()
+    ]
+    parts += [
+        f"<dt>{html.escape(file)} SHA-256</dt><dd><code>{html.escape(digest)}</code></dd>"
+        for file, digest in report.fingerprints.items()
+    ]
+    if report.runs:
+        links = ", ".join(
+            f"<a href='{html.escape(url)}'>{html.escape(dataset)}</a>"
+            for dataset, url in report.runs.items()
+        )
+        parts.append(f"<dt>MLflow runs</dt><dd>{links}</dd>")
+    parts.append("</dl>")
+    if report.claims:
+        parts.append(f"<h2>Lecture claims</h2><p>{html.escape(CLAIMS_INTRO)}</p><table><tr>")
+        parts += [f"<th>{html.escape(h)}</th>" for h, _ in CLAIM_COLUMNS]
+        parts.append("</tr>")
+        for row in report.claims:
+            cells = "".join(
+                f"<td class='{'verdict' if k == 'verdict' else 'text'}'>"
+                + (f"<b>{html.escape(row[k])}</b>" if k == "verdict" else html.escape(row[k]))
+                + "</td>"
+                for _, k in CLAIM_COLUMNS
+            )
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
+    for dataset, rows in report.tables.items():
+        parts.append(f"<h2>{html.escape(dataset)}</h2><table><tr>")
+        columns = _columns(rows)
+        parts += [f"<th>{html.escape(h)}</th>" for h, _ in columns]
+        parts.append("</tr>")
+        for row in rows:
+            cells = "".join(f"<td>{html.escape(_row_cell(row, k))}</td>" for _, k in columns)
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table><ul>")
+        parts += [f"<li>{html.escape(f)}</li>" for f in report.findings.get(dataset, [])]
+        parts.append("</ul>")
+        for name, png in report.figures.items():
+            if name.startswith(dataset):
+                parts.append(f"<img alt='{html.escape(name)}' src='{_png_uri(png)}'>")
+        if dataset in report.calibration:
+            parts.append(calibration_report.to_html(report.calibration[dataset]))
+        if dataset in report.monitoring:
+            parts.append(monitoring_report.to_html(report.monitoring[dataset]))
+    if report.decisions:
+        parts.append("<h2>Registry decisions</h2><ul>")
+        parts += [f"<li>{html.escape(d)}</li>" for d in report.decisions]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_report(report: Report, folder: Path, pipeline_id: str) -> Path:
+    """``folder/<pipeline_id>/report.{html,md}`` plus PNGs, and ``folder/latest.html``."""
+    target = folder / pipeline_id
+    target.mkdir(parents=True, exist_ok=True)
+    calibration = [s.figures for s in report.calibration.values()]
+    for name, png in [*report.figures.items(), *(f for c in calibration for f in c.items())]:
+        (target / name).write_bytes(png)
+    (target / "report.md").write_text(to_markdown(report, embed_images=False))
+    page = to_html(report)
+    (target / "report.html").write_text(page)
+    (folder / "latest.html").write_text(page)
+    return target
