@@ -255,3 +255,28 @@ def test_mc_sentence_on_the_page_uses_the_runs_ece_and_mc_ece(smoke_run, smoke_c
     assert page.count("its deterministic prediction here") == 1  # only the dropout variant
     record = load_pipeline(client_for(smoke_config), smoke_run.parent_run_ids["imdb"])
     assert f"- {expected}" in to_markdown(build_report(record))
+
+
+def test_markdown_puts_the_mc_dropout_columns_in_a_table_of_their_own() -> None:
+    """Prefect's artifact view clips a wide table: five columns, then the variant and the
+    six MC dropout columns for the variants that have them."""
+    from keras_variants.reporting import calibration_report
+
+    dense = {"variant": "imdb_dense"} | {k: 0.5 for _, k in COLUMNS[1:]}
+    dense |= {k: None for _, k in MC_COLUMNS}
+    dropout = {"variant": "imdb_dropout"} | {k: 0.25 for _, k in COLUMNS[1:] + MC_COLUMNS}
+    section = calibration_report.CalibrationSection(
+        "intro", COLUMNS + MC_COLUMNS, [dense, dropout], []
+    )
+    lines = calibration_report.to_markdown(section)
+    assert lines[4:12] == [
+        "| variant | test accuracy | ECE | Brier | NLL |",
+        "| --- | --- | --- | --- | --- |",
+        "| imdb_dense | 0.5000 | 0.5000 | 0.5000 | 0.5000 |",
+        "| imdb_dropout | 0.2500 | 0.2500 | 0.2500 | 0.2500 |",
+        "",
+        "| variant | MC accuracy | MC ECE | MC mean predictive entropy (nats) | MC error AUROC "
+        "of entropy | MC accuracy, 10% most uncertain | MC accuracy, 10% least uncertain |",
+        "|" + " --- |" * 7,
+        "| imdb_dropout |" + " 0.2500 |" * 6,
+    ]

@@ -223,14 +223,24 @@ def _verdict(hits: int, total: int, yes: str, no: str) -> str:
 
 
 def to_markdown(section: CalibrationSection, embed_images: bool = True) -> list[str]:
-    """The section's markdown lines, the plots as data URIs or file names."""
+    """The section's markdown lines, the plots as data URIs or file names. The MC dropout
+    columns get a table of their own (the variants that have them): Prefect's artifact view
+    clips a wide table."""
     lines = [f"### {TITLE}", "", section.intro, ""]
-    lines.append("| " + " | ".join(h for h, _ in section.columns) + " |")
-    lines.append("|" + " --- |" * len(section.columns))
-    lines += [
-        "| " + " | ".join(cell(row[k]) for _, k in section.columns) + " |" for row in section.rows
-    ]
-    lines += ["", *(f"- {f}" for f in section.findings), ""]
+    tables = [section.columns[: len(COLUMNS)]]
+    if len(section.columns) > len(COLUMNS):
+        tables.append([section.columns[0], *section.columns[len(COLUMNS) :]])
+    for columns in tables:
+        mc = columns is not tables[0]
+        lines.append("| " + " | ".join(h for h, _ in columns) + " |")
+        lines.append("|" + " --- |" * len(columns))
+        lines += [
+            "| " + " | ".join(cell(row[k]) for _, k in columns) + " |"
+            for row in section.rows
+            if not mc or any(row[k] is not None for _, k in columns[1:])
+        ]
+        lines.append("")
+    lines += [*(f"- {f}" for f in section.findings), ""]
     lines += [
         f"![{name}]({png_uri(data) if embed_images else name})"
         for name, data in section.figures.items()
