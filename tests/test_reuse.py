@@ -73,15 +73,16 @@ def test_a_rerun_reuses_and_changed_inputs_retrain(prefect_server, data_slices, 
     assert "<td>imdb_dense</td>" in page and "<td>mnist_dense</td>" in page
     # Its registry decisions are this run's own, as the terminal printed them, not the
     # first run's, whose report still has its own.
-    decided = re.findall(r"<li>([\w-]+ v\d+: [^<]*)</li>", page)
+    decisions = page.split("<h2>Registry decisions</h2>")[1]
+    decided = re.findall(r"<li>([^<]*)</li>", decisions)
     assert sorted(decided) == sorted(
         f"{model} v{version}: not promoted: identical to v{version} (the champion); "
         "nothing registered"
         for model, version in versions.items()
     )
-    first_page = first.report.read_text()
+    first_decisions = first.report.read_text().split("<h2>Registry decisions</h2>")[1]
     for model, version in versions.items():
-        assert f"<li>{model} v{version}: promoted to champion: first champion (" in first_page
+        assert f"<li>{model} v{version}: promoted to champion: first champion (" in first_decisions
 
     forced = pipeline(config.model_copy(update={"force": True, "variants": ("imdb_dense",)}))
     assert REUSED_FROM_TAG not in client.get_run(forced.variants["imdb_dense"].run_id).data.tags
