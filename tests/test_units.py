@@ -112,16 +112,18 @@ def test_findings_state_where_each_variant_overfits_and_who_wins() -> None:
     ]
 
 
-def test_findings_name_the_mean_of_the_seeds_lowest_loss_epochs() -> None:
-    """Seed 0 is lowest at epoch 1, seed 1 at epoch 4: the findings say 2.5, as the table
-    and the claims do, not the lowest point of the mean curve (epoch 4)."""
+def test_findings_name_the_mean_of_the_seeds_lowest_loss_and_its_epoch() -> None:
+    """Seed 0 is lowest at epoch 1 (1.0), seed 1 at epoch 4 (0.5): the findings say epoch
+    2.5 and 0.75, as the table, the claims and the sweep findings do, not the lowest point
+    of the mean curve (2.25 at epoch 4)."""
     seeds = [
         _record("imdb_dropout", [1.0, 2.0, 3.0, 4.0], 0, validation_loss_min_epoch=1),
         _record("imdb_dropout", [5.0, 4.0, 3.0, 0.5], 1, validation_loss_min_epoch=4),
     ]
+    seeds[0].metrics["val/loss_min"], seeds[1].metrics["val/loss_min"] = 1.0, 0.5
     (group,) = groups(seeds)
     assert findings_for("imdb", [group.mean])[0] == (
-        "imdb_dropout starts to overfit after epoch 2.5 of 4 (lowest validation loss 2.2500)."
+        "imdb_dropout starts to overfit after epoch 2.5 of 4 (lowest validation loss 0.7500)."
     )
 
 

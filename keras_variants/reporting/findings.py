@@ -88,7 +88,8 @@ def findings_for(dataset: str, records: list[VariantRecord]) -> list[str]:
     by_name = {r.variant: r for r in records}
     baseline = by_name.get(BASELINE[dataset])
     for r in records:
-        line = f"{r.variant} {_trend(r)} (lowest validation loss {min(r.curves['val/loss']):.4f})"
+        lowest = r.metrics.get("val/loss_min", min(r.curves["val/loss"]))  # a group: mean
+        line = f"{r.variant} {_trend(r)} (lowest validation loss {lowest:.4f})"
         if baseline is not None and r is not baseline:
             delta = r.curves["val/loss"][-1] - baseline.curves["val/loss"][-1]
             line += (
