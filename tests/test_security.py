@@ -238,3 +238,16 @@ def test_a_version_registered_before_hashes_is_refused_until_trusted(registered,
     (folder / "python_model.pkl").write_bytes(b"changed")
     with pytest.raises(VariantsError, match=r"python_model\.pkl was changed"):
         load_version(client, name, "1")
+
+
+def test_loading_through_mlflow_does_not_make_a_version_unloadable(registered, monkeypatch) -> None:
+    """``mlflow.pyfunc.load_model("models:/...")``, as a user may call it, writes MLflow's
+    ``registered_model_meta`` into a local store's registered folder: not a changed file."""
+    from keras_variants.registry.loading import load_version
+
+    client, folder = registered
+    name = REGISTERED_MODELS["imdb"]
+    process_wide_mlflow_uri(monkeypatch, client.tracking_uri)
+    mlflow.pyfunc.load_model(f"models:/{name}/1")
+    assert (folder / "registered_model_meta").is_file()  # MLflow wrote into the folder
+    assert load_version(client, name, "1").predict(["A fine film."])

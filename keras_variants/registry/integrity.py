@@ -14,12 +14,19 @@ from pathlib import Path
 
 FILES_TAG = "files.sha256"  # JSON {relative path: sha256} on the model version
 CHUNK_BYTES = 2**20
+# MLflow itself writes this YAML (the model's name and version) into the model's folder
+# whenever anyone loads ``models:/name/version``; on a local store that is the registered
+# folder itself. It is read as data, never as code, so it is not part of what was registered.
+WRITTEN_BY_MLFLOW = frozenset({"registered_model_meta"})
 
 
 def file_digests(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (relative POSIX path) and its SHA-256, read in chunks."""
+    """Every file under ``folder`` (relative POSIX path) and its SHA-256, read in chunks,
+    but the metadata MLflow writes there on a load (:data:`WRITTEN_BY_MLFLOW`)."""
     digests = {}
     for path in sorted(folder.rglob("*")):
+        if path.relative_to(folder).as_posix() in WRITTEN_BY_MLFLOW:
+            continue
         if path.is_file() or path.is_symlink():
             digest = hashlib.sha256()
             with path.open("rb") as file:
