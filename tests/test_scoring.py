@@ -279,7 +279,8 @@ def test_variants_score_reviews_and_digits_end_to_end(
     done = _variants(smoke_config, "reviews.csv", "--model", "imdb-sentiment", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     line, files = done.stdout.strip().splitlines()
-    assert line.startswith("59 rows scored, 1 rejected; accuracy ")
+    assert line.startswith("59 rows scored, 1 rejected; estimated accuracy ")
+    assert "(measured on 59 labels: " in line  # the champion has a reference profile
     assert "drift" in line and "Traceback" not in done.stderr
     run_id = files.split("MLflow run ")[1].rstrip(")")
     folder = tmp_path / "scores" / run_id
