@@ -272,4 +272,6 @@ def rollback(client: MlflowClient, tracking_uri: str, name: str) -> Decision:
             client.set_model_version_tag(name, champion, "promotion.decision", "rolled back")
         decision = Decision(name, previous, True, f"rollback from v{champion}", None, champion)
         client.set_model_version_tag(name, previous, "promotion.reason", decision.reason)
+    for version in filter(None, (previous, champion)):  # each card states its new decision
+        try_write_card(client, name, version)
     return decision
