@@ -20,6 +20,7 @@ import typer
 
 from keras_variants import runtime
 from keras_variants.cli import serve as serve_command
+from keras_variants.cli.options import TrackingOption
 from keras_variants.cli.score import score
 from keras_variants.errors import ConfigError, VariantsError, disk_full
 
@@ -65,14 +66,6 @@ DataDirOption = Annotated[
 ]
 ProfileOption = Annotated[
     str, typer.Option("--profile", help="Named settings: 'full' (the lecture's) or 'smoke'.")
-]
-TrackingOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking store (default: sqlite mlflow.db in the current directory).",
-    ),
 ]
 VariantsOption = Annotated[
     str | None,

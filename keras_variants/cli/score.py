@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from keras_variants import runtime
+from keras_variants.cli.options import TrackingOption, check_model_choice
 
 DRIFT_EXIT_CODE = 3  # with --fail-on-drift, as `variants promote` exits 3 when it refuses
 
@@ -40,32 +41,18 @@ def score(
     fail_on_drift: Annotated[
         bool, typer.Option("--fail-on-drift", help="Exit with code 3 when drift is detected.")
     ] = False,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--tracking-uri",
-            envvar="MLFLOW_TRACKING_URI",
-            help="MLflow tracking store (default: sqlite mlflow.db in the current directory).",
-        ),
-    ] = None,
+    tracking_uri: TrackingOption = None,
 ) -> None:
     """Score new data with a registered version, check it for drift, and track it in MLflow."""
     from keras_variants.cli.preflight import check_store_exists
     from keras_variants.config.pipeline import build_config
     from keras_variants.registry.loading import resolve_version
-    from keras_variants.registry.versions import REGISTERED_MODELS
     from keras_variants.scoring.inputs import check_input
     from keras_variants.scoring.outputs import check_destination
     from keras_variants.scoring.request import ScoringRequest
     from keras_variants.tracking.store import client_for
 
-    if model not in REGISTERED_MODELS.values():
-        raise typer.BadParameter(
-            f"unknown model {model!r}; choose from {', '.join(REGISTERED_MODELS.values())}",
-            param_hint="--model",
-        )
-    if alias is not None and version is not None:
-        raise typer.BadParameter("pass --alias or --version, not both", param_hint="--version")
+    check_model_choice(model, alias, version)
     if not input.exists():
         raise typer.BadParameter(f"{input}: no such file or folder", param_hint="INPUT")
     if out is not None:

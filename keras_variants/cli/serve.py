@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from keras_variants import runtime
+from keras_variants.cli.options import TrackingOption, check_model_choice
 
 MAX_CONNECTIONS = 256  # open connections at once; uvicorn answers 503 beyond
 GRACEFUL_SHUTDOWN_S = 8  # in-flight requests finish within it, then the process exits
@@ -73,27 +74,13 @@ def serve(
             file_okay=False,
         ),
     ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--tracking-uri",
-            envvar="MLFLOW_TRACKING_URI",
-            help="MLflow tracking store (default: sqlite mlflow.db in the current directory).",
-        ),
-    ] = None,
+    tracking_uri: TrackingOption = None,
 ) -> None:
     """Serve a registered model over HTTP (MLflow's scoring protocol), every request bounded."""
     from keras_variants.config.pipeline import build_config
-    from keras_variants.registry.versions import REGISTERED_MODELS
     from keras_variants.serving.server import Limits
 
-    if model not in REGISTERED_MODELS.values():
-        raise typer.BadParameter(
-            f"unknown model {model!r}; choose from {', '.join(REGISTERED_MODELS.values())}",
-            param_hint="--model",
-        )
-    if alias is not None and version is not None:
-        raise typer.BadParameter("pass --alias or --version, not both", param_hint="--version")
+    check_model_choice(model, alias, version)
     token = _token(token_env)
     limits = Limits(
         max_request_bytes=int(max_request_mb * 2**20),
