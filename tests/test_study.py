@@ -285,7 +285,7 @@ def test_markdown_claims_table_is_narrow_with_the_verdict_in_it() -> None:
 def test_study_lecture_is_the_lectures_six_models_on_five_seeds_with_two_dropouts() -> None:
     """``--study lecture`` as the command line turns it into a config: 6 variants x 5
     seeds, imdb_dropout at 0.2 and 0.5: 35 trials; --seeds replaces its seeds."""
-    from keras_variants.cli.main import _study_overrides
+    from keras_variants.cli.options import study_overrides as _study_overrides
     from keras_variants.config.pipeline import build_config
 
     overrides = _study_overrides(None, 0, None, None, "lecture")

@@ -1,11 +1,16 @@
-"""Options and checks that several commands share: the tracking store, and the choice of a
-registered model and one of its versions (``score``, ``serve``). Imports Typer only."""
+"""What several commands share: their options, the typed config built from them (a value
+it refuses is a usage error naming the option), the data folder's check, and the seeds,
+variants and sweeps a study asks for. Imports Typer only; the rest inside the functions."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from keras_variants.config.pipeline import PipelineConfig
 
 TrackingOption = Annotated[
     str | None,
@@ -15,6 +20,100 @@ TrackingOption = Annotated[
         help="MLflow tracking store (default: sqlite mlflow.db in the current directory).",
     ),
 ]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="VARIANTS_DATA_DIR",
+        help="Folder with mnist.npz and imdb.npz in the Keras layout "
+        "(default: Keras's download, which needs internet).",
+        file_okay=False,
+    ),
+]
+ProfileOption = Annotated[
+    str, typer.Option("--profile", help="Named settings: 'full' (the lecture's) or 'smoke'.")
+]
+VariantsOption = Annotated[
+    str | None,
+    typer.Option("--variants", help="Comma-separated variant names (default: all six)."),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling, splits.")]
+SeedsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        help="Train every variant once per seed: a count (5 means seeds 0-4) or a list (0,3,7).",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Sweep a setting, e.g. imdb_dropout.dropout=0.2,0.5 (repeatable; every "
+        "combination runs).",
+    ),
+]
+StudyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--study", help="A named study: 'lecture' (its claims, 5 seeds, dropout 0.2/0.5)."
+    ),
+]
+SignificanceOption = Annotated[
+    float,
+    typer.Option(
+        "--significance",
+        help="Largest p-value (McNemar's exact test on the same test inputs) at which a "
+        "challenger counts as better than the champion; 1: any gain beyond --margin.",
+    ),
+]
+
+# Config fields whose option is not simply "--" + the field name with dashes.
+OPTION_OF_FIELD = {
+    "promotion_margin": "--margin",
+    "promotion_significance": "--significance",
+    "sweeps": "--set",
+}
+
+
+def build(
+    profile: str, data_dir: Path | None, tracking_uri: str | None, **overrides: object
+) -> PipelineConfig:
+    """The typed config; a value it refuses is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    from keras_variants.config.pipeline import PROFILES, build_config
+
+    if profile not in PROFILES:
+        raise typer.BadParameter(
+            f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}",
+            param_hint="--profile",
+        )
+    try:
+        return build_config(
+            profile=profile, data_dir=data_dir, tracking_uri=tracking_uri, **overrides
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+        message = error["msg"].removeprefix("Value error, ")
+        raise typer.BadParameter(message, param_hint=option) from None
+
+
+def data_source(ctx: typer.Context) -> str:
+    """Where --data-dir's value came from, for messages about the folder."""
+    source = ctx.get_parameter_source("data_dir")
+    return "VARIANTS_DATA_DIR" if source and source.name == "ENVIRONMENT" else "--data-dir"
+
+
+def check_data(ctx: typer.Context, config: PipelineConfig, served: bool = True) -> None:
+    """The data folder holds what the selected variants need (and the word index, when a
+    served IMDb model is built), or one line saying what is missing and what to do."""
+    from keras_variants.cli.preflight import check_data_dir
+
+    typed = ctx.params.get("data_dir")  # as the user wrote it, for messages
+    check_data_dir(config.data_dir, config.selected(), data_source(ctx), served, typed)
 
 
 def check_model_choice(model: str, alias: str | None, version: str | None) -> None:
@@ -28,3 +127,48 @@ def check_model_choice(model: str, alias: str | None, version: str | None) -> No
         )
     if alias is not None and version is not None:
         raise typer.BadParameter("pass --alias or --version, not both", param_hint="--version")
+
+
+def study_overrides(
+    variants: str | None,
+    seed: int,
+    seeds: str | None,
+    sweeps: list[str] | None,
+    study: str | None,
+) -> dict[str, object]:
+    """Seeds, variants and sweeps from --seed/--seeds, --variants, --set and --study: a
+    named study's settings, each replaced by the options given with it."""
+    from keras_variants.config.pipeline import STUDIES
+    from keras_variants.errors import ConfigError
+    from keras_variants.studies.study import parse_seeds, parse_sweeps
+
+    overrides = _variant_overrides(variants, seed)
+    try:
+        if study is not None:
+            if study not in STUDIES:
+                raise typer.BadParameter(
+                    f"unknown study {study!r}; choose from {', '.join(STUDIES)}",
+                    param_hint="--study",
+                )
+            named = STUDIES[study]
+            overrides = {"seed": named.seeds[0], "variants": named.variants} | overrides
+            selected = overrides["variants"]
+            overrides["seeds"] = named.seeds
+            overrides["sweeps"] = {v: grid for v, grid in named.sweeps.items() if v in selected}
+            del overrides["seed"]
+        if seeds is not None:
+            overrides.pop("seed", None)
+            overrides["seeds"] = parse_seeds(seeds)
+        if sweeps:
+            overrides["sweeps"] = dict(overrides.get("sweeps", {})) | parse_sweeps(sweeps)
+    except ConfigError as exc:
+        option = "--seeds" if str(exc).startswith("--seeds") else "--set"
+        raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint=option) from None
+    return overrides
+
+
+def _variant_overrides(variants: str | None, seed: int) -> dict[str, object]:
+    overrides: dict[str, object] = {"seed": seed}
+    if variants:
+        overrides["variants"] = tuple(v.strip() for v in variants.split(",") if v.strip())
+    return overrides

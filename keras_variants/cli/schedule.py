@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from keras_variants import runtime
+from keras_variants.cli import options
 from keras_variants.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,6 +27,64 @@ START_SERVER = (
     "start one with 'prefect server start --host 127.0.0.1' and set "
     "PREFECT_API_URL=http://127.0.0.1:4200/api"
 )
+
+
+def schedule(
+    ctx: typer.Context,
+    cron: Annotated[
+        str | None,
+        typer.Option("--cron", help='Train on a schedule, e.g. "0 3 * * *" for 03:00 every day.'),
+    ] = None,
+    on_new_data: Annotated[
+        bool,
+        typer.Option(
+            "--on-new-data",
+            help="Also train when a file in the data folder changes (a new SHA-256).",
+        ),
+    ] = False,
+    score_inbox: Annotated[
+        Path | None,
+        typer.Option(
+            "--score-inbox",
+            help="Score every file or folder of images that lands in DIR with --model's "
+            "champion (results in DIR/scored/, inputs to DIR/done/ or DIR/failed/).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Model for --score-inbox: imdb-sentiment or mnist-classifier."
+        ),
+    ] = None,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            help="POST a JSON message to this URL when a run fails or crashes, "
+            "a scoring finds drift, or a model is promoted.",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Training deployment's name.")] = "scheduled",
+    data_dir: options.DataDirOption = None,
+    profile: options.ProfileOption = "full",
+    variants: options.VariantsOption = None,
+    tracking_uri: options.TrackingOption = None,
+    seed: options.SeedOption = 0,
+    seeds: options.SeedsOption = None,
+    sweep: options.SetOption = None,
+    study: options.StudyOption = None,
+) -> None:
+    """Serve the project's deployments against a Prefect server, until Ctrl-C.
+
+    It needs a running Prefect server: see the README's "Scheduled runs"."""
+    plan = Plan(name, cron, on_new_data, score_inbox, model, notify)
+    check_plan(plan)
+    overrides = options.study_overrides(variants, seed, seeds, sweep, study)
+    config = options.build(profile, data_dir, tracking_uri, **overrides)
+    if plan.trains:
+        options.check_data(ctx, config)
+    runtime.start_prefect(early_server=False)
+    run_schedule(config, profile, plan)
 
 
 @dataclass(frozen=True)
