@@ -268,6 +268,16 @@ def test_summary_marks_the_best_validation_accuracy_per_data_set() -> None:
     assert lines[2].split()[1:] == ["0.9900", "0.9900", "0.0300", "4", "r2"]
 
 
+def test_summary_prints_a_mean_epoch_as_the_report_does() -> None:
+    """Several seeds: the mean epoch of lowest validation loss to one decimal, as the
+    report's table prints it (7.0, not 7; 6.6, not 7)."""
+    rows = [
+        SummaryRow("imdb_dropout", "imdb", 0.88, 0.87, 0.31, 6.6, "mean of 5 seeds"),
+        SummaryRow("imdb_l2", "imdb", 0.87, 0.86, 0.35, 7.0, "mean of 5 seeds"),
+    ]
+    assert [line.split()[4] for line in summary_table(rows)[1:]] == ["6.6", "7.0"]
+
+
 ML = "workflowType=machine_learning"
 
 

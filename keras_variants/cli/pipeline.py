@@ -149,7 +149,9 @@ def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
             validation_accuracy=_mean(o.validation_accuracy for o in runs),
             test_accuracy=_mean(o.test_metrics["test/accuracy"] for o in runs),
             test_loss=_mean(o.test_metrics["test/loss"] for o in runs),
-            validation_loss_min_epoch=round(_mean(o.validation_loss_min_epoch for o in runs)),
+            validation_loss_min_epoch=_mean(o.validation_loss_min_epoch for o in runs)
+            if len(runs) > 1
+            else runs[0].validation_loss_min_epoch,
             run_id=runs[0].run_id if len(runs) == 1 else f"mean of {len(runs)} seeds",
         )
         for label, runs in by_label.items()

@@ -25,7 +25,7 @@ class SummaryRow:
     validation_accuracy: float  # of the last epoch: what selects the challenger
     test_accuracy: float
     test_loss: float
-    validation_loss_min_epoch: int
+    validation_loss_min_epoch: int | float  # a float: the mean over seeds
     run_id: str
 
 
@@ -46,7 +46,7 @@ def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
         name = r.variant + ("*" if best[r.dataset] == r.variant else "")
         lines.append(
             f"{name:<{width}} {r.validation_accuracy:>8.4f} {r.test_accuracy:>9.4f} "
-            f"{r.test_loss:>10.4f} {r.validation_loss_min_epoch:>22}  {r.run_id}"
+            f"{r.test_loss:>10.4f} {_epoch(r.validation_loss_min_epoch):>22}  {r.run_id}"
         )
     return lines
 
@@ -78,3 +78,9 @@ def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[s
         for name, eid in experiments.items()
     ]
     return lines
+
+
+def _epoch(value: int | float) -> str:
+    """An epoch as the report's table prints it: a run's whole, a mean over seeds to one
+    decimal."""
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
