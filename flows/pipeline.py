@@ -73,9 +73,15 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
                 )
                 for t in longest_first(config.trials())
             ]
+            done = failed = 0
             try:
-                for done, _ in enumerate(as_completed(futures), start=1):
-                    logger.info(progress_line(done, len(futures), time.monotonic() - started))
+                for future in as_completed(futures):
+                    if future.state.is_completed():
+                        done += 1
+                    else:
+                        failed += 1
+                    elapsed = time.monotonic() - started
+                    logger.info(progress_line(done, len(futures), elapsed, failed))
             except BaseException:  # interrupted: tell training to stop, not finish
                 request_stop()
                 raise

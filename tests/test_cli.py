@@ -241,16 +241,18 @@ def test_no_command_shows_help(tmp_path: Path, heavy_stubs: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("done", "elapsed", "line"),
+    ("done", "failed", "elapsed", "line"),
     [
-        (1, 10.0, "1/6 runs done, ~50 s left"),
-        (3, 30.0, "3/6 runs done, ~30 s left"),
-        (5, 50.4, "5/6 runs done, ~10 s left"),
-        (6, 61.6, "6/6 runs done in 62 s"),
+        (1, 0, 10.0, "1/6 runs done, ~50 s left"),
+        (3, 0, 30.0, "3/6 runs done, ~30 s left"),
+        (5, 0, 50.4, "5/6 runs done, ~10 s left"),
+        (6, 0, 61.6, "6/6 runs done in 62 s"),
+        (1, 1, 20.0, "1/6 runs done, 1 failed, ~40 s left"),
+        (4, 2, 61.6, "4/6 runs done, 2 failed in 62 s"),
     ],
 )
-def test_progress_line(done: int, elapsed: float, line: str) -> None:
-    assert progress_line(done, 6, elapsed) == line
+def test_progress_line(done: int, failed: int, elapsed: float, line: str) -> None:
+    assert progress_line(done, 6, elapsed, failed) == line
 
 
 def test_summary_marks_the_best_validation_accuracy_per_data_set() -> None:

@@ -9,13 +9,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
-def progress_line(done: int, total: int, elapsed_seconds: float) -> str:
+def progress_line(done: int, total: int, elapsed_seconds: float, failed: int = 0) -> str:
     """'3/6 runs done, ~40 s left' (one run per variant and seed): the rest estimated
-    at the pace so far."""
-    if done >= total:
-        return f"{done}/{total} runs done in {elapsed_seconds:.0f} s"
-    left = elapsed_seconds / max(done, 1) * (total - done)
-    return f"{done}/{total} runs done, ~{left:.0f} s left"
+    at the pace so far; runs that failed are counted apart ('2/6 runs done, 1 failed')."""
+    finished = done + failed
+    count = f"{done}/{total} runs done" + (f", {failed} failed" if failed else "")
+    if finished >= total:
+        return f"{count} in {elapsed_seconds:.0f} s"
+    left = elapsed_seconds / max(finished, 1) * (total - finished)
+    return f"{count}, ~{left:.0f} s left"
 
 
 @dataclass(frozen=True)
