@@ -76,6 +76,7 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
             done = failed = 0
             try:
                 for future in as_completed(futures):
+                    future.wait()  # its final state, not the API's view of it
                     if future.state.is_completed():
                         done += 1
                     else:
