@@ -174,6 +174,7 @@ def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
         [("pipeline", "FINISHED")] * 2 + [("variant", "FINISHED")] * 2
     )
     assert "unchanged since run" not in output  # a FAILED trial is never reused
+    assert "2/2 runs done in" in output  # both counted as done, none as failed
     registered = {v.run_id for v in _versions(tmp_path)}
     assert registered == {r.info.run_id for r in fresh if r.data.tags["role"] == "variant"}
 
