@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from keras_variants.reporting.plots import png, pyplot
+from keras_variants.reporting.plots import cached, png, pyplot
 from keras_variants.tracking.records import VariantRecord
 
 
@@ -32,7 +32,12 @@ IMDB_SETS = {
 
 def figures(dataset: str, records: list[VariantRecord]) -> dict[str, bytes]:
     """The reliability diagrams and the far-from-data plot of the runs that logged
-    ``uncertainty.json``."""
+    ``uncertainty.json`` (drawn again only when one of them changed)."""
+    content = [dataset, [(r.label, r.metrics, r.uncertainty) for r in records]]
+    return cached(__name__, content, lambda: _draw(dataset, records))  # all _draw reads
+
+
+def _draw(dataset: str, records: list[VariantRecord]) -> dict[str, bytes]:
     logged = [r for r in records if r.uncertainty]
     if not logged:
         return {}

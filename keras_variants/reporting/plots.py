@@ -1,11 +1,74 @@
 """The report's figures as files and pages need them: matplotlib without a display, PNG
-bytes, data URIs."""
+bytes, data URIs; and a cache of drawn figures, so a report whose curves did not change
+(an unchanged rerun, ``variants report`` again) does not draw them again."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from keras_variants.tracking.code_digest import code_digest
+
+CACHED_DRAWINGS = 64  # the most recent sets of figures kept; older ones are removed
+_cache: ContextVar[Path | None] = ContextVar("figure_cache", default=None)
+
+
+@contextmanager
+def figure_cache(folder: Path) -> Iterator[None]:
+    """Within it, :func:`cached` keeps drawn figures in ``folder``."""
+    token = _cache.set(folder)
+    try:
+        yield
+    finally:
+        _cache.reset(token)
+
+
+def cached(module: str, content: object, draw: Callable[[], dict[str, bytes]]) -> dict[str, bytes]:
+    """``draw()``'s figures, or the ones drawn before from the same ``content`` (everything
+    the drawing reads, as JSON) by the same code (``module``'s import closure)."""
+    folder = _cache.get()
+    if folder is None:
+        return draw()
+    key = hashlib.sha256(json.dumps(content, sort_keys=True, default=_plain).encode())
+    key.update(code_digest(module).encode())
+    entry = folder / key.hexdigest()
+    if entry.is_dir():
+        entry.touch()  # recently used: kept longest
+        return {path.name: path.read_bytes() for path in sorted(entry.iterdir())}
+    figures = draw()
+    partial = folder / f".{entry.name}.{os.getpid()}"  # renamed whole: never half a set
+    partial.mkdir(parents=True, exist_ok=True)
+    for name, data in figures.items():
+        (partial / name).write_bytes(data)
+    try:
+        partial.rename(entry)
+    except OSError:  # drawn meanwhile by another report
+        shutil.rmtree(partial, ignore_errors=True)
+    _prune(folder)
+    return figures
+
+
+def _prune(folder: Path) -> None:
+    entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[CACHED_DRAWINGS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not part of a figure's content")
 
 
 def pyplot() -> Any:

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.registry.run_decisions import run_decisions
 from keras_variants.reporting.monitoring_report import monitoring_for
+from keras_variants.reporting.plots import figure_cache
 from keras_variants.reporting.progress import MLFLOW_UI, mlflow_ui_for
 from keras_variants.reporting.report import Report, build_report
 from keras_variants.reporting.report_pages import write_report
@@ -70,7 +71,8 @@ def publish_report(
     stamp, page = folder / DIGEST_FILE, folder / "report.html"
     report = None
     if rebuild or not (stamp.is_file() and page.is_file() and stamp.read_text() == digest):
-        report = build_report(record, decisions, mlflow_ui, monitoring)
+        with figure_cache(reports_dir / ".figures"):
+            report = build_report(record, decisions, mlflow_ui, monitoring)
         write_report(report, reports_dir, record.pipeline_id)
         stamp.write_text(digest)
     else:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from keras_variants.reporting.findings import Group
+from keras_variants.reporting.plots import cached, pyplot
 from keras_variants.reporting.plots import png as _png
-from keras_variants.reporting.plots import pyplot
 
 
 def _curve(ax, group: Group, key: str, style: str, label: str) -> None:
@@ -22,7 +22,16 @@ def _curve(ax, group: Group, key: str, style: str, label: str) -> None:
 
 
 def figures(grouped: dict[str, list[Group]]) -> dict[str, bytes]:
-    """The lecture's plots as PNG bytes: mean curves, bands across seeds."""
+    """The lecture's plots as PNG bytes: mean curves, bands across seeds (drawn again only
+    when a curve changed)."""
+    content = {
+        dataset: [(g.label, g.seeds, g.mean.curves, g.spread) for g in gs]
+        for dataset, gs in grouped.items()
+    }  # everything _draw reads
+    return cached(__name__, content, lambda: _draw(grouped))
+
+
+def _draw(grouped: dict[str, list[Group]]) -> dict[str, bytes]:
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
