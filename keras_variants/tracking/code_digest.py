@@ -80,8 +80,20 @@ def import_closure(*modules: str, roots: Mapping[str, Path] | None = None) -> li
         seen.add(module)
         parts = module.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        todo += _imports(ast.parse(path.read_bytes(), str(path)))
+        todo += _imports_of(path)
     return sorted(seen)
+
+
+def _imports_of(path: Path) -> tuple[str, ...]:
+    """What the file imports, parsed once per version of the file in a process (a run
+    computes the keys of every trial, cached task and report from the same files)."""
+    stat = path.stat()
+    return _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_imports(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(_imports(ast.parse(Path(path).read_bytes(), path)))
 
 
 def code_digest(*modules: str, roots: Mapping[str, Path] | None = None) -> str:
