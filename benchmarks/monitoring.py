@@ -36,7 +36,7 @@ def main() -> None:
     from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs
     from keras_variants.registry.versions import REGISTERED_MODELS, model_path
     from keras_variants.reporting.monitoring_report import summary_lines, to_markdown
-    from keras_variants.serving.pyfunc import load_served
+    from keras_variants.serving.saving import load_served
 
     client = MlflowClient(args.tracking_uri)
     section = [f"### Monitoring (`benchmarks/monitoring.py --rows {args.rows}`)", ""]

@@ -10,7 +10,7 @@ import pytest
 from flows.pipeline import run_pipeline
 from keras_variants.config.pipeline import build_config
 from keras_variants.registry.versions import alias_version, model_path
-from keras_variants.serving.pyfunc import load_served
+from keras_variants.serving.saving import load_served
 from keras_variants.tracking.store import client_for
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 

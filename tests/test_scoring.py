@@ -215,13 +215,13 @@ def served_imdb(tmp_path_factory: pytest.TempPathFactory, data_slices: Path):
     from keras_variants.config.variants import VARIANTS
     from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE
     from keras_variants.model.builders import build_model
-    from keras_variants.serving import pyfunc
+    from keras_variants.serving import saving
 
     folder = tmp_path_factory.mktemp("served") / "imdb"
     variant = VARIANTS["imdb_dense"]
-    pyfunc.save_model(folder, variant, build_model(variant, seed=1), "A fine film.",
-                      data_slices / IMDB_WORD_INDEX_FILE, pyfunc.requirements())  # fmt: skip
-    return pyfunc.load_served(str(folder))
+    saving.save_model(folder, variant, build_model(variant, seed=1), "A fine film.",
+                      data_slices / IMDB_WORD_INDEX_FILE, saving.requirements())  # fmt: skip
+    return saving.load_served(str(folder))
 
 
 def test_a_refused_row_is_rejected_and_the_rest_scored(served_imdb, data_slices: Path) -> None:

@@ -1,9 +1,13 @@
-"""Security: data files never run code, models never deserialize code, servers stay local."""
+"""Security: data files never run code, models never deserialize code (they are saved as code,
+loaded only as registered), servers stay local."""
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
+import py_compile
 import re
+import sys
 from pathlib import Path
 
 import keras
@@ -14,12 +18,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from keras_variants.config.variants import VARIANTS
-from keras_variants.data.datasets import load_dataset, load_imdb
+from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE, load_dataset, load_imdb
 from keras_variants.data.npz import read_npz
 from keras_variants.errors import DataError
 from keras_variants.model.builders import build_model
 from keras_variants.registry import gate, integrity, served_accuracy
 from keras_variants.registry.versions import REGISTERED_MODELS, files_record
+from keras_variants.serving import saving
 from tests.conftest import REPO, npz_with_member
 from tests.helpers import process_wide_mlflow_uri
 
@@ -117,15 +122,15 @@ def test_documented_servers_bind_to_loopback() -> None:
 @pytest.mark.parametrize(
     ("found", "problem"),
     [
-        ({"MLmodel": "a", "python_model.pkl": "b"}, None),
-        ({"MLmodel": "a", "python_model.pkl": "c"}, "python_model.pkl was changed"),
-        ({"MLmodel": "a"}, "python_model.pkl is missing"),
-        ({"MLmodel": "a", "python_model.pkl": "b", "z.pkl": "d"}, "z.pkl was added"),
-        ({"MLmodel": "x", "python_model.pkl": "y"}, "MLmodel was changed"),  # the first
+        ({"MLmodel": "a", "served_model.py": "b"}, None),
+        ({"MLmodel": "a", "served_model.py": "c"}, "served_model.py was changed"),
+        ({"MLmodel": "a"}, "served_model.py is missing"),
+        ({"MLmodel": "a", "served_model.py": "b", "z.pkl": "d"}, "z.pkl was added"),
+        ({"MLmodel": "x", "served_model.py": "y"}, "MLmodel was changed"),  # the first
     ],
 )
 def test_the_first_file_not_as_registered(found: dict, problem: str | None) -> None:
-    recorded = {"MLmodel": "a", "python_model.pkl": "b"}
+    recorded = {"MLmodel": "a", "served_model.py": "b"}
     assert integrity.first_difference(recorded, found) == problem
 
 
@@ -133,14 +138,16 @@ def test_the_first_file_not_as_registered(found: dict, problem: str | None) -> N
 def registered(tmp_path: Path, data_slices: Path) -> tuple[MlflowClient, Path]:
     """An imdb-sentiment v1 in a store under ``tmp_path``, registered with its file
     hashes as the pipeline registers a version (an untrained model: only loading counts)."""
-    from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE
-    from keras_variants.serving import pyfunc
-
     folder = tmp_path / "model"
     variant = VARIANTS["imdb_dense"]
     word_index = data_slices / IMDB_WORD_INDEX_FILE
-    pyfunc.save_model(folder, variant, build_model(variant, seed=1), "A fine film.", word_index,
-                      pyfunc.requirements())  # fmt: skip
+    saving.save_model(folder, variant, build_model(variant, seed=1), "A fine film.", word_index,
+                      saving.requirements())  # fmt: skip
+    return _register(tmp_path, folder), folder
+
+
+def _register(tmp_path: Path, folder: Path) -> MlflowClient:
+    """``folder`` as imdb-sentiment v1, the champion, of a new store under ``tmp_path``."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
     name = REGISTERED_MODELS["imdb"]
@@ -149,26 +156,35 @@ def registered(tmp_path: Path, data_slices: Path) -> tuple[MlflowClient, Path]:
     client.create_model_version(name, source, tags={"variant": "imdb_dense"}
                                 | files_record(client, source))  # fmt: skip
     client.set_registered_model_alias(name, "champion", "1")
-    return client, folder
+    return client
 
 
 def _tamper(folder: Path, how: str, marker: Path) -> str:
     """Change the registered folder ``how``; the file that the refusal must name."""
-    payload = pickle.dumps(_Payload(marker))
-    if how == "changed":
-        (folder / "python_model.pkl").write_bytes(payload)
-        return "python_model.pkl was changed"
+    payload = f"\nimport pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+    if how == "changed":  # the model's code file, which loading runs
+        with (folder / saving.MODEL_CODE_FILE).open("a") as code:
+            code.write(payload)
+        return f"{saving.MODEL_CODE_FILE} was changed"
+    if how == "bytecode":  # Python runs a cached .pyc instead of its source, unchecked
+        source = folder / saving.MODEL_CODE_FILE
+        planted = folder.parent / "payload.py"
+        planted.write_text(source.read_text() + payload)
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        unchecked = py_compile.PycInvalidationMode.UNCHECKED_HASH  # never compared to the source
+        py_compile.compile(str(planted), str(cached), invalidation_mode=unchecked)
+        return f"{cached.relative_to(folder).as_posix()} was added"
     if how == "added":
-        (folder / "artifacts" / "extra.pkl").write_bytes(payload)
+        (folder / "artifacts" / "extra.pkl").write_bytes(pickle.dumps(_Payload(marker)))
         return "artifacts/extra.pkl was added"
     (folder / "artifacts" / "imdb_word_index.json").unlink()
     return "artifacts/imdb_word_index.json is missing"
 
 
-@pytest.mark.parametrize("how", ["changed", "added", "missing"])
+@pytest.mark.parametrize("how", ["changed", "bytecode", "added", "missing"])
 def test_a_tampered_version_is_refused_before_loading(registered, tmp_path, how) -> None:
-    """The gate's and every command's loader refuses it naming the file; the payload
-    pickled into it never runs."""
+    """The gate's and every command's loader refuses it naming the file; the payload put
+    into it (code, bytecode, a pickle) never runs."""
     from keras_variants.errors import VariantsError
     from keras_variants.registry.loading import load_version
 
@@ -179,6 +195,9 @@ def test_a_tampered_version_is_refused_before_loading(registered, tmp_path, how)
     problem = _tamper(folder, how, marker)
     with pytest.raises(VariantsError, match=f"{name} v1: {re.escape(problem)} since it was"):
         load_version(client, name, "1")
+    if how == "bytecode":  # also what a load without PYTHONDONTWRITEBYTECODE leaves
+        with pytest.raises(VariantsError, match=r"delete that __pycache__ folder$"):
+            load_version(client, name, "1")
     decision = gate.promote(client, name, "1", lambda model: 1.0)
     assert not decision.promoted and problem in decision.reason
     assert not marker.exists()
@@ -235,8 +254,8 @@ def test_a_version_registered_before_hashes_is_refused_until_trusted(registered,
     assert load_version(client, name, "1").predict(["A fine film."])
     again = trust()  # recorded hashes are never replaced by the files as they are now
     assert again.returncode == 1 and "has its file hashes from registration" in again.stderr
-    (folder / "python_model.pkl").write_bytes(b"changed")
-    with pytest.raises(VariantsError, match=r"python_model\.pkl was changed"):
+    (folder / saving.MODEL_CODE_FILE).write_text("changed")
+    with pytest.raises(VariantsError, match=r"served_model\.py was changed"):
         load_version(client, name, "1")
 
 
@@ -251,3 +270,90 @@ def test_loading_through_mlflow_does_not_make_a_version_unloadable(registered, m
     mlflow.pyfunc.load_model(f"models:/{name}/1")
     assert (folder / "registered_model_meta").is_file()  # MLflow wrote into the folder
     assert load_version(client, name, "1").predict(["A fine film."])
+
+
+def test_a_model_is_saved_as_code_and_loads_without_pickle_or_bytecode(registered, monkeypatch):
+    """No pickle in the folder: MLflow runs the model's code file, with unpickling
+    disallowed; loading writes no ``__pycache__`` into the folder, so a second load finds
+    its files as registered."""
+    from keras_variants.registry.loading import load_version
+
+    client, folder = registered
+    name = REGISTERED_MODELS["imdb"]
+    assert (folder / saving.MODEL_CODE_FILE).is_file() and not list(folder.rglob("*.pkl"))
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as a user's Python writes .pyc
+    for _ in range(2):
+        (answer,) = load_version(client, name, "1").predict(["A fine film."])
+        assert answer.label in ("positive", "negative")
+    assert not (folder / "__pycache__").exists()
+    assert sys.dont_write_bytecode is False  # restored
+
+
+def test_a_version_saved_as_a_pickle_loads_without_reading_it(tmp_path, data_slices, monkeypatch):
+    """A version registered before models were saved as code holds ``python_model.pkl``, a
+    bare reference to the served class: it loads (the class comes from the model's
+    configuration) and the pickle is never read, so even a payload recorded in it at
+    registration never runs."""
+    import tempfile
+
+    from keras_variants.data.npz import sha256_of
+    from keras_variants.registry.loading import load_version
+    from keras_variants.serving import pyfunc
+
+    folder, marker = tmp_path / "model", tmp_path / "pwned"
+    variant = VARIANTS["imdb_dense"]
+    word_index = data_slices / IMDB_WORD_INDEX_FILE
+    with tempfile.TemporaryDirectory() as keras_folder:  # as save_model saved it before
+        keras_file = Path(keras_folder) / "model.keras"
+        build_model(variant, seed=1).save(keras_file)
+        mlflow.pyfunc.save_model(
+            str(folder),
+            python_model=pyfunc.SentimentModel(),
+            artifacts={pyfunc.KERAS_MODEL: str(keras_file), pyfunc.WORD_INDEX: str(word_index)},
+            model_config={"variant": variant.model_dump(mode="json"),
+                          "word_index_sha256": sha256_of(word_index.read_bytes())},
+            input_example=(["A fine film."], {"mc_samples": 0}),
+            pip_requirements=saving.requirements(),
+        )  # fmt: skip
+    (folder / saving.PICKLED_MODEL).write_bytes(pickle.dumps(_Payload(marker)))
+    client = _register(tmp_path, folder)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    model = load_version(client, REGISTERED_MODELS["imdb"], "1")
+    assert type(model.unwrap_python_model()) is pyfunc.SentimentModel
+    (answer,) = model.predict(["A fine film."])
+    assert answer.label in ("positive", "negative")
+    assert "mc_samples" in str(model.metadata.signature.params)
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_version_saved_as_code_answers_predict_and_serve(registered, tmp_path: Path) -> None:
+    """``variants predict`` and ``variants serve`` load the registered version (a Python
+    that writes bytecode) and answer; neither adds a file to its folder."""
+    import json
+    import subprocess
+    from types import SimpleNamespace
+
+    from keras_variants.registry.loading import load_version
+    from tests.helpers import BIN, subprocess_env
+    from tests.test_model_server import REVIEW, start, stop
+
+    client, folder = registered
+    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=client.tracking_uri)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    done = subprocess.run([str(BIN / "variants"), "predict", "--model", "imdb-sentiment", REVIEW],
+                          env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "positive" in done.stdout or "negative" in done.stdout
+    server = start(tmp_path, SimpleNamespace(tracking_uri=client.tracking_uri),
+                   env_extra={"PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
+    try:
+        answer = server.post({"inputs": [REVIEW]})
+        assert answer.status_code == 200, answer.text
+        (prediction,) = json.loads(answer.text)["predictions"]
+        assert prediction["label"] in ("positive", "negative")
+    finally:
+        stop(server)
+    assert not (folder / "__pycache__").exists()
+    assert load_version(client, REGISTERED_MODELS["imdb"], "1").predict([REVIEW])

@@ -12,7 +12,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,7 +33,7 @@ from keras_variants.model.builders import build_model
 from keras_variants.registry import served_accuracy
 from keras_variants.registry.versions import alias_version, model_path
 from keras_variants.serving import pyfunc
-from keras_variants.serving.pyfunc import load_served
+from keras_variants.serving.saving import load_served, requirements, save_model
 from keras_variants.tracking.store import client_for
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
 
@@ -73,15 +72,15 @@ def served(tmp_path_factory: pytest.TempPathFactory, data_slices: Path):
         variant = VARIANTS[name]
         data = load_dataset(variant.dataset, data_slices)
         example = example or png_base64(data.test.inputs[0])
-        pyfunc.save_model(
+        save_model(
             folder / name,
             variant,
             build_model(variant, seed=1),
             example,
             data_slices / IMDB_WORD_INDEX_FILE,
-            pyfunc.requirements(),
+            requirements(),
         )
-        models[variant.dataset] = (mlflow.pyfunc.load_model(str(folder / name)), data)
+        models[variant.dataset] = (load_served(str(folder / name)), data)
     return models
 
 
@@ -276,15 +275,15 @@ def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, 
 
 def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, data_slices):
     variant = VARIANTS["imdb_dropout"]
-    pyfunc.save_model(
+    save_model(
         tmp_path / "dropout",
         variant,
         build_model(variant, seed=1),
         "A fine film.",
         data_slices / IMDB_WORD_INDEX_FILE,
-        pyfunc.requirements(),
+        requirements(),
     )
-    model = mlflow.pyfunc.load_model(str(tmp_path / "dropout"))
+    model = load_served(str(tmp_path / "dropout"))
     assert "'mc_samples': long (default: 0)" in str(model.metadata.signature.params)
     texts = ["A wonderful film, I loved it.", "Dull, long and badly acted."]
     plain = model.predict(texts)
@@ -307,10 +306,8 @@ def test_a_mixed_bfloat16_model_serves_what_it_computes(tmp_path, data_slices) -
     assert {layer.compute_dtype for layer in model.layers[:-1]} == {"bfloat16"}
     assert model.layers[-1].compute_dtype == "float32"  # probabilities in full precision
     images = load_dataset("mnist", data_slices).test.inputs[:20]
-    pyfunc.save_model(
-        tmp_path / "bf16", variant, model, png_base64(images[0]), None, pyfunc.requirements()
-    )
-    served = mlflow.pyfunc.load_model(str(tmp_path / "bf16"))
+    save_model(tmp_path / "bf16", variant, model, png_base64(images[0]), None, requirements())
+    served = load_served(str(tmp_path / "bf16"))
     answers = served.predict([png_base64(image) for image in images])
     expected = np.asarray(model(encode_inputs(images, variant)))
     np.testing.assert_allclose([a.probabilities for a in answers], expected, atol=1e-6)

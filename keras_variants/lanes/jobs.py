@@ -71,7 +71,7 @@ class TrainedVariant:
 def train(job: TrainJob, report: EpochReport) -> TrainedVariant:
     """Train ``job``'s variant on its seed's splits, score it on test, save its served model."""
     from keras_variants.model.training import EpochProgress, StopOnRequest, train_and_evaluate
-    from keras_variants.serving import pyfunc as serving
+    from keras_variants.serving import saving
 
     data = open_mapped(job.data) if isinstance(job.data, MappedDataset) else job.data
     splits = make_splits(data, job.profile, job.seed)
@@ -82,13 +82,13 @@ def train(job: TrainJob, report: EpochReport) -> TrainedVariant:
     )  # fmt: skip
     word_index = data.files.get(IMDB_WORD_INDEX_FILE)
     with _MODEL_SAVING:
-        serving.save_model(
+        saving.save_model(
             Path(job.model_dir),
             job.variant,
             result.model,
             job.input_example,
             Path(word_index) if word_index else None,
-            pip_requirements=serving.requirements(),
+            pip_requirements=saving.requirements(),
         )
     return TrainedVariant(
         history=result.history,

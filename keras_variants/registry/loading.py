@@ -4,7 +4,8 @@ model, loaded only if its files are the files registered.
 The one way the gate, ``variants predict``, ``variants score`` and ``variants serve`` load a
 registered model: :func:`verified_path` compares the SHA-256 of every file of the version's
 folder with those recorded at registration (:mod:`keras_variants.registry.integrity`)
-before anything in it is read by MLflow, pickle or Keras.
+before anything in it is read by MLflow, Python or Keras. Models are saved as code, so
+nothing is unpickled (:mod:`keras_variants.serving.saving`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from keras_variants.errors import VariantsError
 from keras_variants.registry import integrity
 from keras_variants.registry.versions import REGISTERED_MODELS, model_path
-from keras_variants.serving.pyfunc import load_served
+from keras_variants.serving.saving import load_served
 
 
 def resolve_version(
@@ -63,9 +64,15 @@ def verified_path(client: MlflowClient, name: str, version: str) -> str:
         integrity.decode(recorded), integrity.file_digests(Path(folder))
     )
     if problem is not None:
+        remedy = "restore the file or register the model again"
+        if problem.startswith("__pycache__/"):  # runs instead of the checked code file
+            remedy = (
+                "if a load outside variants wrote it (mlflow models serve without "
+                "PYTHONDONTWRITEBYTECODE=1), delete that __pycache__ folder"
+            )
         raise VariantsError(
             f"{name} v{version}: {problem} since it was registered (in {folder}); refusing "
-            "to load it: restore the file or register the model again"
+            f"to load it: {remedy}"
         )
     return folder
 

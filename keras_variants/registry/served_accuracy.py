@@ -120,7 +120,7 @@ def _predicted_class(answer: object) -> int:
 
 def score_served(model_dir: str, scorer: Callable[[object], np.ndarray]) -> np.ndarray:
     """``scorer``'s answer about the served model saved in ``model_dir``."""
-    from keras_variants.serving.pyfunc import load_served
+    from keras_variants.serving.saving import load_served
 
     return np.asarray(scorer(load_served(model_dir)))
 
@@ -132,7 +132,7 @@ def score_and_profile(
     answers, its reference profile and the measurement of its monitors on the known shifts."""
     from keras_variants.monitoring.ladders import measure
     from keras_variants.monitoring.observe import answers_frame
-    from keras_variants.serving.pyfunc import load_served
+    from keras_variants.serving.saving import load_served
 
     model = load_served(model_dir)
     answers = scorer.answers(model)

@@ -7,9 +7,11 @@ Imports: ``model``, ``data``, ``config``, ``errors``; MLflow, uvicorn's ASGI con
 Never the registry, tracking or the command line: the command line loads the model and
 hands it to the server.
 
-Models saved before the package was split pickled a reference to
-``keras_variants.serving.SentimentModel`` (or ``DigitModel``); the module ``__getattr__``
-below resolves those names on first use only, so that such models still load.
+How a model is saved and loaded: as code, never a pickle (``saving``). Models saved before
+the package was split pickled a reference to ``keras_variants.serving.SentimentModel`` (or
+``DigitModel``), which ``saving`` never reads, but ``mlflow models serve`` unpickles: the
+module ``__getattr__`` below resolves those names on first use only, so such models still
+load there.
 """
 
 

@@ -3,15 +3,13 @@
 It takes what users have (review texts, digit images as base64 PNG or JPEG) and answers
 with labels and probabilities; the stock ``mlflow models serve --env-manager local`` serves
 it. Every conversion is :mod:`keras_variants.data.preprocessing`'s, the one training used. A
-request it cannot answer gets HTTP 400 and one sentence naming the problem.
+request it cannot answer gets HTTP 400 and one sentence naming the problem. How a model is
+saved and loaded (as code, never a pickle) is :mod:`keras_variants.serving.saving`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,11 +121,6 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         self.keras_model = keras.saving.load_model(
             context.artifacts[KERAS_MODEL], compile=False, safe_mode=True
         )
-
-    def __getstate__(self) -> dict[str, object]:
-        """Nothing: what load_context builds comes from the model's artifacts, so the pickled
-        model is a bare reference to this class (MLflow may load it before pickling it)."""
-        return {}
 
     def scores(
         self, stored: np.ndarray | Ragged, mc_samples: int = 0
@@ -272,6 +265,15 @@ class DigitModel(_KerasWithPreprocessing):
 
 
 MODELS: dict[str, type[_KerasWithPreprocessing]] = {"imdb": SentimentModel, "mnist": DigitModel}
+
+
+def served_model(config: dict[str, Any]) -> _KerasWithPreprocessing:
+    """The served model (not yet loaded) for a saved model's configuration: the class of
+    its variant's data set. What the model's code file sets as the model
+    (:mod:`keras_variants.serving.saving`)."""
+    return MODELS[config["variant"]["dataset"]]()
+
+
 JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}
 
 
@@ -311,68 +313,3 @@ def _pixels(index: int, image: str) -> np.ndarray:
         return pixels_from_image(decode_base64(image))
     except InputError as exc:
         raise BadRequest(f"input {index}: {exc}") from None
-
-
-def requirements() -> list[str]:
-    """The packages a served model needs besides this one (which must be installed too)."""
-    from importlib.metadata import version
-
-    packages = ("mlflow", "keras", "tensorflow-cpu", "pillow", "scipy", "pydantic")
-    return [f"{package}=={version(package)}" for package in packages]
-
-
-def save_model(
-    path: Path,
-    variant: VariantConfig,
-    keras_model: object,
-    input_example: str,
-    word_index: Path | None,
-    pip_requirements: list[str],
-) -> None:
-    """Write the pyfunc model of a trained variant to the new folder ``path``."""
-    config: dict[str, object] = {"variant": variant.model_dump(mode="json")}
-    with tempfile.TemporaryDirectory() as folder:
-        keras_file = Path(folder) / "model.keras"
-        keras_model.save(keras_file)  # type: ignore[attr-defined]
-        artifacts = {KERAS_MODEL: str(keras_file)}
-        if variant.dataset == "imdb":
-            if word_index is None:
-                raise VariantsError("an IMDb model needs imdb_word_index.json to be served")
-            artifacts[WORD_INDEX] = str(word_index)
-            config["word_index_sha256"] = sha256_of(word_index.read_bytes())
-        quiet_mlflow_notices()
-        mlflow.pyfunc.save_model(
-            str(path),
-            python_model=MODELS[variant.dataset](),
-            artifacts=artifacts,
-            model_config=config,
-            # The request parameter mc_samples: 0 (the default) is a plain prediction.
-            input_example=([input_example], {"mc_samples": 0}),
-            pip_requirements=pip_requirements,
-        )
-
-
-class _MlflowNotices(logging.Filter):
-    """Drops MLflow's notices about what this module does on purpose: pickling a bare
-    reference to one of its classes, and inferring the signature from the type hints."""
-
-    NOTICES = ("Passing a Python object as `python_model`", "Running the predict function",
-               "Inferring model signature", "Downloading artifacts")  # fmt: skip
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.NOTICES)
-
-
-def quiet_mlflow_notices() -> None:
-    """Install the filter (again is harmless), and no progress bars for model loading."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # per model load
-    for name in ("mlflow.pyfunc", "mlflow.models.signature", "mlflow.models.model"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _MlflowNotices) for f in logger.filters):
-            logger.addFilter(_MlflowNotices())
-
-
-def load_served(folder: str) -> mlflow.pyfunc.PyFuncModel:
-    """The served model saved in ``folder``, loaded as ``mlflow models serve`` loads it."""
-    quiet_mlflow_notices()
-    return mlflow.pyfunc.load_model(folder)
