@@ -31,6 +31,7 @@ from keras_variants.data.preprocessing import (
 from keras_variants.errors import VariantsError
 from keras_variants.model.builders import build_model
 from keras_variants.registry import served_accuracy
+from keras_variants.registry.loading import verified_path
 from keras_variants.registry.versions import alias_version, model_path
 from keras_variants.serving import pyfunc
 from keras_variants.serving.saving import load_served, requirements, save_model
@@ -200,8 +201,11 @@ def _post(url: str, body: object) -> httpx.Response:
 def test_mlflow_models_serve_answers_text_png_and_bad_requests(
     smoke_run, smoke_config, data_slices, tmp_path
 ) -> None:
-    """The stock scoring server on the registered champions, as the README runs it."""
-    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=smoke_config.tracking_uri)
+    """The stock scoring server on the registered champions, as the README runs it (writing
+    no bytecode into the model's folder, so that variants still loads it afterwards)."""
+    env = subprocess_env(
+        tmp_path, MLFLOW_TRACKING_URI=smoke_config.tracking_uri, PYTHONDONTWRITEBYTECODE="1"
+    )
     digit = load_dataset("mnist", data_slices).test.inputs[0]
     client = client_for(smoke_config)
 
@@ -244,6 +248,8 @@ def test_mlflow_models_serve_answers_text_png_and_bad_requests(
                 assert "input 0: the bytes are not an image" in bad.json()["message"]
             assert _post(url, {"inputs": []}).status_code == 400
             assert httpx.get(f"{url}/ping").status_code == 200  # still up after bad requests
+        champion = alias_version(client, model, "champion")
+        assert verified_path(client, model, champion)  # its files are still as registered
 
 
 @pytest.mark.slow
