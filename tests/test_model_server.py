@@ -277,9 +277,10 @@ def test_other_positions_are_not_echoed_and_nothing_reaches_the_logs(server: Ser
     records = (server.predictions / "predictions.jsonl").read_text()
     assert CANARY not in records and "wonderful" not in records
     last = json.loads(records.splitlines()[-1])
-    assert set(last) == {"time", "input_sha256", "characters", "words", "answer",
-                         "probability", "entropy", "latency_ms"}  # fmt: skip
-    assert last["words"] == 10 and last["characters"] == len(f"{REVIEW} {CANARY}")
+    assert set(last) == {"time", "input_sha256", "features", "answer", "probability",
+                         "entropy", "latency_ms"}  # fmt: skip
+    assert set(last["features"]) == {"length", "unknown_share", "word_rarity"}
+    assert last["features"]["length"] == 10 and last["features"]["unknown_share"] >= 0.1
 
 
 def test_a_timeout_stops_the_work_not_only_the_answer(smoke_run, smoke_config, tmp_path):

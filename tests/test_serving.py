@@ -279,6 +279,34 @@ def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, 
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.parametrize("dataset", ["imdb", "mnist"])
+def test_the_prediction_log_records_the_reference_profiles_features(
+    served, dataset, tmp_path
+) -> None:
+    """Each logged input carries exactly the input statistics that monitoring observes for a
+    reference profile, with the same values, so drift can be computed on live traffic."""
+    from functools import partial
+
+    from keras_variants.monitoring.observe import input_features, observe
+    from keras_variants.serving.prediction_log import LOG_FILE, PredictionLog
+
+    model, data = served[dataset]
+    python_model = model.unwrap_python_model()
+    if dataset == "imdb":
+        ids = data.test.inputs.take(slice(0, 5))
+        inputs = texts_from_word_ids(ids, python_model.word_index, NUM_WORDS)
+    else:
+        inputs = [png_base64(image) for image in data.test.inputs[:5]]
+    answers = [answer.model_dump() for answer in model.predict(inputs)]
+    PredictionLog(tmp_path, partial(input_features, python_model)).write(inputs, answers, 1.0)
+    lines = (tmp_path / LOG_FILE).read_text().splitlines()
+    logged = [json.loads(line)["features"] for line in lines]
+    reference = observe(python_model, inputs).features  # what a reference profile holds
+    assert len(logged) == len(inputs) and all(set(row) == set(reference) for row in logged)
+    for name, values in reference.items():
+        np.testing.assert_allclose([row[name] for row in logged], values, atol=1e-6)
+
+
 def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, data_slices):
     variant = VARIANTS["imdb_dropout"]
     save_model(

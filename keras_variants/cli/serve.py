@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -104,14 +105,15 @@ def serve(
     from keras_variants.registry.loading import load_version, logged_model_id
     from keras_variants.serving.server import ScoringApp, ServedVersion, pyfunc_predictor
 
-    loaded = load_version(client, model, number)
+    python_model = load_version(client, model, number).unwrap_python_model()
     served = ServedVersion(model, number, logged_model_id(client, model, number))
     sink = None
     if log_predictions is not None:
+        from keras_variants.monitoring.observe import input_features
         from keras_variants.serving.prediction_log import PredictionLog
 
-        sink = PredictionLog(log_predictions, model).write
-    app = ScoringApp(pyfunc_predictor(loaded.unwrap_python_model()), served, limits, token, sink)
+        sink = PredictionLog(log_predictions, partial(input_features, python_model)).write
+    app = ScoringApp(pyfunc_predictor(python_model), served, limits, token, sink)
     _access_log()
     typer.echo(
         f"serving {model} v{number} on http://{host}:{port}/invocations "

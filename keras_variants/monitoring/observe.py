@@ -82,11 +82,20 @@ def observe(
         classes, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
     else:
         classes, confidence = classes_and_confidence(dataset, predictions)
-    if dataset == "imdb":
-        features = review_features(inputs, served.word_index)
-    else:
-        features = digit_features(stored)
+    features = input_features(served, inputs, stored)
     return Observed(features, classes, confidence, predictive_entropy(probabilities), hidden)
+
+
+def input_features(
+    served: Any, inputs: Sequence[str], stored: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The input statistics of :mod:`~keras_variants.monitoring.features` per input (as sent
+    to ``predict``), the ones a reference profile holds: a review's from its text and the
+    model's word index, a digit's from the pixels the model sees (``stored``, or decoded by
+    ``predict``'s own preprocessing). What ``variants serve --log-predictions`` records."""
+    if served.variant.dataset == "imdb":
+        return review_features(inputs, served.word_index)
+    return digit_features(served.stored_inputs(list(inputs)) if stored is None else stored)
 
 
 def sample_rows(rows: int, rng: np.random.Generator, limit: int = SAMPLE_ROWS) -> np.ndarray:
