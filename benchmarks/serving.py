@@ -68,9 +68,11 @@ def server(kind: str, model: str, tracking_uri: str, log: Path) -> Iterator[tupl
             mlflow_bin, "models", "serve", "-m", f"models:/{model}@champion",
             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
-    # As in an activated environment: mlflow execs uvicorn by name.
+    # As in an activated environment: mlflow execs uvicorn by name. No bytecode, as the
+    # README runs it: a __pycache__ in the model's folder is refused by variants serve.
     path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     with log.open("w") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
