@@ -12,15 +12,17 @@ errors come with their traceback.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
 import gc
 import logging
 import os
+import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,8 +34,8 @@ _verbose = False
 
 ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    # Prefect waits 20 s for its temporary server, then starts another one and leaves the
-    # first running; two runs starting at once on two cores can need longer than that.
+    # How long the temporary server may take to start (Prefect's default is 20 s); two runs
+    # starting at once on two cores can need longer than that.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "GX_ANALYTICS_ENABLED": "false",
     "KERAS_BACKEND": "tensorflow",
@@ -146,31 +148,83 @@ class QuietConsole(logging.Filter):
             )
         if record.name.startswith(NOISY_LOGGERS):
             return record.levelno >= logging.ERROR
+        if record.getMessage().startswith("Still processing items"):
+            return False  # Prefect shipping its last events and logs at the end
         return record.levelno >= logging.WARNING
 
 
 class EarlyServer:
-    """Prefect's temporary server, starting in a background thread while the rest loads."""
+    """Prefect's temporary server: a process of its own, started before Prefect is even
+    imported here, so the two load side by side."""
 
-    def __init__(self, thread: threading.Thread | None) -> None:
-        self._thread = thread
+    def __init__(self, process: subprocess.Popen | None = None, timeout: float = 0) -> None:
+        self._process = process
+        self._timeout = timeout
 
     def wait(self) -> None:
-        """Return when the start attempt is over; a failed one is retried by the flow call."""
-        if self._thread is not None:
-            self._thread.join()
+        """Return once the server answers; one clear error if it never does."""
+        if self._process is None:
+            return
+        import httpx
+
+        url = f"{os.environ['PREFECT_API_URL']}/health"
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.05)
+        code = self._process.poll()
+        stop_prefect_server()
+        ended = f"it ended with exit code {code}" if code is not None else "it did not answer"
+        raise VariantsError(
+            f"Prefect's temporary server did not start ({ended} within {self._timeout:.0f} s); "
+            "run again with --verbose to see its output, or start one with 'prefect server "
+            "start' and set PREFECT_API_URL"
+        )
+
+
+_server: subprocess.Popen | None = None  # the temporary server this process started
 
 
 def start_prefect(early_server: bool = True) -> EarlyServer:
-    """Import Prefect (which sets up its logging), quiet its console unless verbose, and
-    start its temporary server in the background when no server is configured.
+    """Import Prefect (which sets up its logging), quiet its console unless verbose, and,
+    when no server is configured, start its temporary server first.
 
-    Call :meth:`EarlyServer.wait` before the first flow call, which then finds the server
-    up instead of waiting ~10 s for it.
+    The server is Prefect's own (``uvicorn`` on its app factory, the command Prefect's
+    ``SubprocessASGIServer`` runs), started from here so that this process never imports
+    the server's code, and pointed to through ``PREFECT_API_URL`` (inherited by the
+    processes started from here). Call :meth:`EarlyServer.wait` before the first flow call.
     """
-    import prefect.main  # noqa: F401  (what `from prefect import flow` loads; sets up logging)
+    global _server
+    import prefect.settings
+    from prefect.context import refresh_global_settings_context
+
+    settings = prefect.settings.get_current_settings()
+    server = EarlyServer()
+    if early_server and not settings.api.url and settings.server.ephemeral.enabled:
+        port = _free_port()
+        env = {
+            **os.environ,
+            **settings.to_environment_variables(exclude_unset=True),
+            "PREFECT_UI_ENABLED": "0",  # as Prefect starts it
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        app_dir = Path(prefect.__file__).parent.parent
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+                   "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+                   str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+        _server = subprocess.Popen(command, env=env)
+        atexit.register(stop_prefect_server)
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
+        refresh_global_settings_context()  # this process's settings see the URL too
+        server = EarlyServer(_server, settings.server.ephemeral.startup_timeout_seconds)
+    import prefect.main  # what `from prefect import flow` loads; sets up logging
     from prefect.logging.handlers import PrefectConsoleHandler
-    from prefect.settings import get_current_settings
 
     if not _verbose:
         for handler in logging.getLogger().handlers:
@@ -178,37 +232,21 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
                 isinstance(f, QuietConsole) for f in handler.filters
             ):
                 handler.addFilter(QuietConsole())
-    settings = get_current_settings()
-    if not early_server or settings.api.url or not settings.server.ephemeral.enabled:
-        return EarlyServer(None)
-    from prefect.server.api.server import SubprocessASGIServer
+    return server
 
-    server = SubprocessASGIServer()
 
-    def start() -> None:
-        try:
-            server.start()
-        except Exception:  # the flow call retries; never leave this attempt's process behind
-            if server.server_process is not None:
-                server.server_process.kill()
-            raise
-
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    # The server process inherits this process's stderr: let it start before
-    # import_tensorflow points stderr elsewhere for a moment.
-    deadline = time.monotonic() + 5
-    while server.server_process is None and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return EarlyServer(thread)
+def _free_port() -> int:
+    """A free port of 127.0.0.1 (the system's choice, released for the server to take)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def stop_prefect_server() -> None:
-    """Ship Prefect's pending logs and events, then stop its temporary server now, so its
-    "Stopping temporary server" line comes before the command's last lines, not after."""
-    module = sys.modules.get("prefect.server.api.server")
-    server = module.SubprocessASGIServer._instances.get(None) if module else None
-    if server is None or server.server_process is None:
+    """Ship Prefect's pending logs and events, then stop the temporary server now (its
+    runs are kept in Prefect's database, as with Prefect's own temporary server)."""
+    global _server
+    if _server is None:
         return
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
@@ -216,7 +254,18 @@ def stop_prefect_server() -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):  # best effort: the run itself is over
             worker.drain_all(timeout=10)
-    server.stop()
+    process, _server = _server, None
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.pop("PREFECT_UI_URL", None)
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
 
 
 def import_tensorflow() -> None:

@@ -398,6 +398,23 @@ def test_the_command_never_imports_tensorflow_itself(quiet_run: tuple[Path, Done
     modules = set((workdir / "modules.txt").read_text().split())
     assert {"prefect", "mlflow", "great_expectations"} <= modules  # it did orchestrate
     assert not {"tensorflow", "keras"} & modules
+    assert "prefect.server.api.server" not in modules  # the temporary server loads it alone
+
+
+@pytest.mark.slow
+def test_the_temporary_prefect_server_ends_with_the_command(quiet_run: tuple[Path, Done]) -> None:
+    """The command started Prefect's temporary server in its folder; none is left there."""
+    workdir, done = quiet_run
+    assert done.code == 0, done.text
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes()
+            if b"prefect.server.api.server:create_app" in command:
+                left += [proc.name] if (proc / "cwd").resolve() == workdir.resolve() else []
+        except OSError:
+            continue  # not a process, or it ended meanwhile
+    assert left == []
 
 
 NOISE = [
