@@ -6,11 +6,13 @@ Usage (inside the project's virtual environment):
 
 Runs, alternating, ``variants run --profile full`` (in a fresh working folder, with an empty
 task cache) and ``../shared/bench/bare_keras.py``; then a second pipeline run with unchanged
-inputs (it reuses the first run's results), a cold ``--profile smoke`` run and, with
-``--study``, the 5-seed ``--study lecture`` in a fresh folder. Prints wall time, CPU time,
-peak resident memory of the largest process, per-variant training time and test accuracy,
-the pipeline/plain ratios and every target beside its figure, and writes them to
-BENCHMARKS.md.
+inputs (it reuses the first run's results), a cold ``--profile smoke`` run (a new folder:
+no trials, no MLflow store; the data checked before, by the warm-up), the same with nothing
+cached at all, and, with ``--study``, the 5-seed ``--study lecture`` in a fresh folder.
+Full runs start in a new folder with an empty task cache (data read and checked again).
+Prints wall time, CPU time, peak resident memory of the largest process, time outside
+training by stage, per-variant training time and test accuracy, the pipeline/plain ratios
+and every target beside its figure, and writes them to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ class Measurement:
     train_s: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     overhead_s: float | None = None  # wall time outside the training phase
+    stages: dict[str, float] = field(default_factory=dict)  # outside training, by stage
+    started_at: float = 0.0  # time.time() at the start
 
 
 def measure(label: str, args: list[str], cwd: Path, env: dict[str, str]) -> tuple[Measurement, str]:
     """Run ``args`` to completion; wall, CPU and peak RSS come from wait4 on that child."""
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out_chunks: list[bytes] = []
 
@@ -72,7 +76,7 @@ def measure(label: str, args: list[str], cwd: Path, env: dict[str, str]) -> tupl
         err = b"".join(err_chunks).decode(errors="replace")
         raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{err[-4000:]}")
     cpu = usage.ru_utime + usage.ru_stime
-    return Measurement(label, wall, cpu, usage.ru_maxrss / 1024), out
+    return Measurement(label, wall, cpu, usage.ru_maxrss / 1024, started_at=started_at), out
 
 
 def plain(data_dir: Path, env: dict[str, str]) -> Measurement:
@@ -87,13 +91,15 @@ def plain(data_dir: Path, env: dict[str, str]) -> Measurement:
 
 
 def pipeline(
-    label: str, workdir: Path, data_dir: Path, profile: str, env, *extra: str
+    label: str, workdir: Path, data_dir: Path, profile: str, env, *extra: str, cold: bool = True
 ) -> Measurement:
     args = [str(BIN / "variants"), "run", "--profile", profile, "--data-dir", str(data_dir)]
     args += extra
-    # Prefect's task cache lives in the working folder: a new folder is a cold run.
+    # cold: Prefect's task cache in the working folder, so a new folder reads and checks the
+    # data again; otherwise the Prefect home's, where the warm-up checked these files (as
+    # for someone who ran the tool before on the same data).
     cache = {"PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "prefect-results")}
-    m, _ = measure(label, args, workdir, env | cache)
+    m, out = measure(label, args, workdir, env | (cache if cold else {}))
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
@@ -114,7 +120,41 @@ def pipeline(
             max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)
         ) / 1000
         m.overhead_s = m.wall_s - training_phase
+        first = min(r.info.start_time for r in runs) / 1000
+        last = max(r.info.end_time for r in runs) / 1000
+        m.stages = stages(out, m.started_at, m.started_at + m.wall_s, first, last)
     return m
+
+
+STAGE_LINES = {  # the log line that ends each stage outside training
+    "start-up": "Beginning flow run",
+    "gate": "Task run 'promote-",
+    "report": "report written to",
+}
+
+
+def stages(out: str, start: float, end: float, first: float, last: float) -> dict[str, float]:
+    """Seconds of each stage outside training, from the command's own timestamped log lines:
+    start-up (to the flow's first line), data (to the first trial), the gate (after the
+    last trial), the report, and the end (summary, stopping the servers)."""
+    day = datetime.fromtimestamp(start).astimezone()
+    seen: dict[str, float] = {}
+    for line in out.splitlines():
+        for stage, marker in STAGE_LINES.items():
+            if marker in line and line[:2].isdigit():
+                clock = datetime.strptime(line[:12], "%H:%M:%S.%f").time()
+                at = datetime.combine(day.date(), clock, day.tzinfo).timestamp()
+                seen[stage] = max(seen.get(stage, at), at)
+    flow = seen.get("start-up", start)
+    gate = seen.get("gate", last)
+    report = seen.get("report", gate)
+    return {
+        "start-up": flow - start,
+        "data": first - flow,
+        "gate": gate - last,
+        "report": report - gate,
+        "end": end - report,
+    }
 
 
 def machine() -> str:
@@ -128,12 +168,13 @@ def machine() -> str:
 
 def table(rows: list[Measurement]) -> str:
     variants = sorted({v for m in rows for v in m.accuracy})
-    head = ["run", "wall s", "CPU s", "peak RSS MB", "non-training s"]
+    head = ["run", "wall s", "CPU s", "peak RSS MB", "non-training s (by stage)"]
     head += [f"{v} s / acc" for v in variants]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for m in rows:
         cells = [m.label, f"{m.wall_s:.1f}", f"{m.cpu_s:.1f}", f"{m.peak_rss_mb:.0f}"]
-        cells.append("-" if m.overhead_s is None else f"{m.overhead_s:.1f}")
+        by_stage = " + ".join(f"{k} {v:.1f}" for k, v in m.stages.items())
+        cells.append("-" if m.overhead_s is None else f"{m.overhead_s:.1f} ({by_stage})")
         cells += [
             f"{m.train_s[v]:.1f} / {m.accuracy[v]:.4f}" if v in m.accuracy else "-"
             for v in variants
@@ -210,7 +251,10 @@ def main() -> None:
         rows.append(pipeline("pipeline full, rerun", work, data_dir, "full", env))
         smoke = Path(tmp) / "smoke"
         smoke.mkdir()
-        rows.append(pipeline("pipeline smoke, cold", smoke, data_dir, "smoke", env))
+        rows.append(pipeline("pipeline smoke, cold", smoke, data_dir, "smoke", env, cold=False))
+        smoke = Path(tmp) / "smoke-nothing-cached"
+        smoke.mkdir()
+        rows.append(pipeline("pipeline smoke, nothing cached", smoke, data_dir, "smoke", env))
         if args.study:
             study = Path(tmp) / "study"
             study.mkdir()
