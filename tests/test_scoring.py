@@ -393,3 +393,23 @@ def test_clean_digits_show_no_drift_and_one_class_does(
     drifted = [s["name"] for s in summary["drift"]["signals"] if s["drifted"]]
     assert summary["drift"]["detected"] and "predicted_class" in drifted, summary["drift"]
     assert f"drift detected: {', '.join(drifted)}" in done.stdout
+
+
+def test_a_scoring_run_left_running_by_a_dead_process_is_swept(tmp_path: Path) -> None:
+    """A scoring killed with SIGKILL leaves its run RUNNING; the next start ends it FAILED
+    (as a pipeline's), and leaves a live process's run alone."""
+    from keras_variants.config.pipeline import build_config
+    from keras_variants.tracking.store import client_for, owner_tags, sweep_stale_runs
+
+    config = build_config(profile="smoke", workdir=tmp_path)
+    client = client_for(config)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    scoring = {"keras_variants.kind": "scoring"}
+    experiment = client.create_experiment("imdb")
+    dead = client.create_run(experiment, tags=owner_tags() | scoring | {
+        "keras_variants.pid": str(gone.pid)})  # fmt: skip
+    alive = client.create_run(experiment, tags=owner_tags() | scoring)
+    assert sweep_stale_runs(config) == [dead.info.run_id]
+    assert client.get_run(dead.info.run_id).info.status == "FAILED"
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"

@@ -115,7 +115,8 @@ def open_store(config: PipelineConfig) -> list[str]:
 
 
 def sweep_stale_runs(config: PipelineConfig) -> list[str]:
-    """End as FAILED this tool's RUNNING runs whose process on this host has died.
+    """End as FAILED this tool's RUNNING runs (a pipeline's, a scoring's) whose process on
+    this host has died.
 
     A run killed with SIGKILL cannot end itself; the next pipeline start does it. Runs of
     live processes, and of other hosts, are left alone. Returns the swept run ids.
@@ -127,7 +128,7 @@ def sweep_stale_runs(config: PipelineConfig) -> list[str]:
     stale = [
         run
         for run in client.search_runs(
-            experiments, f"attributes.status = 'RUNNING' and tags.`{TOOL_TAG}` != ''"
+            experiments, f"attributes.status = 'RUNNING' and tags.`{OWNER_PID_TAG}` != ''"
         )
         if _owner_alive(run.data.tags) is False
     ]
