@@ -3,7 +3,8 @@ experiment, tagged ``keras_variants.kind=scoring``, with the input as a dataset 
 (SHA-256), the model version and its logged model as the run's model input, the summary's
 numbers as metrics linked to that model and data set, and the files as artifacts.
 
-The run ends FINISHED when the scoring does, FAILED on an error, KILLED on an interruption.
+The run ends FINISHED when the scoring does, FAILED on an error, KILLED on an interruption;
+one whose process was killed outright is ended FAILED by the next scoring or pipeline run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.scoring.inputs import ScoringInput
-from keras_variants.tracking.store import experiment_id, git_commit, owner_tags
+from keras_variants.tracking.store import (
+    experiment_id,
+    git_commit,
+    owner_tags,
+    sweep_stale_runs,
+)
 
 KIND_TAG = "keras_variants.kind"
 DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
@@ -35,7 +41,9 @@ DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
 def scoring_run(
     client: MlflowClient, config: PipelineConfig, dataset: str, version: ModelVersion
 ) -> Iterator[str]:
-    """A new run in ``dataset``'s experiment for scoring with ``version``; yields its id."""
+    """A new run in ``dataset``'s experiment for scoring with ``version``; yields its id.
+    Runs that a killed process left RUNNING (a scoring's or a pipeline's) end FAILED first."""
+    sweep_stale_runs(config)
     run = client.create_run(
         experiment_id(config, dataset),
         run_name=f"score-{version.name}-v{version.version}",
