@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import importlib.util
 import logging
 import os
 import socket
@@ -194,30 +195,24 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
     when no server is configured, start its temporary server first.
 
     The server is Prefect's own (``uvicorn`` on its app factory, the command Prefect's
-    ``SubprocessASGIServer`` runs), started from here so that this process never imports
-    the server's code, and pointed to through ``PREFECT_API_URL`` (inherited by the
-    processes started from here). Call :meth:`EarlyServer.wait` before the first flow call.
+    ``SubprocessASGIServer`` runs), started before this process imports Prefect, so that
+    the two load side by side and this process never imports the server's code; it is
+    pointed to through ``PREFECT_API_URL`` (inherited by the processes started from here).
+    A profile that names a server, or allows no temporary one, stops it again at once.
+    Call :meth:`EarlyServer.wait` before the first flow call.
     """
     global _server
+    port = _free_port()
+    if early_server and not os.environ.get("PREFECT_API_URL"):
+        _server = _spawn_server(port)
     import prefect.settings
     from prefect.context import refresh_global_settings_context
 
     settings = prefect.settings.get_current_settings()
     server = EarlyServer()
-    if early_server and not settings.api.url and settings.server.ephemeral.enabled:
-        port = _free_port()
-        env = {
-            **os.environ,
-            **settings.to_environment_variables(exclude_unset=True),
-            "PREFECT_UI_ENABLED": "0",  # as Prefect starts it
-            "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1",
-        }
-        app_dir = Path(prefect.__file__).parent.parent
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-                   "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
-                   str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-        _server = subprocess.Popen(command, env=env)
+    if _server is not None and (settings.api.url or not settings.server.ephemeral.enabled):
+        stop_prefect_server()  # the profile's choice, read only now
+    elif _server is not None:
         atexit.register(stop_prefect_server)
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
@@ -233,6 +228,23 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
             ):
                 handler.addFilter(QuietConsole())
     return server
+
+
+def _spawn_server(port: int) -> subprocess.Popen:
+    """Prefect's temporary server on ``port``, as Prefect itself starts one (its settings
+    come from the same environment and profile)."""
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    spec = importlib.util.find_spec("prefect")  # where it is, without importing it
+    app_dir = Path(spec.origin).parent.parent if spec and spec.origin else Path.cwd()
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+               str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    return subprocess.Popen(command, env=env)
 
 
 def _free_port() -> int:
