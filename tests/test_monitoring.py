@@ -191,6 +191,15 @@ def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
     by_name = {s["name"]: s for s in drifted.drift["signals"]}
     assert by_name[expected]["drifted"] and by_name[expected]["sentence"]
 
+    if dataset == "mnist":  # another kind of image in the digits' format: seen too
+        from keras_variants.model.uncertainty import clothing_like
+
+        clothes = [png_base64(p) for p in clothing_like(300, np.random.default_rng(1))]
+        assert monitor(client, name, version, model, clothes,
+                       served_answers(served, clothes)).detected  # fmt: skip
+        step = next(s for s in measurement["steps"] if s["name"] == "clothing-like images")
+        assert step["sizes"]["100"]["alarm_rate"] >= 0.9  # the registration measured it
+
 
 @pytest.mark.slow
 def test_a_version_without_a_profile_is_not_checked(smoke_run, smoke_config) -> None:

@@ -80,6 +80,39 @@ def rotated_digits(images: np.ndarray, angle: float) -> np.ndarray:
     return np.clip(np.rint(turned), 0, 255).astype(np.uint8)
 
 
+CLOTHING = ("shirt", "trousers", "dress", "bag", "shoe")
+
+
+def clothing_like(count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` synthetic 28x28 uint8 images in Fashion-MNIST's manner (no such data is
+    at hand here): a light garment, bag or shoe silhouette with a woven texture on black,
+    of random kind, size and place. Another kind of image in the digits' format."""
+    rows, cols = np.mgrid[0:28, 0:28].astype(np.float32)
+    images = np.zeros((count, 28, 28), dtype=np.float32)
+    for image, kind in zip(images, rng.choice(CLOTHING, count), strict=True):
+        top, height = rng.uniform(2, 6), rng.uniform(17, 23)
+        centre, width = rng.uniform(12, 16), rng.uniform(10, 16)
+        y = (rows - top) / height  # 0 at the top of the item, 1 at its bottom
+        x = np.abs(cols - centre) / (width / 2)  # 0 in the middle, 1 at its side
+        inside = (y >= 0) & (y <= 1)
+        if kind == "shirt":
+            mask = inside & ((x <= 0.65) | ((y <= 0.45) & (x <= 1.0)))  # body and sleeves
+        elif kind == "trousers":
+            mask = inside & (x <= 0.6) & ((y <= 0.3) | (x >= 0.12))  # two legs from a waist
+        elif kind == "dress":
+            mask = inside & (x <= 0.3 + 0.6 * y)  # widening downwards
+        elif kind == "bag":
+            body = (y >= 0.35) & (y <= 1) & (x <= 1.0)
+            handle = (y >= 0.05) & (y < 0.35) & (x >= 0.35) & (x <= 0.55)
+            mask = body | handle
+        else:  # a shoe: low, wide, rising at the heel
+            mask = (y >= 0.55) & (y <= 0.9) & (x <= 1.0) & ((y >= 0.7) | (cols < centre))
+        texture = rng.uniform(140, 240) + rng.normal(0, 25, (28, 28)) * ((rows + cols) % 3 != 0)
+        image[mask] = texture[mask]
+    smooth = ndimage.gaussian_filter(images, sigma=(0, 0.5, 0.5))
+    return np.clip(np.rint(smooth), 0, 255).astype(np.uint8)
+
+
 def shuffled_reviews(reviews: Ragged, rng: np.random.Generator) -> Ragged:
     """Each review's words in random order, a leading start marker kept first.
 

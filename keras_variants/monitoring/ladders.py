@@ -6,7 +6,8 @@ Measured when a version is registered, on its held-out rows split in two halves:
 reference built from one half (a sample of at most 1,000 rows observed, the one the
 version's profile keeps), windows drawn without replacement from the other: from 2,000
 clean rows (false alarms: 40 windows per size), or from 500 of its rows shifted (10 windows
-per size; none of 1,000 rows, see :func:`_windows`): digits rotated 15-90 degrees, reviews with
+per size; none of 1,000 rows, see :func:`_windows`): digits rotated 15-90 degrees, images of
+clothing in Fashion-MNIST's manner instead of digits (synthetic), reviews with
 their words shuffled, replaced by random vocabulary words, or cut to their first 20 words,
 and up to 500 rows of one class only. The shifted inputs are sent as users send them (PNG,
 text) and go through the served model's own preprocessing and model, once per row. The
@@ -48,13 +49,15 @@ ROTATIONS = (15, 30, 45, 60, 90)
 CUT_WORDS = 20
 MILD = {"mnist": ("clean", "rotated 15°", "rotated 30°"), "imdb": ("clean", "shuffled words")}
 BLIND = {"shuffled words": "a bag-of-words model cannot see word order: same inputs, same answers"}
+CLOTHING_STEP = "clothing-like images"  # another kind of image (model.uncertainty.clothing_like)
+NO_TRUTH = ("random words", CLOTHING_STEP)  # inputs without a true label
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     observed: Observed
-    labels: np.ndarray | None  # None: no true label (random words)
+    labels: np.ndarray | None  # None: no true label (NO_TRUTH)
 
 
 def shifted_inputs(
@@ -62,13 +65,14 @@ def shifted_inputs(
 ) -> dict[str, list[str]]:
     """The shifted versions of ``inputs``, as users would send them."""
     if served.variant.dataset == "mnist":
-        from keras_variants.model.uncertainty import rotated_digits
+        from keras_variants.model.uncertainty import clothing_like, rotated_digits
 
         pixels = served.stored_inputs(inputs)
-        return {
+        rotated = {
             f"rotated {angle}°": [png_base64(p) for p in rotated_digits(pixels, angle)]
             for angle in ROTATIONS
         }
+        return rotated | {CLOTHING_STEP: [png_base64(p) for p in clothing_like(len(inputs), rng)]}
     vocabulary = [w for w, rank in served.word_index.items() if rank + INDEX_FROM < NUM_WORDS]
     words = [tokenize(text) for text in inputs]
     return {
@@ -130,7 +134,7 @@ def _measure(
     shifted_rows = np.sort(pool_rows[:SHIFT_ROWS])
     originals = [inputs[i] for i in shifted_rows]
     for name, shifted in shifted_inputs(served, originals, rng).items():
-        truth = None if name == "random words" else labels[shifted_rows]
+        truth = None if name in NO_TRUTH else labels[shifted_rows]
         steps.append(Step(name, observe(served, shifted), truth))
     windows = [_windows(reference, step, rng) for step in steps]
     result = summarize(reference, steps, windows)
