@@ -148,8 +148,9 @@ async def _drive(url: str, body: dict, clients: int, seconds: float) -> Load:
                     status = "error"
                 if status == 200:
                     load.latencies_ms.append((time.perf_counter() - started) * 1000)
-                elif status == 503:
-                    await asyncio.sleep(0.01)  # a client that honours the refusal a little
+                elif status == 503:  # a client that honours the refusal: Retry-After seconds
+                    wait = float(answer.headers.get("retry-after", 1))
+                    await asyncio.sleep(min(wait, max(end - time.monotonic(), 0)))
                 load.statuses[status] += 1
 
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -300,7 +301,9 @@ def report(
         "behind `mlflow models serve --env-manager local` (its defaults), each driven by N "
         f"httpx clients on the same machine for {args.duration:g} s per level. req/s counts "
         "answered (200) requests; p50/p99 are their latencies; 503 is the share of requests "
-        "refused for load; failed counts anything else (500, reset, 30 s client timeout).",
+        "refused for load (a refused client waits the Retry-After the server sends, as a "
+        "well-behaved client does); failed counts anything else (500, reset, 30 s client "
+        "timeout).",
         "",
         "| " + " | ".join(header) + " |",
         "| " + " | ".join("---" for _ in header) + " |",
