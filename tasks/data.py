@@ -8,28 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
-from keras_variants.data.datasets import Dataset, dataset_files, load_dataset, summarize
-from keras_variants.data.npz import sha256_of
+from keras_variants.code_digest import code_digest
+from keras_variants.data.cache import read_dataset
+from keras_variants.data.datasets import Dataset, summarize
 from keras_variants.errors import DataValidationError
 from keras_variants.lanes.pool import Lane
-from keras_variants.tracking.code_digest import code_digest
-
-
-def _ingest_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """SHA-256 of the data files, the reading code and the options: same key, same data."""
-    data_dir = parameters["data_dir"]
-    if data_dir is None:
-        return None  # the download fallback is never cached
-    digest = hashlib.sha256(
-        f"{parameters['name']}:{parameters['num_words']}".encode()
-        + code_digest("keras_variants.data.datasets").encode()
-    )
-    for path in sorted(dataset_files(parameters["name"], Path(data_dir))):
-        digest.update(path.name.encode() + sha256_of(path.read_bytes()).encode())
-    return digest.hexdigest()
 
 
 def _validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -44,16 +31,11 @@ def _validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 CACHE_DAYS = timedelta(days=30)
 
 
-@task(
-    name="ingest",
-    task_run_name="ingest-{name}",
-    cache_key_fn=_ingest_key,
-    cache_expiration=CACHE_DAYS,
-    persist_result=True,
-)
+@task(name="ingest", task_run_name="ingest-{name}", cache_policy=NO_CACHE)
 def ingest(name: str, data_dir: Path | None, num_words: int) -> Dataset:
-    """Read one data set; fingerprints of every file read travel with it."""
-    data = load_dataset(name, data_dir, num_words)
+    """Read one data set (mapped from the data cache when these files were read before);
+    fingerprints of every file read travel with it."""
+    data = read_dataset(name, data_dir, num_words)
     get_run_logger().info("%s: read %s", name, ", ".join(data.fingerprints))
     return data
 

@@ -1,4 +1,5 @@
-"""A rerun on unchanged data skips ingestion and validation; a changed file does not."""
+"""A rerun on unchanged data maps what was read before and skips validation; a changed file
+is read and validated again."""
 
 from __future__ import annotations
 
@@ -33,16 +34,57 @@ def _validate(config) -> dict[str, str]:
     return _task_states(state.state_details.flow_run_id)
 
 
-def test_rerun_uses_cache_until_a_file_changes(prefect_server, broken_dir: Path, tmp_path):
+def test_rerun_uses_cache_until_a_file_changes(
+    prefect_server, broken_dir: Path, tmp_path, monkeypatch
+):
+    cache = tmp_path / "data-cache"
+    monkeypatch.setenv("VARIANTS_CACHE_DIR", str(cache))
     config = build_config(data_dir=broken_dir, workdir=tmp_path)
+
+    def kept() -> set[str]:
+        return {p.name for p in cache.iterdir() if not p.name.startswith(".")}
+
     first = _validate(config)
     assert set(first.values()) == {"Completed"}
+    assert len(kept()) == 2  # both data sets read and kept
+    before = kept()
     second = _validate(config)
-    assert second == {name: "Cached" for name in first}
+    assert second["validate-mnist"] == "Cached" and second["validate-imdb"] == "Cached"
+    assert kept() == before  # mapped from what was kept: nothing read again
     with np.load(broken_dir / "mnist.npz") as npz:
         x = npz["x_test"].copy()
     x[0, 0, 0] = 255 - x[0, 0, 0]
     rewrite_npz(broken_dir / "mnist.npz", x_test=x)
     third = _validate(config)
-    assert third["ingest-mnist"] == "Completed" and third["validate-mnist"] == "Completed"
-    assert third["ingest-imdb"] == "Cached" and third["validate-imdb"] == "Cached"
+    assert third["validate-mnist"] == "Completed" and third["validate-imdb"] == "Cached"
+    assert len(kept() - before) == 1  # the changed file read again
+
+
+def test_a_kept_data_set_maps_the_same_arrays_from_any_folder(data_slices: Path, tmp_path):
+    """The second read of the same files (also in another folder) maps the arrays kept by
+    the first: equal arrays, statistics and fingerprints, the new folder's paths; lanes
+    map the same files."""
+    import shutil
+
+    from keras_variants.data.cache import read_dataset
+    from keras_variants.data.datasets import map_dataset
+
+    cache = tmp_path / "cache"
+    read = read_dataset("imdb", data_slices, 10_000, cache)
+    assert read.folder is None  # read from the files
+    moved = Path(shutil.copytree(data_slices, tmp_path / "moved"))
+    mapped = read_dataset("imdb", moved, 10_000, cache)
+    assert mapped.folder is not None and Path(mapped.folder).parent == cache
+    assert isinstance(mapped.train.inputs.values, np.memmap)
+    for split in ("train", "test"):
+        a, b = getattr(read, split), getattr(mapped, split)
+        assert np.array_equal(a.labels, b.labels)
+        assert np.array_equal(a.inputs.values, b.inputs.values)
+        assert np.array_equal(a.inputs.offsets, b.inputs.offsets)
+        for key, stat in read.raw_stats[split].items():
+            assert np.array_equal(stat, mapped.raw_stats[split][key])
+    assert mapped.fingerprints == read.fingerprints and mapped.vocabulary_size
+    assert set(mapped.files.values()) == {str(p.resolve()) for p in moved.iterdir()
+                                          if p.name in mapped.files}  # fmt: skip
+    assert map_dataset(mapped, tmp_path / "lane").folder == mapped.folder  # no copy
+    assert not (tmp_path / "lane").exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from keras_variants.code_digest import code_digest, import_closure, project_roots
 from keras_variants.registry import served_accuracy
-from keras_variants.tracking.code_digest import code_digest, import_closure, project_roots
 from keras_variants.tracking.trial_key import TRAINING
 
 GATE = served_accuracy.__name__

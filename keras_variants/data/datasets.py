@@ -57,6 +57,7 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)  # file name -> absolute path
     raw_stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     vocabulary_size: int | None = None
+    folder: str | None = None  # the .npy files its arrays are mapped from (data.cache), if any
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,22 @@ class MappedDataset:
 
 
 def map_dataset(data: Dataset, folder: Path) -> MappedDataset:
-    """Save ``data``'s splits into the new folder ``folder`` (raw statistics stay behind)."""
-    folder.mkdir(parents=True)
+    """``data`` as processes map it: from its own folder if it has one (a cached read), else
+    its splits saved into the new folder ``folder`` (raw statistics stay behind)."""
+    if data.folder is None:
+        folder.mkdir(parents=True)
+        save_splits(data, folder)
+    return MappedDataset(
+        data.name,
+        data.folder or str(folder),
+        dict(data.fingerprints),
+        dict(data.files),
+        data.vocabulary_size,
+    )
+
+
+def save_splits(data: Dataset, folder: Path) -> None:
+    """``data``'s splits as ``.npy`` files in ``folder``, as :func:`mapped_splits` reads them."""
     for split, examples in (("train", data.train), ("test", data.test)):
         arrays = {"labels": examples.labels}
         if isinstance(examples.inputs, Ragged):
@@ -125,16 +140,13 @@ def map_dataset(data: Dataset, folder: Path) -> MappedDataset:
             arrays["inputs"] = examples.inputs
         for key, array in arrays.items():
             np.save(folder / f"{split}_{key}.npy", np.ascontiguousarray(array))
-    return MappedDataset(
-        data.name, str(folder), dict(data.fingerprints), dict(data.files), data.vocabulary_size
-    )
 
 
 def open_mapped(mapped: MappedDataset) -> Dataset:
     """The :class:`Dataset` saved by :func:`map_dataset`, its arrays memory-mapped. Mapped
     anew for each job: the pages stay in the page cache, but leave the process when the
     job's arrays go, so a lane that ran both data sets does not hold both."""
-    train, test = _mapped_splits(mapped.folder)
+    train, test = mapped_splits(mapped.folder)
     return Dataset(
         name=mapped.name,
         train=train,
@@ -145,7 +157,9 @@ def open_mapped(mapped: MappedDataset) -> Dataset:
     )
 
 
-def _mapped_splits(folder: str) -> tuple[Examples, Examples]:
+def mapped_splits(folder: str) -> tuple[Examples, Examples]:
+    """The train and test splits saved by :func:`save_splits`, memory-mapped."""
+
     def load(split: str) -> Examples:
         def array(key: str) -> np.ndarray:
             return np.load(Path(folder) / f"{split}_{key}.npy", mmap_mode="r")

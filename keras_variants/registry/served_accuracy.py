@@ -15,11 +15,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from keras_variants.code_digest import code_digest
 from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.data.datasets import IMDB_FILE, IMDB_REVIEWS_FILE, IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.data.preprocessing import png_base64, texts_from_word_ids
 from keras_variants.errors import VariantsError
-from keras_variants.tracking.code_digest import code_digest
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_variants.tracking.code_digest import code_digest
+from keras_variants.code_digest import code_digest
 
 CACHED_DRAWINGS = 64  # the most recent sets of figures kept; older ones are removed
 _cache: ContextVar[Path | None] = ContextVar("figure_cache", default=None)

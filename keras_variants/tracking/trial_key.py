@@ -14,15 +14,15 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from keras_variants.code_digest import code_digest
 from keras_variants.config.pipeline import PipelineConfig, Profile
 from keras_variants.config.trials import Trial
 from keras_variants.config.variants import VariantConfig
-from keras_variants.tracking.code_digest import code_digest
 
 TRIAL_KEY_TAG = "keras_variants.trial_key"
 REUSED_FROM_TAG = "keras_variants.reused_from"
 # The module that trains, evaluates and saves a trial: the trial key covers its code and
-# the code of every module it imports (keras_variants.tracking.code_digest).
+# the code of every module it imports (keras_variants.code_digest).
 TRAINING = "keras_variants.lanes.jobs"
 
 

@@ -13,6 +13,7 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -88,7 +89,13 @@ def _imports_of(path: Path) -> tuple[str, ...]:
     """What the file imports, parsed once per version of the file in a process (a run
     computes the keys of every trial, cached task and report from the same files)."""
     stat = path.stat()
-    return _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size)
+    with _PARSING:
+        return _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+# One parse at a time: CPython 3.11's ast.parse fails in two threads at once ("AST
+# constructor recursion depth mismatch"), and task threads compute keys side by side.
+_PARSING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,0 +1,110 @@
+"""Data sets read once: a data set read from its files is kept as ``.npy`` files, keyed by
+the files' SHA-256, the reading code and the options, and a later read of the same files
+memory-maps them (no parsing; lane processes map the same files, no copy is written).
+
+The entries live in ``VARIANTS_CACHE_DIR`` (default ``~/.cache/keras-variants/data``); each
+is written whole into a temporary folder and renamed, so a reader never sees half of one;
+the most recently used :data:`KEPT` are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from keras_variants.code_digest import code_digest
+from keras_variants.data.datasets import (
+    Dataset,
+    dataset_files,
+    load_dataset,
+    mapped_splits,
+    save_splits,
+)
+from keras_variants.data.npz import sha256_of
+
+KEPT = 4  # data set versions kept (one is ~50-120 MB)
+META = "dataset.json"
+
+
+def cache_dir() -> Path:
+    """Where read data sets are kept."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "keras-variants"
+    return Path(os.environ.get("VARIANTS_CACHE_DIR", default / "data"))
+
+
+def data_key(name: str, data_dir: Path, num_words: int) -> str:
+    """SHA-256 of the files read, the code that reads them and the options."""
+    digest = hashlib.sha256(
+        f"{name}:{num_words}:".encode() + code_digest("keras_variants.data.datasets").encode()
+    )
+    for path in sorted(dataset_files(name, Path(data_dir))):
+        digest.update(path.name.encode() + sha256_of(path.read_bytes()).encode())
+    return digest.hexdigest()
+
+
+def read_dataset(
+    name: str, data_dir: Path | None, num_words: int, folder: Path | None = None
+) -> Dataset:
+    """``name`` from ``data_dir``: mapped from the entry for these files in ``folder``
+    (default :func:`cache_dir`) if there is one, else read from the files and kept there.
+    Without a data folder (Keras's download) nothing is kept."""
+    if data_dir is None:
+        return load_dataset(name, data_dir, num_words)
+    entry = (folder or cache_dir()) / data_key(name, data_dir, num_words)
+    if (entry / META).is_file():
+        entry.touch()  # recently used: kept longest
+        return _mapped(entry, name, Path(data_dir))
+    data = load_dataset(name, data_dir, num_words)
+    _keep(data, entry)
+    return data
+
+
+def _keep(data: Dataset, entry: Path) -> None:
+    partial = entry.parent / f".{entry.name}.{os.getpid()}"
+    partial.mkdir(parents=True, exist_ok=True)
+    try:
+        save_splits(data, partial)
+        for split, stats in data.raw_stats.items():
+            for key, array in stats.items():
+                np.save(partial / f"raw_{split}_{key}.npy", np.ascontiguousarray(array))
+        meta = {
+            "fingerprints": data.fingerprints,
+            "vocabulary_size": data.vocabulary_size,
+            "raw_stats": {split: sorted(stats) for split, stats in data.raw_stats.items()},
+        }
+        (partial / META).write_text(json.dumps(meta))
+        partial.rename(entry)
+    except OSError:  # kept meanwhile by another run, or no room: the next run reads again
+        shutil.rmtree(partial, ignore_errors=True)
+        return
+    _prune(entry.parent)
+
+
+def _mapped(entry: Path, name: str, data_dir: Path) -> Dataset:
+    meta = json.loads((entry / META).read_text())
+    train, test = mapped_splits(str(entry))
+    raw_stats = {
+        split: {k: np.load(entry / f"raw_{split}_{k}.npy", mmap_mode="r") for k in keys}
+        for split, keys in meta["raw_stats"].items()
+    }
+    return Dataset(
+        name=name,
+        train=train,
+        test=test,
+        fingerprints=meta["fingerprints"],
+        files={p.name: str(p.resolve()) for p in dataset_files(name, data_dir)},
+        raw_stats=raw_stats,
+        vocabulary_size=meta["vocabulary_size"],
+        folder=str(entry),
+    )
+
+
+def _prune(folder: Path) -> None:
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    for old in sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
+        shutil.rmtree(old, ignore_errors=True)
