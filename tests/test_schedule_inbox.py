@@ -1,0 +1,113 @@
+"""``variants schedule --score-inbox`` against a real ``prefect server start`` and a real
+HTTP receiver, on the smoke run's registered digit model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+from tests.test_schedule import _when, receiver
+
+pytestmark = pytest.mark.slow
+
+
+def _digits(folder: Path, images: np.ndarray) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"digit-{i:03d}.png")
+    return folder
+
+
+def test_inbox_scores_each_input_once_one_run_at_a_time_and_notifies(
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+) -> None:
+    """Three inputs dropped at once (digits, inverted digits, a text file that is no input
+    for the digit model): never two scoring runs at once; the good ones scored into
+    scored/<name>/ and moved to done/, the bad one in failed/ with its reason; the receiver
+    gets ``drift`` and ``failed``. Stopped and started again, the schedule scores what waits
+    (and what a stopped run had taken) once."""
+    shutil.copy(smoke_config.tracking_uri.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    inbox, staging = tmp_path / "inbox", tmp_path / "staging"
+    inbox.mkdir()
+    with np.load(data_slices / "mnist.npz") as mnist:
+        images = mnist["x_test"][:200]
+    _digits(staging / "good", images[:100])
+    _digits(staging / "inverted", 255 - images[100:])
+    (staging / "bad.txt").write_text("a review is no input for the digit model\n")
+    schedule = [
+        str(BIN / "variants"), "schedule", "--score-inbox", str(inbox),
+        "--model", "mnist-classifier", "--notify", "URL", "--tracking-uri", tracking,
+    ]  # fmt: skip
+    with (
+        receiver() as (url, received),
+        process(server, env, tmp_path, tmp_path / "server.log"),
+        httpx.Client(base_url=api, timeout=10) as http,
+    ):
+        schedule[schedule.index("URL")] = url
+        wait_for(lambda: http.get("/health").status_code == 200, 180, "the Prefect server")
+        log = tmp_path / "schedule.log"
+        with process(schedule, env, tmp_path, log):
+            wait_for(lambda: "Prefect UI:" in log.read_text(), 180, "the schedule")
+            for name in ("good", "inverted", "bad.txt"):
+                os.rename(staging / name, inbox / name)  # all three at once
+            wait_for(
+                lambda: (
+                    {p.name for p in (inbox / "done").glob("*")} == {"good", "inverted"}
+                    and (inbox / "failed" / "bad.txt").exists()
+                ),
+                600,
+                "the three inputs to be scored or refused",
+            )
+            wait_for(lambda: {m["event"] for m in received} >= {"drift", "failed"}, 120, "messages")
+        # Stopped: one input arrives, one was taken by a run that was stopped.
+        _digits(inbox / "late", images[:50])
+        _digits(inbox / ".scoring" / "taken", images[50:100])
+        with process(schedule, env, tmp_path, tmp_path / "schedule-2.log"):
+            wait_for(
+                lambda: {p.name for p in (inbox / "done").glob("*")} >= {"late", "taken"},
+                600,
+                "the waiting inputs to be scored after the restart",
+            )
+        (deployment,) = http.post("/deployments/filter", json={}).json()
+        query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
+        runs = http.post("/flow_runs/filter", json=query).json()
+    started = sorted((r for r in runs if r["start_time"]), key=lambda r: r["start_time"])
+    for before, after in itertools.pairwise(started):
+        assert _when(after["start_time"]) >= _when(before["end_time"])  # never in parallel
+    assert sorted(p.name for p in (inbox / "scored").iterdir()) == [
+        "good",
+        "inverted",
+        "late",
+        "taken",
+    ]  # fmt: skip  (each once: a second scoring would have made good-2 and so on)
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == [
+        "good",
+        "inverted",
+        "late",
+        "taken",
+    ]
+    summary = json.loads((inbox / "scored" / "good" / "summary.json").read_text())
+    assert summary["rows"] == 100 and summary["model"]["name"] == "mnist-classifier"
+    reason = (inbox / "failed" / "bad.txt.reason.txt").read_text()
+    assert "bad.txt" in reason
+    failed = next(m for m in received if m["event"] == "failed")
+    assert failed["deployment"] == "score-mnist-classifier"
+    assert failed["model"] == "mnist-classifier" and "bad.txt" in failed["reason"]
+    drift = next(m for m in received if m["event"] == "drift")
+    assert drift["model"] == "mnist-classifier" and drift["reason"].startswith("inverted: ")
+    assert not [m for m in received if m["event"] == "drift" and "good" in m["reason"]]
