@@ -21,6 +21,7 @@ from keras_variants.runtime import resolve_precision
 from keras_variants.studies.study import aggregate, run_measures, summary_metrics
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking import store
+from keras_variants.tracking.system_metrics import system_metrics
 from keras_variants.tracking.trial_key import trial_key_for
 
 
@@ -92,7 +93,8 @@ def train_variant(
             steps_per_execution=config.steps_per_execution,
             precision=precision,
         )
-        result = lane.train(job, report)
+        with system_metrics(config.tracking_uri, run_id):  # what the trial cost the host
+            result = lane.train(job, report)
         tracking.log_variant_result(client, run_id, config, trial, data, result)
     logger.info(
         "%s: test %s, lowest val_loss at epoch %d, %.1f s",

@@ -417,6 +417,27 @@ def test_the_temporary_prefect_server_ends_with_the_command(quiet_run: tuple[Pat
     assert left == []
 
 
+@pytest.mark.slow
+def test_each_trained_run_records_what_it_cost_the_host(quiet_run: tuple[Path, Done]) -> None:
+    """MLflow's system metrics (the host's CPU and memory) on every trained run, however
+    short it was: the run page shows what each trial cost (sampled by the command's own
+    process, which never imported TensorFlow: above)."""
+    from mlflow.tracking import MlflowClient
+
+    workdir, done = quiet_run
+    assert done.code == 0, done.text
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, "tags.role = 'variant'")
+    assert {run.data.tags["variant"] for run in runs} == {"mnist_dense", "imdb_reduced"}
+    for run in runs:
+        cpu = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+        memory = client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
+        assert cpu and memory, sorted(run.data.metrics)
+        assert all(0 <= m.value <= 100 for m in cpu)
+        assert all(m.value > 0 for m in memory)
+
+
 NOISE = [
     "oneDNN",  # TensorFlow's C++ banner
     "absl::InitializeLog",
