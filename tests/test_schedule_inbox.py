@@ -116,3 +116,53 @@ def test_inbox_scores_each_input_once_one_run_at_a_time_and_notifies(
     drift = next(m for m in received if m["event"] == "drift")
     assert drift["model"] == "mnist-classifier" and drift["reason"].startswith("turned: ")
     assert not [m for m in received if m["event"] == "drift" and "good" in m["reason"]]
+
+
+def test_an_unreachable_notify_url_neither_fails_nor_slows_a_run(
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+) -> None:
+    """``--notify`` at a closed port: the schedule says so once when it starts and serves as
+    usual; a refused input fails its run by itself (the server's webhook action fails and
+    logs it, after the run), and the next input is scored in a run that completes."""
+    shutil.copy(smoke_config.tracking_uri.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    port, closed = free_port(), free_port()  # nothing listens on the second
+    api = f"http://127.0.0.1:{port}/api"
+    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with np.load(data_slices / "mnist.npz") as mnist:
+        images = mnist["x_test"][:20]
+    url = f"http://127.0.0.1:{closed}/hook"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    schedule = [
+        str(BIN / "variants"), "schedule", "--score-inbox", str(inbox),
+        "--model", "mnist-classifier", "--notify", url, "--tracking-uri", tracking,
+    ]  # fmt: skip
+    server_log, log = tmp_path / "server.log", tmp_path / "schedule.log"
+    with (
+        process(server, env, tmp_path, server_log),
+        httpx.Client(base_url=api, timeout=10) as http,
+    ):
+        wait_for(lambda: http.get("/health").status_code == 200, 180, "the Prefect server")
+        with process(schedule, env, tmp_path, log):
+            wait_for(lambda: "Prefect UI:" in log.read_text(), 180, "the schedule")
+            (tmp_path / "bad.txt").write_text("a review is no input for the digit model\n")
+            os.rename(tmp_path / "bad.txt", inbox / "bad.txt")
+            wait_for(lambda: (inbox / "failed" / "bad.txt").exists(), 300, "bad.txt refused")
+            _digits(tmp_path / "staging" / "good", images)
+            os.rename(tmp_path / "staging" / "good", inbox / "good")
+            wait_for(lambda: (inbox / "done" / "good").exists(), 300, "good to be scored")
+            lost = "Webhook call failed"  # the server's action, logged by the server
+            wait_for(lambda: lost in server_log.read_text(), 60, "the lost message logged")
+            (deployment,) = http.post("/deployments/filter", json={}).json()
+            query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
+            runs = http.post("/flow_runs/filter", json=query).json()
+    text = log.read_text()
+    assert text.count(f"cannot reach {url}") == 1, text
+    assert "Webhook" not in text  # the lost message is the server's business, not the run's
+    ended = sorted((r for r in runs if r["end_time"]), key=lambda r: r["start_time"])
+    assert [r["state_type"] for r in ended][-2:] == ["FAILED", "COMPLETED"]
+    for run in ended:  # a scoring of one small input: seconds, never a network timeout
+        assert run["total_run_time"] < 60, run
+    assert (inbox / "scored" / "good" / "summary.json").exists()
