@@ -171,15 +171,46 @@ def test_an_unknown_model_is_named_before_the_server_is_asked(tmp_path: Path) ->
 
 @pytest.mark.parametrize("api", [None, "closed"])
 def test_without_a_prefect_server_one_line_says_how_to_start_one(api, tmp_path: Path) -> None:
-    env = {}
+    env, command = {}, "'prefect server start --host 127.0.0.1'"
     if api == "closed":
         import socket
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            env["PREFECT_API_URL"] = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+            port = sock.getsockname()[1]
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        command = f"'prefect server start --host 127.0.0.1 --port {port}'"
     (tmp_path / "inbox").mkdir()
     done = variants(
         "schedule", "--score-inbox", "inbox", "--model", "mnist-classifier", cwd=tmp_path, **env
     )
-    assert_short_error(done, 2, "prefect server start --host 127.0.0.1", "PREFECT_API_URL")
+    assert_short_error(done, 2, command, "PREFECT_API_URL")
+    assert len(done.lines) == 1, done.text
+
+
+@pytest.mark.parametrize(
+    ("api", "hint"),
+    [
+        (None, "'prefect server start --host 127.0.0.1' and set PREFECT_API_URL=http://127.0.0.1:4200/api"),
+        ("http://127.0.0.1:4300/api", "'prefect server start --host 127.0.0.1 --port 4300'"),
+        ("http://localhost:4200/api", "'prefect server start --host localhost --port 4200'"),
+        ("https://prefect.example.com/api", "start it on prefect.example.com, or point"),
+    ],
+)  # fmt: skip
+def test_the_hint_starts_a_server_where_the_api_url_points(api, hint) -> None:
+    from keras_variants.cli.schedule import start_server_hint
+
+    assert hint in start_server_hint(api)
+
+
+def test_the_command_in_the_hint_exists() -> None:
+    """What the one line tells a user to run is a real command of the installed Prefect."""
+    import subprocess
+
+    from tests.helpers import BIN
+
+    done = subprocess.run(
+        [str(BIN / "prefect"), "server", "start", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--host" in done.stdout and "--port" in done.stdout

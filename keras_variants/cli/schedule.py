@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -23,10 +24,24 @@ if TYPE_CHECKING:
     from keras_variants.operations.watch import Watcher
 
 WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well inside
-START_SERVER = (
-    "start one with 'prefect server start --host 127.0.0.1' and set "
-    "PREFECT_API_URL=http://127.0.0.1:4200/api"
-)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def start_server_hint(api: str | None) -> str:
+    """The command that starts a Prefect server where ``PREFECT_API_URL`` points (a local
+    one; the default when it is unset)."""
+    if api:
+        parts = urlsplit(api)
+        if parts.hostname in LOCAL_HOSTS and parts.port:
+            return (
+                f"start one with 'prefect server start --host {parts.hostname} --port {parts.port}'"
+            )
+        if parts.hostname not in LOCAL_HOSTS:
+            return f"start it on {parts.hostname}, or point PREFECT_API_URL at a running one"
+    return (
+        "start one with 'prefect server start --host 127.0.0.1' and set "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )
 
 
 def schedule(
@@ -129,12 +144,12 @@ def prefect_api() -> str:
 
     api = get_current_settings().api.url
     if not api:
-        raise ConfigError(f"schedules need a running Prefect server: {START_SERVER}")
+        raise ConfigError(f"schedules need a running Prefect server: {start_server_hint(None)}")
     try:
         httpx.get(f"{api.rstrip('/')}/health", timeout=5).raise_for_status()
     except httpx.HTTPError:
         raise ConfigError(
-            f"no Prefect server answers at PREFECT_API_URL={api}: {START_SERVER}"
+            f"no Prefect server answers at PREFECT_API_URL={api}: {start_server_hint(api)}"
         ) from None
     return api.rstrip("/")
 
