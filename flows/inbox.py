@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from prefect import flow
+from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flows.score import score
@@ -42,5 +43,7 @@ def score_inbox(config: PipelineConfig, inbox: Path, model: str) -> InboxResult:
         if result.drift_detected:
             announce_drift(config, entry, result)
     if failed:
+        # Said here as well: a quiet console drops the failure's own record (our error).
+        get_run_logger().error(not_scored(failed, len(scored)))
         raise InboxError(not_scored(failed, len(scored)))
     return InboxResult(scored=scored, failed=failed)

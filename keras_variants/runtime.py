@@ -145,7 +145,11 @@ class QuietConsole(logging.Filter):
         if record.name.startswith(RUN_LOGGERS):
             # Prefect's bookkeeping, and its "crash" on Ctrl-C/SIGTERM: the CLI says "stopped".
             return not record.getMessage().startswith(
-                ("Finished in state", "Crash detected! Execution was aborted by")
+                (
+                    "Finished in state",
+                    "Crash detected! Execution was aborted by",
+                    "Downloading flow code from storage",  # each run of a served deployment
+                )
             )
         if record.name.startswith(NOISY_LOGGERS):
             return record.levelno >= logging.ERROR

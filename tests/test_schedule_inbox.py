@@ -161,6 +161,9 @@ def test_an_unreachable_notify_url_neither_fails_nor_slows_a_run(
     text = log.read_text()
     assert text.count(f"cannot reach {url}") == 1, text
     assert "Webhook" not in text  # the lost message is the server's business, not the run's
+    # Quiet by default: each run's own lines, a refusal in one line, no Prefect bookkeeping.
+    assert "bad.txt: not scored: " in text and "1 of 1 inputs not scored" in text
+    assert "Traceback" not in text and "Finished in state" not in text, text
     ended = sorted((r for r in runs if r["end_time"]), key=lambda r: r["start_time"])
     assert [r["state_type"] for r in ended][-2:] == ["FAILED", "COMPLETED"]
     for run in ended:  # a scoring of one small input: seconds, never a network timeout

@@ -6,6 +6,8 @@ it started."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -154,6 +156,22 @@ def prefect_api() -> str:
     return api.rstrip("/")
 
 
+def quiet_flow_runs(folder: Path) -> Path:
+    """Prefect's logging configuration with :class:`~keras_variants.runtime.QuietConsole` on
+    its console handler, written to ``folder``: the flow runs a served deployment starts are
+    processes of their own, which set up logging from ``PREFECT_LOGGING_SETTINGS_PATH``, so
+    without it each run prints Prefect's bookkeeping and full tracebacks."""
+    import yaml  # Prefect's own dependency: its logging configuration is YAML
+    from prefect.logging.configuration import DEFAULT_LOGGING_SETTINGS_PATH
+
+    config = yaml.safe_load(DEFAULT_LOGGING_SETTINGS_PATH.read_text())
+    config.setdefault("filters", {})["quiet"] = {"()": "keras_variants.runtime.QuietConsole"}
+    config["handlers"]["console"]["filters"] = ["quiet"]
+    path = folder / "logging.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
     """Build and register the deployments, start the watchers and automations, then serve
     until Ctrl-C or SIGTERM."""
@@ -199,11 +217,14 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
     typer.echo(f"Prefect UI: {ui}/deployments; stop with Ctrl-C")
     for watcher in watchers:
         watcher.start()
-    try:
-        serve(*(d for d, _ in served), print_starting_message=False)
-    finally:
-        for watcher in watchers:
-            watcher.stop()
+    with tempfile.TemporaryDirectory(prefix="keras-variants-schedule-") as folder:
+        if not runtime.is_verbose():  # read by the flow-run processes serve starts
+            os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
+        try:
+            serve(*(d for d, _ in served), print_starting_message=False)
+        finally:
+            for watcher in watchers:
+                watcher.stop()
 
 
 def _training(
