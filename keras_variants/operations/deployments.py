@@ -27,12 +27,13 @@ def one_at_a_time() -> Any:
     return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
-def folder_trigger(event: str, kind: str, folder: Path, name: str) -> Any:
+def folder_trigger(event: str, kind: str, folder: Path, name: str, description: str) -> Any:
     """A trigger that starts the deployment on ``event`` about ``folder``."""
     from prefect.events import DeploymentEventTrigger
 
     return DeploymentEventTrigger(
         name=name,
+        description=description,
         expect={event},
         match={"prefect.resource.id": events.folder_resource(kind, folder)},
         threshold=1,
@@ -52,7 +53,16 @@ def training(
     triggers = (
         []
         if data_dir is None
-        else [folder_trigger(events.DATA_CHANGED, "data", data_dir, f"{name}: data changed")]
+        else [
+            folder_trigger(
+                events.DATA_CHANGED,
+                "data",
+                data_dir,
+                f"{name}: data changed",
+                f"Run the training pipeline when a data file in {data_dir} gets a new SHA-256 "
+                f"({events.DATA_CHANGED}, sent by variants schedule --on-new-data)",
+            )
+        ]
     )
     return flow.to_deployment(
         name=name,
@@ -68,7 +78,14 @@ def scoring(
     flow: Flow, name: str, parameters: dict[str, Any], inbox: Path, description: str
 ) -> RunnerDeployment:
     """Scoring of everything waiting in ``inbox``, whenever something lands there."""
-    trigger = folder_trigger(events.INBOX_WAITING, "inbox", inbox, f"{name}: files waiting")
+    trigger = folder_trigger(
+        events.INBOX_WAITING,
+        "inbox",
+        inbox,
+        f"{name}: files waiting",
+        f"Score what waits in {inbox} when files land there ({events.INBOX_WAITING}, sent by "
+        "variants schedule --score-inbox); a run that comes due while one runs waits for it",
+    )
     return flow.to_deployment(
         name=name,
         parameters=parameters,
