@@ -66,6 +66,14 @@ def digits(data_dir: Path, folder: Path, count: int) -> Path:
     return folder
 
 
+def ended_run(http: httpx.Client) -> dict | None:
+    """The latest top-level flow run (the inbox run, not its subflows), once it has ended."""
+    query = {"flow_runs": {"parent_task_run_id": {"is_null_": True}},
+             "sort": "START_TIME_DESC", "limit": 1}  # fmt: skip
+    (run,) = http.post("/flow_runs/filter", json=query).json()
+    return run if run["end_time"] else None
+
+
 def stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -142,12 +150,7 @@ def main() -> None:
                 wait(lambda n=name: (inbox / "done" / n).exists(), 300, f"{name} in done/")
                 done_at = time.time()
                 summary = json.loads((inbox / "scored" / name / "summary.json").read_text())
-                runs = http.post(
-                    "/flow_runs/filter",
-                    json={"flow_runs": {"parent_task_run_id": {"is_null_": True}},
-                          "sort": "START_TIME_DESC", "limit": 1},
-                ).json()  # fmt: skip
-                run = runs[0]
+                run = wait(lambda: ended_run(http), 60, "the run to end")
                 rows.append({
                     "end_to_end": done_at - dropped,
                     "watcher": seen_at - dropped,

@@ -151,6 +151,8 @@ class QuietConsole(logging.Filter):
                     "Downloading flow code from storage",  # each run of a served deployment
                 )
             )
+        if record.name == "asyncio":  # a cancelled callback as a process exits: not ours
+            return False
         if record.name.startswith(NOISY_LOGGERS):
             return record.levelno >= logging.ERROR
         if record.getMessage().startswith("Still processing items"):

@@ -340,6 +340,7 @@ def _record(name: str, level: int, message: str, exc: BaseException | None = Non
         (_record("prefect.task_runs", logging.INFO, "mnist_dense epoch 1/5: loss 0.2"), True),
         (_record("prefect.flow_runs", logging.INFO, "3/6 runs done, ~40 s left"), True),
         (_record("prefect.flow_runs", logging.INFO, "Downloading flow code from storage"), False),
+        (_record("asyncio", logging.ERROR, "Exception in callback StreamReaderProtocol"), False),
         (_record("prefect.task_runs", logging.INFO, "Finished in state Completed()"), False),
         (_record("prefect.task_runs", logging.ERROR, "Finished in state Failed('x')"), False),
         (
