@@ -35,7 +35,7 @@ def score_inbox(config: PipelineConfig, inbox: Path, model: str) -> InboxResult:
         state = score(config, request, return_state=True)
         result = state.result(raise_on_failure=False)
         if not state.is_completed():
-            failed[entry.name] = reason_for(result)
+            failed[entry.name] = reason_for(result, entry)
             fail(inbox, entry, failed[entry.name])
             continue
         finish(inbox, entry, result)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from keras_variants.errors import ConfigError
-from keras_variants.operations import notify, watch
+from keras_variants.errors import ConfigError, InputError
+from keras_variants.operations import inbox, notify, watch
 from tests.test_cli import assert_short_error, variants
 from tests.test_cli import heavy_stubs as heavy_stubs  # a fixture
 
@@ -143,6 +143,21 @@ def test_the_inbox_watcher_announces_each_arrival_once(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("again\n")  # same name, after the first was scored
     listing = _look(watcher, _look(watcher, listing))
     assert seen == [["a.txt"], ["a.txt"]]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            InputError("/in/.scoring/bad.txt holds review texts, and the model scores digits"),
+            "bad.txt holds review texts, and the model scores digits",
+        ),
+        (ValueError("line 1\n  line 2"), "ValueError: line 1 line 2"),
+    ],
+)  # fmt: skip
+def test_a_refused_input_s_reason_is_one_line_naming_it_by_its_name(error, reason) -> None:
+    """The taken path (``.scoring/``) is gone by the time anyone reads the reason."""
+    assert inbox.reason_for(error, Path("/in/.scoring/bad.txt")) == reason
 
 
 # --- variants schedule's mistakes: one short line each -------------------------------------

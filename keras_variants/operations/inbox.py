@@ -88,11 +88,12 @@ def put_back(inbox: Path) -> list[str]:
     return returned
 
 
-def reason_for(error: BaseException) -> str:
+def reason_for(error: BaseException, entry: Path) -> str:
     """One line for ``<name>.reason.txt`` and the notification: our own errors as they
-    are, anything else by type."""
+    are, anything else by type; the taken entry (``.scoring/<name>``, gone by the time
+    anyone reads this) named by its name."""
     text = str(error) if isinstance(error, VariantsError) else f"{type(error).__name__}: {error}"
-    return " ".join(text.split())
+    return " ".join(text.replace(str(entry), entry.name).split())
 
 
 def not_scored(failed: dict[str, str], scored: int) -> str:
