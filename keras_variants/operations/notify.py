@@ -151,7 +151,7 @@ def install(url: str, watched: list[Watched], prefect_ui: str, mlflow_ui: str) -
             )
             Automation(
                 name=name,
-                description=f"POST a JSON message to the --notify URL ({kind})",
+                description=_description(kind, deployment.name),
                 trigger=EventTrigger(
                     expect=expect,
                     match_related={
@@ -165,6 +165,17 @@ def install(url: str, watched: list[Watched], prefect_ui: str, mlflow_ui: str) -
             ).create()
             names.append(name)
     return names
+
+
+def _description(kind: str, deployment: str) -> str:
+    """What an automation does, as the Prefect UI's automations page shows it (not the URL:
+    the webhook block keeps it secret, as it may carry a token)."""
+    when = {
+        "run-end": f"a run of {deployment} fails or crashes",
+        "drift": f"a scoring run of {deployment} finds drift",
+        "promoted": f"a run of {deployment} promotes a model",
+    }[kind]
+    return f"POST a JSON message to the --notify URL when {when} (block {BLOCK_NAME})"
 
 
 def render(template: str, context: Mapping[str, object]) -> str:
