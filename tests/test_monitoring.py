@@ -145,7 +145,7 @@ def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
 ) -> None:
     from keras_variants.monitoring.check import monitor
     from keras_variants.monitoring.ladders import served_answers
-    from keras_variants.monitoring.profile import PROFILE_SHA_TAG, load_measurement
+    from keras_variants.monitoring.stored import PROFILE_SHA_TAG, load_measurement
     from keras_variants.registry.versions import REGISTERED_MODELS, model_path
     from keras_variants.serving.saving import load_served
     from keras_variants.tracking.store import client_for
@@ -204,7 +204,7 @@ def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
 @pytest.mark.slow
 def test_a_version_without_a_profile_is_not_checked(smoke_run, smoke_config) -> None:
     from keras_variants.monitoring.check import monitor
-    from keras_variants.monitoring.profile import PROFILE_SHA_TAG, PROFILE_TAG
+    from keras_variants.monitoring.stored import PROFILE_SHA_TAG, PROFILE_TAG
     from keras_variants.registry.versions import model_path
     from keras_variants.serving.saving import load_served
     from keras_variants.tracking.store import client_for

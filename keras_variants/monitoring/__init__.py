@@ -1,5 +1,6 @@
 """Monitoring a registered version on new data: the reference profile written when it is
-registered (``profile``: what it saw on held-out data through the served path), the input
+registered (``profile``: what it saw on held-out data through the served path; ``stored``:
+where it is kept, read and written without the statistics' libraries), the input
 statistics it holds (``features``), the statistical tests (``signals``: pure functions),
 drift against the profile (``drift``), accuracy without labels (``estimate``), the known
 shifts that measure all of them (``ladders``), and the entry point a scoring calls

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +31,7 @@ from keras_variants.monitoring.observe import (
     sample_rows,
 )
 from keras_variants.monitoring.signals import bandwidth
-
-PROFILE_TAG, PROFILE_SHA_TAG = "monitoring.profile", "monitoring.profile_sha256"
-PROFILE_FILE, MEASUREMENT_FILE = "profile.npz", "monitoring.json"
+from keras_variants.monitoring.stored import PROFILE_SHA_TAG, PROFILE_TAG, download
 
 
 @dataclass(frozen=True)
@@ -160,49 +156,16 @@ def answered(dataset: str, predictions: Any, labels: np.ndarray) -> dict[str, An
     }
 
 
-def store_profile(
-    client: MlflowClient, name: str, version: str, profile: bytes, measurement: dict[str, Any]
-) -> str:
-    """Log ``profile`` and ``measurement`` with version ``version`` of ``name`` and tag the
-    version with their place and the profile's SHA-256; that digest."""
-    run_id = client.get_model_version(name, version).run_id
-    folder = f"monitoring/v{version}"
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / PROFILE_FILE).write_bytes(profile)
-        (Path(tmp) / MEASUREMENT_FILE).write_text(json.dumps(measurement, indent=1))
-        client.log_artifacts(run_id, tmp, folder)
-    digest = sha256_of(profile)
-    client.set_model_version_tag(name, version, PROFILE_TAG, f"{folder}/{PROFILE_FILE}")
-    client.set_model_version_tag(name, version, PROFILE_SHA_TAG, digest)
-    return digest
-
-
-def _download(client: MlflowClient, run_id: str, path: str) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return Path(local).read_bytes()
-
-
 def load_profile(client: MlflowClient, version: ModelVersion) -> Profile | None:
     """The version's profile; None when it has none (registered before profiles existed).
     Raises VariantsError when the stored bytes do not match the recorded SHA-256."""
     path = version.tags.get(PROFILE_TAG)
     if not path:
         return None
-    data = _download(client, version.run_id, path)
+    data = download(client, version.run_id, path)
     if sha256_of(data) != version.tags.get(PROFILE_SHA_TAG):
         raise VariantsError(
             f"{version.name} v{version.version}: its reference profile does not match the "
             "SHA-256 recorded at registration; it was changed: register the model again"
         )
     return Profile.from_bytes(data)
-
-
-def load_measurement(client: MlflowClient, version: ModelVersion) -> dict[str, Any] | None:
-    """The version's measurement on the known shifts, if it has one."""
-    path = version.tags.get(PROFILE_TAG)
-    if not path:
-        return None
-    return json.loads(
-        _download(client, version.run_id, path.rsplit("/", 1)[0] + "/" + MEASUREMENT_FILE)
-    )

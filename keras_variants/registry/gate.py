@@ -121,7 +121,7 @@ def _profile(
     on each test input (remembered for the gate) and its reference profile with the
     measurement of its monitors (stored with the version). A version that does not load is
     left to the gate."""
-    from keras_variants.monitoring.profile import store_profile  # SciPy, pandas: on use
+    from keras_variants.monitoring.stored import store_profile
 
     try:
         correct, profile, measurement = call(

@@ -26,7 +26,7 @@ MUST_DETECT = (
 def monitoring_for(client: MlflowClient, run_ids: set[str]) -> dict[str, dict[str, Any]]:
     """Per data set, the measurement of the newest version registered from ``run_ids``,
     with ``version`` added."""
-    from keras_variants.monitoring.profile import PROFILE_TAG, load_measurement
+    from keras_variants.monitoring.stored import PROFILE_TAG, load_measurement
 
     out: dict[str, dict[str, Any]] = {}
     for name, dataset in DATASETS.items():
