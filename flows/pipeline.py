@@ -15,7 +15,7 @@ from keras_variants.config.trials import longest_first
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.lanes import pool as lanes
 from keras_variants.registry.gate import Decision
-from keras_variants.reporting.progress import progress_line
+from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
 from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
@@ -73,16 +73,12 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
                 )
                 for t in longest_first(config.trials())
             ]
-            done = failed = 0
+            tally = Tally(len(futures))
             try:
                 for future in as_completed(futures):
                     future.wait()  # its final state, not the API's view of it
-                    if future.state.is_completed():
-                        done += 1
-                    else:
-                        failed += 1
                     elapsed = time.monotonic() - started
-                    logger.info(progress_line(done, len(futures), elapsed, failed))
+                    logger.info(tally.add(future.state.is_completed(), elapsed))
             except BaseException:  # interrupted: tell training to stop, not finish
                 request_stop()
                 raise

@@ -20,6 +20,7 @@ import gc
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -211,6 +212,7 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
     port = _free_port()
     if early_server and not os.environ.get("PREFECT_API_URL"):
         _server = _spawn_server(port)
+        atexit.register(stop_prefect_server)
     import prefect.settings
     from prefect.context import refresh_global_settings_context
 
@@ -219,7 +221,6 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
     if _server is not None and (settings.api.url or not settings.server.ephemeral.enabled):
         stop_prefect_server()  # the profile's choice, read only now
     elif _server is not None:
-        atexit.register(stop_prefect_server)
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
         refresh_global_settings_context()  # this process's settings see the URL too
@@ -250,7 +251,15 @@ def _spawn_server(port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
                "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
                str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-    return subprocess.Popen(command, env=env)
+    return subprocess.Popen(command, env=env, preexec_fn=_ends_with_parent)
+
+
+def _ends_with_parent() -> None:
+    """In the server's process, before it runs: on Linux, a SIGTERM when this process ends
+    in any way (killed before its exit handlers run, too), so no server is left behind."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:

@@ -93,6 +93,15 @@ def npz_with_member(path: Path, key: str, payload: bytes, header: dict) -> None:
         archive.writestr(f"{key}.npy", buffer.getvalue() + payload)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The session's own cache of read data sets (not the user's), for every test and the
+    commands they start."""
+    with pytest.MonkeyPatch.context() as patch:  # the environment is restored afterwards
+        patch.setenv("VARIANTS_CACHE_DIR", str(tmp_path_factory.mktemp("data-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     """A real temporary Prefect server for the whole test session."""

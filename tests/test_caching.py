@@ -15,8 +15,6 @@ from flows.validate import validate_data
 from keras_variants.config.pipeline import build_config
 from tests.conftest import rewrite_npz
 
-pytestmark = pytest.mark.slow
-
 
 def _task_states(flow_run_id) -> dict[str, str]:
     with get_client(sync_client=True) as client:
@@ -34,6 +32,7 @@ def _validate(config) -> dict[str, str]:
     return _task_states(state.state_details.flow_run_id)
 
 
+@pytest.mark.slow
 def test_rerun_uses_cache_until_a_file_changes(
     prefect_server, broken_dir: Path, tmp_path, monkeypatch
 ):
@@ -88,3 +87,26 @@ def test_a_kept_data_set_maps_the_same_arrays_from_any_folder(data_slices: Path,
                                           if p.name in mapped.files}  # fmt: skip
     assert map_dataset(mapped, tmp_path / "lane").folder == mapped.folder  # no copy
     assert not (tmp_path / "lane").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        ({}, True),
+        ({"files": {"imdb.npz": "b" * 64, "imdb_word_index.json": "c" * 64}}, False),
+        ({"files": {"imdb.npz": "a" * 64}}, False),  # the word index is gone
+        ({"code": "other code"}, False),
+        ({"num_words": 5_000}, False),
+        ({"name": "mnist"}, False),
+    ],
+)
+def test_a_data_key_changes_with_each_thing_a_read_depends_on(change: dict, same: bool) -> None:
+    from keras_variants.data.cache import data_key
+
+    base = {
+        "name": "imdb",
+        "num_words": 10_000,
+        "code": "code digest",
+        "files": {"imdb.npz": "a" * 64, "imdb_word_index.json": "c" * 64},
+    }
+    assert (data_key(**base) == data_key(**(base | change))) is same

@@ -24,6 +24,7 @@ from keras_variants.cli.main import _verbose_flags_first, error_message
 from keras_variants.errors import DataError
 from keras_variants.reporting.progress import (
     SummaryRow,
+    Tally,
     mlflow_ui_for,
     mlflow_ui_lines,
     progress_line,
@@ -253,6 +254,16 @@ def test_no_command_shows_help(tmp_path: Path, heavy_stubs: Path) -> None:
 )
 def test_progress_line(done: int, failed: int, elapsed: float, line: str) -> None:
     assert progress_line(done, 6, elapsed, failed) == line
+
+
+def test_a_tally_counts_failed_runs_apart() -> None:
+    tally = Tally(3)
+    lines = [tally.add(True, 10.0), tally.add(False, 20.0), tally.add(True, 30.4)]
+    assert lines == [
+        "1/3 runs done, ~20 s left",
+        "1/3 runs done, 1 failed, ~10 s left",
+        "2/3 runs done, 1 failed in 30 s",
+    ]
 
 
 def test_summary_marks_the_best_validation_accuracy_per_data_set() -> None:

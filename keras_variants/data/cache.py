@@ -1,10 +1,12 @@
 """Data sets read once: a data set read from its files is kept as ``.npy`` files, keyed by
 the files' SHA-256, the reading code and the options, and a later read of the same files
-memory-maps them (no parsing; lane processes map the same files, no copy is written).
+memory-maps them (no parsing; the run's lane processes then map the same files instead of
+a copy written for them).
 
 The entries live in ``VARIANTS_CACHE_DIR`` (default ``~/.cache/keras-variants/data``); each
-is written whole into a temporary folder and renamed, so a reader never sees half of one;
-the most recently used :data:`KEPT` are kept.
+is written whole into a temporary folder and renamed, so a reader never sees half of one.
+Beyond the :data:`KEPT` most recently used, entries unused for :data:`UNUSED_S` are removed
+(a run maps its entry for as long as it trains, so one in use is never removed).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,9 @@ from keras_variants.data.datasets import (
 )
 from keras_variants.data.npz import sha256_of
 
-KEPT = 4  # data set versions kept (one is ~50-120 MB)
+KEPT = 4  # data set versions always kept (one is ~50-120 MB)
+UNUSED_S = 2 * 24 * 3600  # beyond those, an entry unused this long is removed
+PARTIAL_S = 3600  # a half-written entry this old was left by a process that died
 META = "dataset.json"
 
 
@@ -37,14 +42,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VARIANTS_CACHE_DIR", default / "data"))
 
 
-def data_key(name: str, data_dir: Path, num_words: int) -> str:
-    """SHA-256 of the files read, the code that reads them and the options."""
-    digest = hashlib.sha256(
-        f"{name}:{num_words}:".encode() + code_digest("keras_variants.data.datasets").encode()
-    )
-    for path in sorted(dataset_files(name, Path(data_dir))):
-        digest.update(path.name.encode() + sha256_of(path.read_bytes()).encode())
+def data_key(name: str, num_words: int, code: str, files: dict[str, str]) -> str:
+    """SHA-256 of what a read depends on: the data set, the options, the reading code's
+    digest and each file read (name -> SHA-256)."""
+    digest = hashlib.sha256(f"{name}:{num_words}:{code}".encode())
+    for file, sha256 in sorted(files.items()):
+        digest.update(f"\0{file}:{sha256}".encode())
     return digest.hexdigest()
+
+
+def _key_of(name: str, data_dir: Path, num_words: int) -> str:
+    files = {p.name: sha256_of(p.read_bytes()) for p in dataset_files(name, Path(data_dir))}
+    return data_key(name, num_words, code_digest("keras_variants.data.datasets"), files)
 
 
 def read_dataset(
@@ -55,7 +64,7 @@ def read_dataset(
     Without a data folder (Keras's download) nothing is kept."""
     if data_dir is None:
         return load_dataset(name, data_dir, num_words)
-    entry = (folder or cache_dir()) / data_key(name, data_dir, num_words)
+    entry = (folder or cache_dir()) / _key_of(name, Path(data_dir), num_words)
     if (entry / META).is_file():
         entry.touch()  # recently used: kept longest
         return _mapped(entry, name, Path(data_dir))
@@ -81,7 +90,6 @@ def _keep(data: Dataset, entry: Path) -> None:
         partial.rename(entry)
     except OSError:  # kept meanwhile by another run, or no room: the next run reads again
         shutil.rmtree(partial, ignore_errors=True)
-        return
     _prune(entry.parent)
 
 
@@ -105,6 +113,16 @@ def _mapped(entry: Path, name: str, data_dir: Path) -> Dataset:
 
 
 def _prune(folder: Path) -> None:
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    for old in sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
+    now = time.time()
+    ages = {p: now - _mtime(p) for p in folder.iterdir()}
+    partial = [p for p, age in ages.items() if p.name.startswith(".") and age > PARTIAL_S]
+    kept = sorted((p for p in ages if not p.name.startswith(".")), key=ages.__getitem__)
+    for old in partial + [p for p in kept[KEPT:] if ages[p] > UNUSED_S]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile by another run
+        return time.time()

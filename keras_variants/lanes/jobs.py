@@ -8,7 +8,6 @@ it sends a :class:`TrainJob`, hears every epoch through ``report``, and gets bac
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,6 @@ from keras_variants.data.datasets import (
     make_splits,
     open_mapped,
 )
-
-# MLflow's model saving is not thread-safe (concurrent saves lose files): one at a time in
-# a process; lanes are separate processes.
-_MODEL_SAVING = threading.Lock()
 
 # epoch (1-based), epochs, Keras's logs, seconds: what a lane reports after every epoch
 EpochReport = Callable[[int, int, dict[str, float], float], None]
@@ -81,15 +76,14 @@ def train(job: TrainJob, report: EpochReport) -> TrainedVariant:
         job.precision,
     )  # fmt: skip
     word_index = data.files.get(IMDB_WORD_INDEX_FILE)
-    with _MODEL_SAVING:
-        saving.save_model(
-            Path(job.model_dir),
-            job.variant,
-            result.model,
-            job.input_example,
-            Path(word_index) if word_index else None,
-            pip_requirements=saving.requirements(),
-        )
+    saving.save_model(
+        Path(job.model_dir),
+        job.variant,
+        result.model,
+        job.input_example,
+        Path(word_index) if word_index else None,
+        pip_requirements=saving.requirements(),
+    )
     return TrainedVariant(
         history=result.history,
         test_metrics=result.test_metrics,

@@ -20,6 +20,23 @@ def progress_line(done: int, total: int, elapsed_seconds: float, failed: int = 0
     return f"{count}, ~{left:.0f} s left"
 
 
+@dataclass
+class Tally:
+    """The runs of a pipeline as they end: how many are done and how many failed."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+
+    def add(self, completed: bool, elapsed_seconds: float) -> str:
+        """Count one more run that ended (completed, or failed); its progress line."""
+        if completed:
+            self.done += 1
+        else:
+            self.failed += 1
+        return progress_line(self.done, self.total, elapsed_seconds, self.failed)
+
+
 @dataclass(frozen=True)
 class SummaryRow:
     variant: str

@@ -79,7 +79,8 @@ def save_model(
         code = Path(folder) / MODEL_CODE_FILE
         code.write_text(MODEL_CODE)
         quiet_mlflow_notices()
-        with _no_bytecode():  # MLflow runs the code file and may load the saved model
+        # MLflow runs the code file and may load the saved model
+        with _MLFLOW_MODEL_CODE, _no_bytecode():
             mlflow.pyfunc.save_model(
                 str(path),
                 python_model=str(code),
@@ -97,7 +98,7 @@ def load_served(folder: str) -> mlflow.pyfunc.PyFuncModel:
     quiet_mlflow_notices()
     if (Path(folder) / PICKLED_MODEL).exists():
         return _load_without_unpickling(folder)
-    with _no_bytecode():
+    with _MLFLOW_MODEL_CODE, _no_bytecode():
         return mlflow.pyfunc.load_model(folder)
 
 
@@ -119,6 +120,11 @@ def _load_without_unpickling(folder: str) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.PyFuncModel(model_meta=meta, model_impl=wrapper)
 
 
+# One save or load of a model's code at a time in a process: MLflow hands the code file its
+# configuration and takes back the model through two module-wide variables, and its saving
+# loses files when two run at once (the threads runner and Dask workers save and load in
+# threads side by side; lanes are processes of their own).
+_MLFLOW_MODEL_CODE = threading.Lock()
 _BYTECODE = threading.Lock()
 _bytecode_off = 0  # loads in progress that turned the writing of bytecode off
 _bytecode_before = False
@@ -126,8 +132,9 @@ _bytecode_before = False
 
 @contextmanager
 def _no_bytecode() -> Iterator[None]:
-    """Within it, Python writes no ``__pycache__`` (the model's code file is run from its
-    folder, whose files must stay as registered); overlapping uses in threads are counted,
+    """Within it, Python writes no ``__pycache__`` (saving and loading run the model's code
+    file from its folder, whose files must stay as saved and registered); overlapping uses
+    in threads are counted,
     and the setting is restored when the last one ends."""
     global _bytecode_off, _bytecode_before
     with _BYTECODE:
