@@ -48,21 +48,28 @@ def cached(module: str, content: object, draw: Callable[[], dict[str, bytes]]) -
         return {path.name: path.read_bytes() for path in sorted(entry.iterdir())}
     figures = draw()
     partial = folder / f".{entry.name}.{os.getpid()}"  # renamed whole: never half a set
-    partial.mkdir(parents=True, exist_ok=True)
-    for name, data in figures.items():
-        (partial / name).write_bytes(data)
     try:
+        partial.mkdir(parents=True, exist_ok=True)
+        for name, data in figures.items():
+            (partial / name).write_bytes(data)
         partial.rename(entry)
-    except OSError:  # drawn meanwhile by another report
+    except OSError:  # drawn meanwhile by another report, or no room: drawn again next time
         shutil.rmtree(partial, ignore_errors=True)
     _prune(folder)
     return figures
 
 
 def _prune(folder: Path) -> None:
-    entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    entries = sorted(folder.iterdir(), key=_mtime, reverse=True)
     for old in entries[CACHED_DRAWINGS:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile by another report
+        return 0.0
 
 
 def _plain(value: object) -> object:
