@@ -1,8 +1,8 @@
-"""How the ``variants`` process runs: library noise, memory, the Prefect server, exit.
+"""How the ``variants`` process runs: library noise, memory, Prefect and its server, exit.
 
 Nothing happens on import. The command line calls :func:`prepare` first (environment
 defaults, the malloc threshold, quiet or verbose library logging), then what its command
-needs: :func:`start_prefect`, :func:`import_tensorflow`, :func:`stop_prefect_server`, and
+needs: :func:`start_prefect`, :func:`import_tensorflow`, ``prefect_server.stop`` and
 :func:`freeze_gc` on the way out.
 
 Quiet (the default) means the user sees our own lines (progress, results, errors) and
@@ -12,25 +12,21 @@ errors come with their traceback.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import ctypes.util
 import gc
-import importlib.util
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from keras_variants import prefect_server
 from keras_variants.errors import VariantsError
+from keras_variants.prefect_server import EarlyServer
 
 _verbose = False
 
@@ -161,70 +157,16 @@ class QuietConsole(logging.Filter):
         return record.levelno >= logging.WARNING
 
 
-class EarlyServer:
-    """Prefect's temporary server: a process of its own, started before Prefect is even
-    imported here, so the two load side by side."""
-
-    def __init__(self, process: subprocess.Popen | None = None, timeout: float = 0) -> None:
-        self._process = process
-        self._timeout = timeout
-
-    def wait(self) -> None:
-        """Return once the server answers; one clear error if it never does."""
-        if self._process is None:
-            return
-        import httpx
-
-        url = f"{os.environ['PREFECT_API_URL']}/health"
-        deadline = time.monotonic() + self._timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            time.sleep(0.05)
-        code = self._process.poll()
-        stop_prefect_server()
-        ended = f"it ended with exit code {code}" if code is not None else "it did not answer"
-        raise VariantsError(
-            f"Prefect's temporary server did not start ({ended} within {self._timeout:.0f} s); "
-            "run again with --verbose to see its output, or start one with 'prefect server "
-            "start' and set PREFECT_API_URL"
-        )
-
-
-_server: subprocess.Popen | None = None  # the temporary server this process started
-
-
 def start_prefect(early_server: bool = True) -> EarlyServer:
-    """Import Prefect (which sets up its logging), quiet its console unless verbose, and,
-    when no server is configured, start its temporary server first.
-
-    The server is Prefect's own (``uvicorn`` on its app factory, the command Prefect's
-    ``SubprocessASGIServer`` runs), started before this process imports Prefect, so that
-    the two load side by side and this process never imports the server's code; it is
-    pointed to through ``PREFECT_API_URL`` (inherited by the processes started from here).
-    A profile that names a server, or allows no temporary one, stops it again at once.
-    Call :meth:`EarlyServer.wait` before the first flow call.
-    """
-    global _server
-    port = _free_port()
-    if early_server and not os.environ.get("PREFECT_API_URL"):
-        _server = _spawn_server(port)
-        atexit.register(stop_prefect_server)
+    """Import Prefect (which sets up its logging) and quiet its console unless verbose;
+    with ``early_server``, when no server is configured, start its temporary server first
+    (:mod:`keras_variants.prefect_server`), so that the two load side by side. Call
+    :meth:`EarlyServer.wait` before the first flow call."""
+    if early_server:
+        prefect_server.spawn()  # before Prefect's own import: the server's start is longest
     import prefect.settings
-    from prefect.context import refresh_global_settings_context
 
-    settings = prefect.settings.get_current_settings()
-    server = EarlyServer()
-    if _server is not None and (settings.api.url or not settings.server.ephemeral.enabled):
-        stop_prefect_server()  # the profile's choice, read only now
-    elif _server is not None:
-        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-        os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
-        refresh_global_settings_context()  # this process's settings see the URL too
-        server = EarlyServer(_server, settings.server.ephemeral.startup_timeout_seconds)
+    server = prefect_server.adopt(prefect.settings.get_current_settings())
     import prefect.main  # what `from prefect import flow` loads; sets up logging
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -235,64 +177,6 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
             ):
                 handler.addFilter(QuietConsole())
     return server
-
-
-def _spawn_server(port: int) -> subprocess.Popen:
-    """Prefect's temporary server on ``port``, as Prefect itself starts one (its settings
-    come from the same environment and profile)."""
-    env = {
-        **os.environ,
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-    }
-    spec = importlib.util.find_spec("prefect")  # where it is, without importing it
-    app_dir = Path(spec.origin).parent.parent if spec and spec.origin else Path.cwd()
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
-               str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-    return subprocess.Popen(command, env=env, preexec_fn=_ends_with_parent)
-
-
-def _ends_with_parent() -> None:
-    """In the server's process, before it runs: on Linux, a SIGTERM when this process ends
-    in any way (killed before its exit handlers run, too), so no server is left behind."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    """A free port of 127.0.0.1 (the system's choice, released for the server to take)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_prefect_server() -> None:
-    """Ship Prefect's pending logs and events, then stop the temporary server now (its
-    runs are kept in Prefect's database, as with Prefect's own temporary server)."""
-    global _server
-    if _server is None:
-        return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):  # best effort: the run itself is over
-            worker.drain_all(timeout=10)
-    process, _server = _server, None
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ.pop("PREFECT_UI_URL", None)
-    from prefect.context import refresh_global_settings_context
-
-    refresh_global_settings_context()
 
 
 def import_tensorflow() -> None:

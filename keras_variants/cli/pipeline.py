@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keras_variants import runtime
+from keras_variants import prefect_server, runtime
 from keras_variants.cli import options
 from keras_variants.errors import VariantsError
 
@@ -34,7 +34,7 @@ def validate(
     try:
         summaries = validate_data(config)
     finally:
-        runtime.stop_prefect_server()
+        prefect_server.stop()
     for name, summary in summaries.items():
         typer.echo(
             f"{name}: OK, {summary['expectations']} expectations passed; "
@@ -119,11 +119,11 @@ def run(
     try:
         result = run_pipeline(config)
     except (KeyboardInterrupt, TerminationSignal):
-        runtime.stop_prefect_server()
+        prefect_server.stop()
         typer.secho("stopped: runs ended KILLED, nothing registered", err=True)
         raise typer.Exit(code=130) from None
     finally:
-        runtime.stop_prefect_server()
+        prefect_server.stop()
     for line in _summary(config, result):
         typer.echo(line)
 

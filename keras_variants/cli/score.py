@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from keras_variants import runtime
+from keras_variants import prefect_server, runtime
 from keras_variants.cli.options import TrackingOption, check_model_choice
 
 DRIFT_EXIT_CODE = 3  # with --fail-on-drift, as `variants promote` exits 3 when it refuses
@@ -74,7 +74,7 @@ def score(
     try:
         result = score_flow(config, request)
     finally:
-        runtime.stop_prefect_server()
+        prefect_server.stop()
     typer.echo(result.line)
     typer.echo(f"files: {result.folder}/ (MLflow run {result.run_id})")
     if fail_on_drift and result.drift_detected:
