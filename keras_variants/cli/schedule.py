@@ -218,7 +218,8 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
     for watcher in watchers:
         watcher.start()
     with tempfile.TemporaryDirectory(prefix="keras-variants-schedule-") as folder:
-        if not runtime.is_verbose():  # read by the flow-run processes serve starts
+        # Read by the flow-run processes serve starts; a user's own configuration wins.
+        if not runtime.is_verbose() and "PREFECT_LOGGING_SETTINGS_PATH" not in os.environ:
             os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
         try:
             serve(*(d for d, _ in served), print_starting_message=False)
