@@ -76,8 +76,8 @@ def test_a_closure_of_a_hand_made_package(tmp_path: Path) -> None:
         (
             TRAINING,
             "lanes/jobs.py",
-            "_MODEL_SAVING = threading.Lock()",
-            "_MODEL_SAVING = threading.RLock()",
+            "def train(job: TrainJob, report: EpochReport)",
+            "def train_(job: TrainJob, report: EpochReport)",
         ),
         (TRAINING, "model/inference.py", "def inference_outputs(", "def inference_outputs_("),
         (TRAINING, "data/preprocessing.py", "import re\n", "import re  # changed\n"),
