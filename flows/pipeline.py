@@ -10,10 +10,12 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.validate import ingest_and_validate
+from keras_variants import runtime
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.config.trials import longest_first
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.lanes import pool as lanes
+from keras_variants.lanes.cluster import lost_cluster
 from keras_variants.registry.gate import Decision
 from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
@@ -35,6 +37,7 @@ def task_runner_for(config: PipelineConfig) -> TaskRunner:
     if config.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
+        runtime.quiet_dask_client()
         if config.dask_address:
             return DaskTaskRunner(address=config.dask_address)
         workers = {
@@ -58,7 +61,19 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
 
     The decorator's two threads are only a default: :func:`run_pipeline` and the scheduled
     deployment (``variants serve``) run the flow on :func:`task_runner_for` ``config``.
-    Called directly as ``pipeline(config)`` (as tests do), at most two tasks run at once."""
+    Called directly as ``pipeline(config)`` (as tests do), at most two tasks run at once.
+    A Dask cluster lost under the run ends it as a
+    :class:`~keras_variants.errors.ClusterError`."""
+    try:
+        return _pipeline(config)
+    except Exception as exc:
+        lost = lost_cluster(exc, config.dask_address) if config.runner == "dask" else None
+        if lost is None:
+            raise
+        raise lost from exc
+
+
+def _pipeline(config: PipelineConfig) -> PipelineResult:
     clear_stop_request()  # a stop asked for in an earlier run of this process is over
     logger = get_run_logger()
     with lanes.opened(config) as lane:  # lane processes start when first needed

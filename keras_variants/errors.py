@@ -51,3 +51,7 @@ class ArtifactStoreError(VariantsError):
 def disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk (or the user's quota on it) has no room left."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class ClusterError(VariantsError):
+    """The Dask cluster a run trains on was lost under it (its scheduler, or its workers)."""

@@ -87,6 +87,14 @@ def prepare(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def quiet_dask_client() -> None:
+    """Call after importing Dask's ``distributed`` (which sets its loggers' levels): unless
+    verbose, no "distributed.client" error line when the scheduler is lost (an empty
+    line); the run's own error says so."""
+    if not _verbose:
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+
+
 def is_verbose() -> bool:
     return _verbose
 

@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from keras_variants.registry.versions import REGISTERED_MODELS
+from keras_variants.tracking.store import SWEPT_TAG
 from tests.conftest import REPO
 from tests.helpers import BIN, free_port, subprocess_env
 
@@ -182,3 +183,83 @@ def test_a_run_after_postgresql_restarted_needs_no_manual_step(
     assert len(runs) == 2 * 3 + 2  # the two runs' and this one's: pipeline and variant
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert os.environ.get("MLFLOW_TRACKING_PASSWORD") == stack.client["MLFLOW_TRACKING_PASSWORD"]
+
+
+def _started(stack: Stack, workdir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(stack.command(workdir, *args), **stack.options(workdir))
+
+
+def _training_worker(stack: Stack, client: MlflowClient, since_ms: int) -> str:
+    """The address of a Dask worker in a trial, once that trial's MLflow run exists."""
+    from distributed import Client
+
+    deadline = time.monotonic() + 300
+    with Client(stack.client["VARIANTS_DASK_ADDRESS"], timeout=30) as dask:
+        while time.monotonic() < deadline:
+            busy = [w for w, keys in dask.processing().items() if any("train" in k for k in keys)]
+            if busy and _runs_since(client, since_ms, "RUNNING", role="variant"):
+                return busy[0]
+            time.sleep(0.2)
+    raise AssertionError("no trial started on the Dask workers within 300 s")
+
+
+def _runs_since(client: MlflowClient, since_ms: int, *status: str, role: str | None = None):
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return [
+        r
+        for r in runs
+        if r.info.start_time >= since_ms
+        and (not status or r.info.status in status)
+        and (role is None or r.data.tags.get("role") == role)
+    ]
+
+
+def test_a_lost_dask_scheduler_fails_clearly_and_a_killed_worker_reruns_its_trial(
+    stack: Stack, data_slices: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """SIGKILL of the scheduler mid-trial: one clear line, runs FAILED, nothing registered.
+    SIGKILL of a worker mid-trial (the next run, after the scheduler is back): Dask runs the
+    trial again on a worker, the run finishes, and the lost attempt's run ends FAILED."""
+    import signal
+
+    from distributed import Client
+
+    client = stack.mlflow(monkeypatch)
+    smoke = ["run", "--profile", "smoke", "--data-dir", str(data_slices), "--force"]
+    versions = len(client.search_model_versions(f"name = '{MODEL}'"))
+    since = int(time.time() * 1000)
+    proc = _started(stack, stack.root / "scheduler-lost", *smoke, "--variants", "imdb_l2")
+    _training_worker(stack, client, since)
+    scheduler = int((stack.root / "state" / "pids" / "scheduler.pid").read_text())
+    os.kill(scheduler, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    address = stack.client["VARIANTS_DASK_ADDRESS"]
+    assert proc.returncode == 1, out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: lost the Dask scheduler {address} during the run (scheduler-connection-lost); "
+        "this run's MLflow runs ended FAILED and nothing was registered: start the scheduler "
+        "and its workers again (their workers exit with it; with the stack: scripts/stack up "
+        "scheduler workers) and run again"
+    ], err
+    assert "Traceback" not in out + err and "FutureCancelledError" not in out + err
+    lost = _runs_since(client, since)
+    assert {r.data.tags["role"] for r in lost} == {"pipeline", "variant"}
+    assert {r.info.status for r in lost} == {"FAILED"}
+    assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions
+
+    for command in (["down", "scheduler", "workers"], ["up", "scheduler", "workers"]):
+        subprocess.run([str(STACK), *command], env=stack.env, check=True, capture_output=True)
+    since = int(time.time() * 1000)
+    proc = _started(stack, stack.root / "worker-lost", *smoke, "--variants", "imdb_l2")
+    worker = _training_worker(stack, client, since)
+    with Client(address, timeout=30) as dask:
+        os.kill(dask.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (out + err)[-3000:]
+    variants = _runs_since(client, since, role="variant")
+    assert sorted(r.info.status for r in variants) == ["FAILED", "FINISHED"]
+    (attempt,) = (r for r in variants if r.info.status == "FAILED")
+    assert attempt.data.tags[SWEPT_TAG] == "its Dask worker died; the trial ran again"
+    assert {r.info.status for r in _runs_since(client, since, role="pipeline")} == {"FINISHED"}
+    assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions + 1

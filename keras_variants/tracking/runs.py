@@ -45,6 +45,7 @@ from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import ArtifactStoreError, disk_full
 from keras_variants.lanes.jobs import TrainedVariant
 from keras_variants.tracking.store import (
+    SWEPT_TAG,
     TOOL_TAG,
     client_for,
     experiment_id,
@@ -98,11 +99,26 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
             )
         yield runs
     except BaseException as exc:
+        if isinstance(exc, Exception):  # an interruption's trials end themselves KILLED
+            _end_orphaned_children(client, runs, "the pipeline run failed")
         for run_id in runs.values():
             client.set_terminated(run_id, _end_status(exc))
         raise
+    _end_orphaned_children(client, runs, "its Dask worker died; the trial ran again")
     for run_id in runs.values():
         client.set_terminated(run_id, "FINISHED")
+
+
+def _end_orphaned_children(client: MlflowClient, parents: dict[str, str], reason: str) -> None:
+    """End as FAILED the child runs of ``parents`` still RUNNING once every trial is over:
+    attempts whose process died under them (a lost Dask worker, whose trial Dask ran again
+    elsewhere) or that a lost cluster left behind. Tagged like the start-up sweep's."""
+    experiments = sorted({client.get_run(run_id).info.experiment_id for run_id in parents.values()})
+    running = client.search_runs(experiments, "attributes.status = 'RUNNING'") if parents else []
+    for run in running:
+        if run.data.tags.get(MLFLOW_PARENT_RUN_ID) in parents.values():
+            client.set_tag(run.info.run_id, SWEPT_TAG, reason)
+            client.set_terminated(run.info.run_id, "FAILED")
 
 
 def log_study_summary(client: MlflowClient, parent_run_id: str, summary: dict[str, float]) -> None:
