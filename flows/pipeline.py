@@ -19,6 +19,7 @@ from keras_variants.lanes.cluster import lost_cluster
 from keras_variants.registry.gate import Decision
 from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
+from keras_variants.tracking.store import is_local_store, lost_server
 from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
 
@@ -62,12 +63,12 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
     The decorator's two threads are only a default: :func:`run_pipeline` and the scheduled
     deployment (``variants serve``) run the flow on :func:`task_runner_for` ``config``.
     Called directly as ``pipeline(config)`` (as tests do), at most two tasks run at once.
-    A Dask cluster lost under the run ends it as a
-    :class:`~keras_variants.errors.ClusterError`."""
+    A Dask cluster or an MLflow server lost under the run ends it as one clear error."""
     try:
         return _pipeline(config)
     except Exception as exc:
         lost = lost_cluster(exc, config.dask_address) if config.runner == "dask" else None
+        lost = lost or lost_server(exc, config.tracking_uri)
         if lost is None:
             raise
         raise lost from exc
@@ -77,7 +78,10 @@ def _pipeline(config: PipelineConfig) -> PipelineResult:
     clear_stop_request()  # a stop asked for in an earlier run of this process is over
     logger = get_run_logger()
     with lanes.opened(config) as lane:  # lane processes start when first needed
-        store = prepare_tracking.submit(config)
+        # Against a server, MLflow's own HTTP retries bound the wait; task retries (for a
+        # locked SQLite file) would only repeat it.
+        retries = 2 if is_local_store(config.tracking_uri) else 0
+        store = prepare_tracking.with_options(retries=retries).submit(config)
         _, datasets = ingest_and_validate(config, lane)
         store.result()
         with tracking.parent_runs(config, datasets) as parents:

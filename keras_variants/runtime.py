@@ -37,8 +37,10 @@ ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "GX_ANALYTICS_ENABLED": "false",
     "KERAS_BACKEND": "tensorflow",
-    # Bounded retries against an MLflow server, then a clear failure (defaults wait minutes).
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    # Retries against an MLflow server for about a minute (waits of 0, 2, 4, 8, 16 and 32 s),
+    # so a run rides out a server restart (~25 s on a busy machine), then a clear failure
+    # (MLflow's defaults wait over four minutes).
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }

@@ -263,3 +263,65 @@ def test_a_lost_dask_scheduler_fails_clearly_and_a_killed_worker_reruns_its_tria
     assert attempt.data.tags[SWEPT_TAG] == "its Dask worker died; the trial ran again"
     assert {r.info.status for r in _runs_since(client, since, role="pipeline")} == {"FINISHED"}
     assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions + 1
+
+
+def test_a_killed_mlflow_server_fails_clearly_and_a_short_outage_is_ridden_out(
+    stack: Stack, data_slices: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """SIGKILL of the MLflow server mid-trial: within 90 s one error line naming it, its runs
+    left RUNNING, nothing registered. The next run, through a ~10 s stop of the server
+    (stopped, then started again), rides it out with MLflow's HTTP retries: it finishes,
+    one metric point per epoch, and its start-up swept the killed run's runs FAILED."""
+    import signal
+
+    from keras_variants.config.variants import HISTORY_KEYS
+
+    client = stack.mlflow(monkeypatch)
+    uri = stack.client["MLFLOW_TRACKING_URI"]
+    smoke = ["run", "--profile", "smoke", "--data-dir", str(data_slices), "--force"]
+    versions = len(client.search_model_versions(f"name = '{MODEL}'"))
+    since = int(time.time() * 1000)
+    proc = _started(stack, stack.root / "mlflow-killed", *smoke, "--variants", "imdb_l2")
+    _training_worker(stack, client, since)
+    server = int((stack.root / "state" / "pids" / "mlflow.pid").read_text())
+    os.killpg(server, signal.SIGKILL)
+    killed = time.monotonic()
+    out, err = proc.communicate(timeout=300)
+    waited = time.monotonic() - killed
+    print(f"killed MLflow server: the run ended {waited:.0f} s later")
+    assert proc.returncode == 1, out + err
+    assert waited < 90
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: the MLflow tracking server {uri} stopped answering during the run (for over "
+        "a minute, with retries); nothing was registered, and this run's MLflow runs stay "
+        "RUNNING until the next 'variants run' marks them FAILED. Start the server again "
+        "(with the stack: scripts/stack up mlflow) and run again"
+    ], err
+    assert "Traceback" not in out + err
+    subprocess.run([str(STACK), "up", "mlflow"], env=stack.env, check=True, capture_output=True)
+    left = _runs_since(client, since)
+    assert {r.info.status for r in left} == {"RUNNING"}
+    assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions
+
+    since = int(time.time() * 1000)
+    proc = _started(stack, stack.root / "mlflow-outage", *smoke, "--variants", "imdb_l2")
+    _training_worker(stack, client, since)
+    stopped = time.monotonic()
+    subprocess.run([str(STACK), "down", "mlflow"], env=stack.env, check=True, capture_output=True)
+    time.sleep(10)
+    subprocess.run([str(STACK), "up", "mlflow"], env=stack.env, check=True, capture_output=True)
+    print(f"MLflow server stopped and started again: {time.monotonic() - stopped:.0f} s")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (out + err)[-3000:]
+    swept = [client.get_run(r.info.run_id) for r in left]
+    assert {(r.info.status, r.data.tags.get(SWEPT_TAG)) for r in swept} == {
+        ("FAILED", "owner process died")
+    }
+    runs = _runs_since(client, since)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    (trial,) = (r for r in runs if r.data.tags["role"] == "variant")
+    for key in HISTORY_KEYS.values():  # no gap, no duplicate
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, key)]
+        assert sorted(steps) == [1, 2], key
+    assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions + 1

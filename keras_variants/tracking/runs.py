@@ -51,6 +51,7 @@ from keras_variants.tracking.store import (
     experiment_id,
     git_commit,
     owner_tags,
+    server_unreachable,
 )
 from keras_variants.tracking.trial_key import REUSED_FROM_TAG, TRIAL_KEY_TAG
 
@@ -99,6 +100,8 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
             )
         yield runs
     except BaseException as exc:
+        if server_unreachable(exc):  # the next run's start-up sweep ends them
+            raise
         if isinstance(exc, Exception):  # an interruption's trials end themselves KILLED
             _end_orphaned_children(client, runs, "the pipeline run failed")
         for run_id in runs.values():
@@ -161,7 +164,8 @@ def variant_run(client: MlflowClient, trial: Trial, parent_run_id: str, key: str
     try:
         yield run_id
     except BaseException as exc:
-        client.set_terminated(run_id, _end_status(exc))
+        if not server_unreachable(exc):  # else the next run's start-up sweep ends it
+            client.set_terminated(run_id, _end_status(exc))
         raise
     client.set_terminated(run_id, "FINISHED")
 
@@ -348,8 +352,9 @@ def _artifact_writes(client: MlflowClient, run_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        with suppress(Exception):  # the original error matters more than a failed clean-up
-            _discard_models(client, run_id)
+        if not server_unreachable(exc):
+            with suppress(Exception):  # the original error matters more than a failed clean-up
+                _discard_models(client, run_id)
         if disk_full(exc):
             where = exc.filename2 or exc.filename or client.get_run(run_id).info.artifact_uri
             raise ArtifactStoreError(

@@ -114,6 +114,35 @@ def open_store(config: PipelineConfig) -> list[str]:
     return sweep_stale_runs(config)
 
 
+def server_unreachable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) says the MLflow server did not answer even after
+    MLflow's HTTP retries (refused, reset, or the same 5xx each time): another call to it
+    now would only wait out the retries again."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if type(exc).__name__ in ("ConnectionError", "MaxRetryError", "NewConnectionError"):
+            return True
+        if text.startswith("API request to ") and "Max retries exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def lost_server(exc: BaseException, tracking_uri: str) -> TrackingStoreError | None:
+    """A clear error if ``exc`` says the MLflow server at ``tracking_uri`` stopped answering
+    during a run; None for any other failure."""
+    if not server_unreachable(exc) or is_local_store(tracking_uri):
+        return None
+    return TrackingStoreError(
+        f"the MLflow tracking server {tracking_uri} stopped answering during the run (for "
+        "over a minute, with retries); nothing was registered, and this run's MLflow runs "
+        "stay RUNNING until the next 'variants run' marks them FAILED. Start the server "
+        "again (with the stack: scripts/stack up mlflow) and run again"
+    )
+
+
 def sweep_stale_runs(config: PipelineConfig) -> list[str]:
     """End as FAILED this tool's RUNNING runs (a pipeline's, a scoring's) whose process on
     this host has died.
