@@ -13,6 +13,7 @@ from flows.validate import ingest_and_validate
 from keras_variants import runtime
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.config.trials import longest_first
+from keras_variants.errors import VariantsError
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.lanes import pool as lanes
 from keras_variants.lanes.cluster import lost_cluster
@@ -66,6 +67,8 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
     A Dask cluster or an MLflow server lost under the run ends it as one clear error."""
     try:
         return _pipeline(config)
+    except VariantsError:  # already in the user's words (e.g. the store at start-up)
+        raise
     except Exception as exc:
         lost = lost_cluster(exc, config.dask_address) if config.runner == "dask" else None
         lost = lost or lost_server(exc, config.tracking_uri)
