@@ -167,6 +167,42 @@ def test_two_runs_at_once_on_the_stack_end_with_the_better_champion(
         assert f"champion v{first.version}" in second.tags["promotion.reason"]
 
 
+def test_no_secret_in_the_output_prefect_logs_runs_or_stack_logs(
+    stack: Stack, two_runs, monkeypatch: pytest.MonkeyPatch
+):
+    """The MLflow password and the Prefect auth string reach neither the command's output,
+    nor Prefect's logs, flow and task runs (parameters included), nor the MLflow runs'
+    params and tags, nor the servers' and workers' logs."""
+    import json
+
+    places = {f"run {i} output": out + err for i, (_, out, err) in enumerate(two_runs)}
+    prefect = stack.client["PREFECT_API_URL"]
+    user, _, password = stack.client["PREFECT_API_AUTH_STRING"].partition(":")
+    for kind in ("logs", "flow_runs", "task_runs"):
+        found, offset = [], 0
+        while True:
+            page = Answers().post(
+                f"{prefect}/{kind}/filter", json={"limit": 200, "offset": offset},
+                auth=(user, password),
+            ).json()  # fmt: skip
+            found += page
+            offset += len(page)
+            if len(page) < 200:
+                break
+        places[f"Prefect {kind}"] = json.dumps(found)
+    assert "runs done in" in places["Prefect logs"]  # the logs are there to search
+    client = stack.mlflow(monkeypatch)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    places["MLflow runs"] = json.dumps([[r.data.params, r.data.tags] for r in runs])
+    assert '"profile": "smoke"' in places["MLflow runs"]
+    for log in sorted((stack.root / "state" / "logs").glob("*.log")):
+        places[log.name] = log.read_text(errors="replace")
+    assert "workers.log" in places and "mlflow.log" in places
+    for place, text in places.items():
+        for secret in stack.secrets():
+            assert secret not in text, place
+
+
 def test_a_run_after_postgresql_restarted_needs_no_manual_step(
     stack: Stack, two_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
 ):
