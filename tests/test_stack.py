@@ -221,6 +221,47 @@ def test_a_run_after_postgresql_restarted_needs_no_manual_step(
     assert os.environ.get("MLFLOW_TRACKING_PASSWORD") == stack.client["MLFLOW_TRACKING_PASSWORD"]
 
 
+def test_report_promote_score_and_serve_work_against_the_stack(
+    stack: Stack, two_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The commands after a run, pointed at the tracking server (a smoke check each)."""
+    from tests.helpers import process, wait_for
+
+    workdir = stack.root / "commands"
+    workdir.mkdir()
+    env = stack.options(workdir)["env"]
+    uri = ["--tracking-uri", stack.client["MLFLOW_TRACKING_URI"]]
+
+    def variants(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [str(BIN / "variants"), *args], env=env, cwd=workdir, capture_output=True,
+            text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        for secret in stack.secrets():
+            assert secret not in done.stdout + done.stderr
+        return done
+
+    assert "report" in variants("report", *uri).stdout
+    champion = stack.mlflow(monkeypatch).get_model_version_by_alias(MODEL, "champion")
+    promote = ["promote", "--model", MODEL, "--version", champion.version, "--dry-run"]
+    variants(*promote, "--data-dir", str(data_slices), "--profile", "smoke", *uri)
+    reviews = workdir / "reviews.txt"
+    reviews.write_text("A wonderful film, I loved it.\nAwful, a waste of time.\n")
+    assert "2 rows scored" in variants("score", str(reviews), "--model", MODEL, *uri).stdout
+    port = free_port()
+    args = [str(BIN / "variants"), "serve", "--model", MODEL, "--port", str(port), *uri]
+    with process(args, env, workdir, workdir / "serve.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{url}/ping").status_code == 200, 180, "variants serve")
+        body = {"inputs": ["A wonderful film, I loved it."]}
+        answer = httpx.post(f"{url}/invocations", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["label"] in ("positive", "negative")
+    log = (workdir / "serve.log").read_text()
+    assert not any(secret in log for secret in stack.secrets())
+
+
 def _started(stack: Stack, workdir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(stack.command(workdir, *args), **stack.options(workdir))
 
