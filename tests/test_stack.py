@@ -224,9 +224,21 @@ def test_a_run_after_postgresql_restarted_needs_no_manual_step(
 def test_report_promote_score_and_serve_work_against_the_stack(
     stack: Stack, two_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """The commands after a run, pointed at the tracking server (a smoke check each)."""
+    """A 3-seed smoke study on the stack, then the commands after a run, pointed at the
+    tracking server (a smoke check each)."""
     from tests.helpers import process, wait_for
 
+    since = int(time.time() * 1000)
+    study = stack.run(
+        stack.root / "study", "run", "--profile", "smoke", "--data-dir", str(data_slices),
+        "--variants", "imdb_reduced", "--seeds", "3", "--force",
+    )  # fmt: skip
+    assert study.returncode == 0, (study.stdout + study.stderr)[-3000:]
+    trials = _runs_since(stack.mlflow(monkeypatch), since, role="variant")
+    assert (
+        sorted((r.data.tags["label"], r.info.status) for r in trials)
+        == [("imdb_reduced", "FINISHED")] * 3
+    )
     workdir = stack.root / "commands"
     workdir.mkdir()
     env = stack.options(workdir)["env"]
