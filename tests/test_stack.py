@@ -357,7 +357,7 @@ def test_a_lost_dask_scheduler_fails_clearly_and_a_killed_worker_reruns_its_tria
 def test_a_killed_mlflow_server_fails_clearly_and_a_short_outage_is_ridden_out(
     stack: Stack, data_slices: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """SIGKILL of the MLflow server mid-trial: within 150 s one error line naming it, its runs
+    """SIGKILL of the MLflow server mid-trial: within 200 s one error line naming it, its runs
     left RUNNING, nothing registered. The next run, through a ~10 s stop of the server
     (stopped, then started again), rides it out with MLflow's HTTP retries: it finishes,
     one metric point per epoch, and its start-up swept the killed run's runs FAILED."""
@@ -380,8 +380,8 @@ def test_a_killed_mlflow_server_fails_clearly_and_a_short_outage_is_ridden_out(
     print(f"killed MLflow server: the run ended {waited:.0f} s later")
     assert proc.returncode == 1, out + err
     # One MLflow call waits out the retries (~62 s) before failing; measured 67-69 s, once
-    # 139 s (a second call waited them out too: not yet found which), so the bound is 150.
-    assert waited < 150
+    # 139-140 s (a second call waits them out too: not yet found which); bound 200 s.
+    assert waited < 200
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: the MLflow tracking server {uri} stopped answering during the run (for over "
