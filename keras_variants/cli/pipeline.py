@@ -106,6 +106,9 @@ def run(
     }
     config = options.build(profile, data_dir, tracking_uri, **overrides)
     options.check_data(ctx, config)
+    from keras_variants.cli.preflight import check_store_reachable
+
+    check_store_reachable(config.tracking_uri)
     server = runtime.start_prefect()
     if config.runner != "processes":  # TensorFlow runs in this process: load it now, quietly
         runtime.import_tensorflow()

@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from keras_variants.config.variants import VariantConfig
 from keras_variants.data.datasets import (
@@ -123,8 +124,28 @@ def _resolve_failure(host: str, timeout: float) -> str | None:
     return outcome[0] if outcome else f"no answer from DNS within {timeout:.0f} s"
 
 
+def check_store_reachable(tracking_uri: str, timeout: float = 3.0) -> None:
+    """A tracking server must answer a connection before anything starts (MLflow's own
+    retries, which ride out a short outage during a run, would take a minute to say so)."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TrackingStoreError(
+            f"MLflow tracking store {tracking_uri} is unavailable (nothing answers at "
+            f"{parts.hostname}:{port}: {reason}). Start it, or pass --tracking-uri / "
+            "MLFLOW_TRACKING_URI to one that runs; nothing was started"
+        ) from None
+
+
 def check_store_exists(tracking_uri: str) -> None:
-    """A local SQLite store must exist already for commands that only read it."""
+    """A tracking server must answer; a local SQLite store must exist already for commands
+    that only read it."""
+    check_store_reachable(tracking_uri)
     if not tracking_uri.startswith("sqlite:///"):
         return
     path = Path(tracking_uri.removeprefix("sqlite:///"))
