@@ -145,7 +145,7 @@ def test_multi_hot_rows_mark_each_word_id_once(width: int) -> None:
     np.testing.assert_array_equal(encode_inputs(ids, variant), expected)
 
 
-def _record(label: str, val_loss: list[float]) -> VariantRecord:
+def _curves_of(label: str, val_loss: list[float]) -> VariantRecord:
     curves = {"train/loss": [1.0, 0.5], "val/loss": val_loss, "val/accuracy": [0.5, 0.6]}
     return VariantRecord(label, "mnist", "run", {"seed": "0"}, {}, {}, curves)
 
@@ -159,8 +159,8 @@ def test_a_reports_figures_are_drawn_again_only_when_a_curve_changed(tmp_path, m
     drawn: list[int] = []
     draw = report_figures._draw
     monkeypatch.setattr(report_figures, "_draw", lambda g: drawn.append(1) or draw(g))
-    same = {"mnist": groups([_record("mnist_dense", [0.9, 0.8])])}
-    changed = {"mnist": groups([_record("mnist_dense", [0.9, 0.7])])}
+    same = {"mnist": groups([_curves_of("mnist_dense", [0.9, 0.8])])}
+    changed = {"mnist": groups([_curves_of("mnist_dense", [0.9, 0.7])])}
     with figure_cache(tmp_path):
         first = report_figures.figures(same)
         again = report_figures.figures(same)
