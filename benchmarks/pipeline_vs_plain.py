@@ -48,8 +48,12 @@ class Measurement:
     started_at: float = 0.0  # time.time() at the start
 
 
-def measure(label: str, args: list[str], cwd: Path, env: dict[str, str]) -> tuple[Measurement, str]:
-    """Run ``args`` to completion; wall, CPU and peak RSS come from wait4 on that child."""
+def measure(
+    label: str, args: list[str], cwd: Path, env: dict[str, str], both: bool = False
+) -> tuple[Measurement, str]:
+    """Run ``args`` to completion; wall, CPU and peak RSS come from wait4 on that child.
+    Returns its standard output (with ``both``, followed by its standard error: the log
+    lines that mark the stages)."""
     started, started_at = time.perf_counter(), time.time()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out_chunks: list[bytes] = []
@@ -76,6 +80,8 @@ def measure(label: str, args: list[str], cwd: Path, env: dict[str, str]) -> tupl
         err = b"".join(err_chunks).decode(errors="replace")
         raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{err[-4000:]}")
     cpu = usage.ru_utime + usage.ru_stime
+    if both:
+        out += b"".join(err_chunks).decode(errors="replace")
     return Measurement(label, wall, cpu, usage.ru_maxrss / 1024, started_at=started_at), out
 
 
@@ -99,7 +105,7 @@ def pipeline(
     # data again; otherwise the Prefect home's, where the warm-up checked these files (as
     # for someone who ran the tool before on the same data).
     cache = {"PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "prefect-results")}
-    m, out = measure(label, args, workdir, env | (cache if cold else {}))
+    m, out = measure(label, args, workdir, env | (cache if cold else {}), both=True)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
