@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sections import write_section  # benchmarks/ runs as scripts: its own folder
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- monitoring -->", "<!-- /monitoring -->"
@@ -62,14 +63,7 @@ def main() -> None:
         lines.insert(2, timing)
         print("\n".join(summary_lines(m)))
         section += lines
-    previous = args.output.read_text() if args.output.is_file() else ""
-    text = "\n".join(section)
-    if BEGIN in previous and END in previous:
-        head, rest = previous.split(BEGIN, 1)
-        updated = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-    else:
-        updated = previous.rstrip() + f"\n\n{BEGIN}\n{text}\n{END}\n"
-    args.output.write_text(updated)
+    write_section(args.output, BEGIN, END, "\n".join(section))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from sections import write_section  # benchmarks/ runs as scripts: its own folder
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -212,13 +213,7 @@ def main() -> None:
         ]
     section = "\n".join(lines)
     print(section)
-    previous = args.output.read_text() if args.output.exists() else ""
-    if BEGIN in previous and END in previous:
-        head, rest = previous.split(BEGIN, 1)
-        updated = head + BEGIN + "\n" + section + "\n" + END + rest.split(END, 1)[1]
-    else:
-        updated = previous.rstrip() + f"\n\n{BEGIN}\n{section}\n{END}\n"
-    args.output.write_text(updated)
+    write_section(args.output, BEGIN, END, section)
 
 
 if __name__ == "__main__":

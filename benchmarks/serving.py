@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import psutil
 from mlflow.tracking import MlflowClient
+from sections import write_section  # benchmarks/ runs as scripts: its own folder
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -234,13 +235,7 @@ def main() -> None:
     lines = report(table, extra, levels, args)
     section = "\n".join(lines)
     print(section)
-    previous = args.output.read_text() if args.output.exists() else ""
-    if BEGIN in previous and END in previous:
-        head, rest = previous.split(BEGIN, 1)
-        updated = head + BEGIN + "\n" + section + "\n" + END + rest.split(END, 1)[1]
-    else:
-        updated = previous.rstrip() + f"\n\n{BEGIN}\n{section}\n{END}\n"
-    args.output.write_text(updated)
+    write_section(args.output, BEGIN, END, section)
 
 
 def extras(
