@@ -278,3 +278,12 @@ def test_the_report_says_which_targets_are_met_and_how_windows_were_drawn(
     _, rows = _rows(_measured(rotated, clean))
     assert rows[1][:2] == ["rotated 45°", "500"]
     assert rows[1][3].endswith("of 10") and rows[1][4] == "n/a"  # no 1,000-row windows
+
+
+def test_the_report_names_a_shift_the_model_is_blind_to_with_its_reason() -> None:
+    from keras_variants.reporting.monitoring_report import summary_lines
+
+    measured = _measured(1.0, 0.025)
+    assert not any(line.startswith("Blind by design") for line in summary_lines(measured))
+    measured["steps"][1] = measured["steps"][1] | {"name": "shuffled words", "blind": "no order"}
+    assert summary_lines(measured)[-1] == "Blind by design: shuffled words (no order)."
