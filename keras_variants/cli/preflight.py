@@ -127,19 +127,17 @@ def _resolve_failure(host: str, timeout: float) -> str | None:
 def check_store_reachable(tracking_uri: str, timeout: float = 3.0) -> None:
     """A tracking server must answer a connection before anything starts (MLflow's own
     retries, which ride out a short outage during a run, would take a minute to say so)."""
-    parts = urlsplit(tracking_uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    from keras_variants.operations.notify import unreachable
+
+    if urlsplit(tracking_uri).scheme not in ("http", "https"):
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    reason = unreachable(tracking_uri, timeout)
+    if reason is not None:
         raise TrackingStoreError(
-            f"MLflow tracking store {tracking_uri} is unavailable (nothing answers at "
-            f"{parts.hostname}:{port}: {reason}). Start it, or pass --tracking-uri / "
-            "MLFLOW_TRACKING_URI to one that runs; nothing was started"
-        ) from None
+            f"MLflow tracking store {tracking_uri} is unavailable (nothing answers there: "
+            f"{reason}). Start it, or pass --tracking-uri / MLFLOW_TRACKING_URI to one that "
+            "runs; nothing was started"
+        )
 
 
 def check_store_exists(tracking_uri: str) -> None:
