@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,10 @@ from keras_variants.data.datasets import (
     save_splits,
 )
 from keras_variants.data.npz import sha256_of
+from keras_variants.kept_folders import keep, prune
 
 KEPT = 4  # data set versions always kept (one is ~50-120 MB)
 UNUSED_S = 2 * 24 * 3600  # beyond those, an entry unused this long is removed
-PARTIAL_S = 3600  # a half-written entry this old was left by a process that died
 META = "dataset.json"
 
 
@@ -74,23 +72,20 @@ def read_dataset(
 
 
 def _keep(data: Dataset, entry: Path) -> None:
-    partial = entry.parent / f".{entry.name}.{os.getpid()}"
-    partial.mkdir(parents=True, exist_ok=True)
-    try:
-        save_splits(data, partial)
+    def write(folder: Path) -> None:
+        save_splits(data, folder)
         for split, stats in data.raw_stats.items():
             for key, array in stats.items():
-                np.save(partial / f"raw_{split}_{key}.npy", np.ascontiguousarray(array))
+                np.save(folder / f"raw_{split}_{key}.npy", np.ascontiguousarray(array))
         meta = {
             "fingerprints": data.fingerprints,
             "vocabulary_size": data.vocabulary_size,
             "raw_stats": {split: sorted(stats) for split, stats in data.raw_stats.items()},
         }
-        (partial / META).write_text(json.dumps(meta))
-        partial.rename(entry)
-    except OSError:  # kept meanwhile by another run, or no room: the next run reads again
-        shutil.rmtree(partial, ignore_errors=True)
-    _prune(entry.parent)
+        (folder / META).write_text(json.dumps(meta))
+
+    keep(entry, write)  # if it cannot be kept (no room), the next run reads the files again
+    prune(entry.parent, KEPT, UNUSED_S)
 
 
 def _mapped(entry: Path, name: str, data_dir: Path) -> Dataset:
@@ -110,19 +105,3 @@ def _mapped(entry: Path, name: str, data_dir: Path) -> Dataset:
         vocabulary_size=meta["vocabulary_size"],
         folder=str(entry),
     )
-
-
-def _prune(folder: Path) -> None:
-    now = time.time()
-    ages = {p: now - _mtime(p) for p in folder.iterdir()}
-    partial = [p for p, age in ages.items() if p.name.startswith(".") and age > PARTIAL_S]
-    kept = sorted((p for p in ages if not p.name.startswith(".")), key=ages.__getitem__)
-    for old in partial + [p for p in kept[KEPT:] if ages[p] > UNUSED_S]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:  # removed meanwhile by another run
-        return time.time()

@@ -8,8 +8,6 @@ import base64
 import hashlib
 import io
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from keras_variants.code_digest import code_digest
+from keras_variants.kept_folders import keep, prune
 
 CACHED_DRAWINGS = 64  # the most recent sets of figures kept; older ones are removed
 _cache: ContextVar[Path | None] = ContextVar("figure_cache", default=None)
@@ -47,29 +46,14 @@ def cached(module: str, content: object, draw: Callable[[], dict[str, bytes]]) -
         entry.touch()  # recently used: kept longest
         return {path.name: path.read_bytes() for path in sorted(entry.iterdir())}
     figures = draw()
-    partial = folder / f".{entry.name}.{os.getpid()}"  # renamed whole: never half a set
-    try:
-        partial.mkdir(parents=True, exist_ok=True)
+
+    def write(partial: Path) -> None:
         for name, data in figures.items():
             (partial / name).write_bytes(data)
-        partial.rename(entry)
-    except OSError:  # drawn meanwhile by another report, or no room: drawn again next time
-        shutil.rmtree(partial, ignore_errors=True)
-    _prune(folder)
+
+    keep(entry, write)  # if it cannot be kept, drawn again next time
+    prune(folder, CACHED_DRAWINGS)
     return figures
-
-
-def _prune(folder: Path) -> None:
-    entries = sorted(folder.iterdir(), key=_mtime, reverse=True)
-    for old in entries[CACHED_DRAWINGS:]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:  # removed meanwhile by another report
-        return 0.0
 
 
 def _plain(value: object) -> object:
