@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
-import importlib.util
 import os
 import signal
 import socket
@@ -93,19 +92,47 @@ class EarlyServer:
 
 def _spawn_server(port: int) -> subprocess.Popen:
     """Prefect's temporary server on ``port``, as Prefect itself starts one (its settings
-    come from the same environment and profile)."""
+    come from the same environment and profile), run by :func:`_serve`."""
     env = {
         **os.environ,
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
     }
-    spec = importlib.util.find_spec("prefect")  # where it is, without importing it
-    app_dir = Path(spec.origin).parent.parent if spec and spec.origin else Path.cwd()
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
-               str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    command = [sys.executable, "-m", __name__, str(port)]
     return subprocess.Popen(command, env=env, preexec_fn=_ends_with_parent)
+
+
+def _serve(port: int) -> None:
+    """In the server's process: Prefect's app on uvicorn. Its start-up (creating or migrating
+    Prefect's database, registering blocks) runs under a lock in Prefect's home, so that two
+    commands started at once on a new home do not migrate one database twice at once."""
+    import asyncio
+    import fcntl
+
+    import uvicorn
+    from prefect.settings import get_current_settings
+
+    app = "prefect.server.api.server:create_app"
+    config = uvicorn.Config(
+        app, factory=True, host="127.0.0.1", port=port, log_level="error", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    home = Path(get_current_settings().home)
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".keras-variants-server-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        async def serve() -> None:
+            serving = asyncio.ensure_future(server.serve())
+            while not (server.started or serving.done()):
+                await asyncio.sleep(0.02)
+            fcntl.flock(lock, fcntl.LOCK_UN)  # started: the next one may start
+            await serving
+
+        asyncio.run(serve())
+    if not server.started:
+        sys.exit(3)  # as uvicorn's own command on a failed start-up
 
 
 def _ends_with_parent() -> None:
@@ -147,3 +174,7 @@ def stop() -> None:
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()
+
+
+if __name__ == "__main__":  # the server's process, started by _spawn_server
+    _serve(int(sys.argv[1]))

@@ -423,7 +423,7 @@ def test_the_temporary_prefect_server_ends_with_the_command(quiet_run: tuple[Pat
     for proc in Path("/proc").iterdir():
         try:
             command = (proc / "cmdline").read_bytes()
-            if b"prefect.server.api.server:create_app" in command:
+            if b"keras_variants.prefect_server" in command:
                 left += [proc.name] if (proc / "cwd").resolve() == workdir.resolve() else []
         except OSError:
             continue  # not a process, or it ended meanwhile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -99,3 +100,28 @@ def test_mlflow_server_shows_runs_metrics_and_aliases(smoke_run, smoke_config, t
             "/registered-models/alias", params={"name": "mnist-classifier", "alias": "champion"}
         ).json()
         assert alias["model_version"]["name"] == "mnist-classifier"
+
+
+def test_temporary_servers_started_at_once_on_a_new_home_all_start(tmp_path: Path) -> None:
+    """Commands started together (two schedules, two users) each start Prefect's temporary
+    server on one new Prefect home; each server creates the shared database only once the
+    one before it has, so all of them answer (one database created three times at once
+    fails with 'duplicate column name')."""
+    env = subprocess_env(tmp_path)
+    ports = [free_port() for _ in range(3)]
+    with contextlib.ExitStack() as servers:
+        for port in ports:
+            command = [str(BIN / "python"), "-m", "keras_variants.prefect_server", str(port)]
+            servers.enter_context(process(command, env, tmp_path, tmp_path / f"{port}.log"))
+        for port in ports:
+            log = tmp_path / f"{port}.log"
+            wait_for(lambda port=port, log=log: _answers(port) or _failed(log), 120, f"{port}")
+            assert not _failed(log), _last_error(log)
+
+
+def _answers(port: int) -> bool:
+    return httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
+
+
+def _failed(log: Path) -> bool:
+    return "Application startup failed" in log.read_text(errors="replace")
