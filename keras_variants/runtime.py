@@ -37,12 +37,18 @@ ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "GX_ANALYTICS_ENABLED": "false",
     "KERAS_BACKEND": "tensorflow",
-    # Retries against an MLflow server for about a minute (waits of 0, 2, 4, 8, 16 and 32 s),
-    # so a run rides out a server restart (~25 s on a busy machine), then a clear failure
-    # (MLflow's defaults wait over four minutes).
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    # One call to an MLflow server, bounded both ways (MLflow's defaults wait over four
+    # minutes for a dead server, 7 x 120 s for a stalled one). urllib3 waits 0, 2f, 4f s
+    # between attempts (factor f = 8): attempts at 0, 0, 16 and 48 s, so a restart unanswered
+    # for up to ~48 s is ridden out (a 10 s stop and restart was ~30 s unanswered). A dead
+    # server refuses each attempt at once: the call gives up after ~48 s. A stalled one
+    # (its kernel accepts connections, the process never answers) costs each attempt the
+    # timeout: 4 x 7 s + 48 s = ~76 s, within the ~90 s a run may take to say so
+    # (tests/test_stack.py: killed and stalled). A request unanswered for 7 s is sent again:
+    # the tracking API's writes of the same values are idempotent (metrics, params, tags).
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "8",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
 }
 # Read by the libraries when they load, so they are set before any of them is imported.
 QUIET_ENVIRONMENT = {

@@ -136,8 +136,8 @@ def lost_server(exc: BaseException, tracking_uri: str) -> TrackingStoreError | N
     if not server_unreachable(exc) or is_local_store(tracking_uri):
         return None
     return TrackingStoreError(
-        f"the MLflow tracking server {tracking_uri} stopped answering during the run (for "
-        "over a minute, with retries); nothing was registered, and this run's MLflow runs "
+        f"the MLflow tracking server {tracking_uri} stopped answering during the run (it "
+        "was retried for about a minute); nothing was registered, and this run's MLflow runs "
         "stay RUNNING until the next 'variants run' marks them FAILED. Start the server "
         "again (with the stack: scripts/stack up mlflow) and run again"
     )

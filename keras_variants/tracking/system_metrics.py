@@ -15,6 +15,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from keras_variants.tracking.store import server_unreachable
+
 SAMPLING_INTERVAL_S = 10.0  # cheap: one psutil look per 10 s
 PREFIX = "system/"
 
@@ -41,8 +43,22 @@ def system_metrics(
         return
     try:
         yield
-    finally:
-        _finish(monitor, run_id)
+    except BaseException as exc:
+        if server_unreachable(exc):
+            _abandon(monitor)
+        else:
+            _finish(monitor, run_id)
+        raise
+    _finish(monitor, run_id)
+
+
+def _abandon(monitor) -> None:
+    """The block failed because the server stopped answering: tell the monitor's thread to
+    stop and leave it (a daemon). Joining it, or logging the last sample, would each wait
+    out MLflow's retries once more: for a dead or stalled server, a second ~50-75 s before
+    the trial could say so (the thread's own call ends with its retries)."""
+    # MLflow's monitor has no way to stop without joining its thread and flushing.
+    monitor._shutdown_event.set()
 
 
 def _finish(monitor, run_id: str) -> None:
