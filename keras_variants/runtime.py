@@ -39,16 +39,17 @@ ENVIRONMENT_DEFAULTS = {
     "KERAS_BACKEND": "tensorflow",
     # One call to an MLflow server, bounded both ways (MLflow's defaults wait over four
     # minutes for a dead server, 7 x 120 s for a stalled one). urllib3 waits 0, 2f, 4f s
-    # between attempts (factor f = 8): attempts at 0, 0, 16 and 48 s, so a restart unanswered
-    # for up to ~48 s is ridden out (a 10 s stop and restart was ~30 s unanswered). A dead
-    # server refuses each attempt at once: the call gives up after ~48 s. A stalled one
-    # (its kernel accepts connections, the process never answers) costs each attempt the
-    # timeout: 4 x 7 s + 48 s = ~76 s, within the ~90 s a run may take to say so
-    # (tests/test_stack.py: killed and stalled). A request unanswered for 7 s is sent again:
-    # the tracking API's writes of the same values are idempotent (metrics, params, tags).
+    # between attempts (factor f = 10): attempts at 0, 0, 20 and 60 s, so a restart unanswered
+    # for up to ~60 s is ridden out (a 10 s stop and restart of the stack's server was 46 s
+    # unanswered on a busy machine). A dead server refuses each attempt at once: the call
+    # gives up after ~60 s. A stalled one (its kernel accepts connections, the process never
+    # answers) costs each attempt the timeout too: 4 x 5 s + 60 s = ~80 s, within the ~90 s a
+    # run may take to say so (tests/test_stack.py: killed and stalled). A request unanswered
+    # for 5 s is sent again: logging the same metrics, params or tags twice changes nothing
+    # (a run created twice would leave a RUNNING run for the next start-up's sweep).
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "8",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "10",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
 # Read by the libraries when they load, so they are set before any of them is imported.
 QUIET_ENVIRONMENT = {
