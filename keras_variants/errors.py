@@ -53,5 +53,9 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+class PrefectServerError(VariantsError):
+    """The Prefect server that ``variants schedule`` serves against stopped answering."""
+
+
 class ClusterError(VariantsError):
     """The Dask cluster a run trains on was lost under it (its scheduler, or its workers)."""

@@ -1,7 +1,9 @@
 """``variants schedule`` against a real ``prefect server start`` on a loopback port, with a
 real HTTP receiver for ``--notify``: a changed data file starts a training run, a second
 change while it runs waits for it (never in parallel), and the receiver gets ``promoted``
-then ``failed``; SIGTERM stops the schedule within 10 s."""
+then ``failed``; SIGTERM stops the schedule within 10 s. A Prefect server restarted under a
+running schedule is reconnected to, and the next scheduled run completes; one that stays
+away ends the schedule with one line."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -152,3 +155,118 @@ def test_new_data_trains_one_run_at_a_time_and_notifies(broken_dir: Path, tmp_pa
     assert failed["flow_run"] == second["name"]
     assert "labels are digits 0-9" in failed["reason"]
     assert failed["prefect_url"] == f"{api.removesuffix('/api')}/runs/flow-run/{second['id']}"
+
+
+def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_completes(
+    data_slices: Path, tmp_path: Path
+) -> None:
+    """The Prefect server (SQLite, in the schedule's PREFECT_HOME) stopped with SIGTERM while
+    ``variants schedule --cron`` serves, and started again 10 s later on the same port and
+    database: the schedule keeps running and prints nothing about it (Prefect's client
+    retries a refused connection for about a minute once it has connected), and a run the
+    scheduler created starts after the restart and completes. No run ends otherwise."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    schedule = [
+        str(BIN / "variants"), "schedule", "--cron", "* * * * *", "--profile", "smoke",
+        "--data-dir", str(data_slices), "--variants", "imdb_reduced",
+    ]  # fmt: skip
+    log = tmp_path / "schedule.log"
+    ends = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+    with httpx.Client(base_url=api, timeout=10) as http, log.open("w") as out:
+        with process(server, env, tmp_path, tmp_path / "server-1.log"):
+            wait_for(lambda: http.get("/health").status_code == 200, 180, "the Prefect server")
+            proc = subprocess.Popen(
+                schedule, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                (deployment,) = wait_for(
+                    lambda: http.post("/deployments/filter", json={}).json(), 180, "deployment"
+                )
+                wait_for(lambda: "Prefect UI:" in log.read_text(), 120, "the schedule to serve")
+            except BaseException:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+        stopped = time.monotonic()  # the server has exited (SIGTERM, waited for)
+        try:
+            time.sleep(10)
+            with process(server, env, tmp_path, tmp_path / "server-2.log"):
+                wait_for(lambda: http.get("/health").status_code == 200, 180, "the restart")
+                restarted = datetime.now(UTC)
+                print(f"Prefect server unanswered for {time.monotonic() - stopped:.0f} s")
+                query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
+
+                def ended() -> list[dict]:
+                    assert proc.poll() is None, log.read_text()[-3000:]  # still serving
+                    runs = http.post("/flow_runs/filter", json=query).json()
+                    return [r for r in runs if r["state_type"] in ends]
+
+                wait_for(
+                    lambda: [
+                        r for r in ended()
+                        if r["auto_scheduled"] and _when(r["start_time"]) > restarted
+                    ],
+                    400,
+                    "a scheduled run started after the restart to end",
+                )  # fmt: skip
+                runs = ended()
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert {r["state_type"] for r in runs} == {"COMPLETED"}, log.read_text()[-3000:]
+    printed = log.read_text()
+    assert "error:" not in printed and "Traceback" not in printed, printed[-3000:]
+
+
+def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
+    data_slices: Path, tmp_path: Path
+) -> None:
+    """The Prefect server stopped for good under ``variants schedule``: it exits 1 with one
+    line naming the server and what to do, no traceback. Prefect's patience is shortened
+    here by its own settings (no client retries, a poll every 2 s), so that it gives up
+    within seconds rather than the minutes its defaults ride out."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = subprocess_env(
+        tmp_path, PREFECT_API_URL=api, PREFECT_CLIENT_MAX_RETRIES="0",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
+    )  # fmt: skip
+    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    schedule = [
+        str(BIN / "variants"), "schedule", "--cron", "0 0 1 1 *", "--profile", "smoke",
+        "--data-dir", str(data_slices), "--variants", "imdb_reduced",
+    ]  # fmt: skip
+    log = tmp_path / "schedule.log"
+    with httpx.Client(base_url=api, timeout=10) as http, log.open("w") as out:
+        with process(server, env, tmp_path, tmp_path / "server.log"):
+            wait_for(lambda: http.get("/health").status_code == 200, 180, "the Prefect server")
+            proc = subprocess.Popen(
+                schedule, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                wait_for(lambda: "Prefect UI:" in log.read_text(), 180, "the schedule to serve")
+            except BaseException:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+        try:
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    printed = log.read_text()
+    assert code == 1, printed[-3000:]
+    errors = [line for line in printed.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: lost the Prefect server at PREFECT_API_URL={api}: it stopped answering, so "
+        "the schedule stopped. Runs that come due meanwhile wait on the server (state Late) "
+        "and run once 'variants schedule' serves again: start one with 'prefect server start "
+        f"--host 127.0.0.1 --port {port}', then run this command again"
+    ], printed[-3000:]
+    assert "Traceback" not in printed, printed[-3000:]

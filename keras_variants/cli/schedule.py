@@ -17,7 +17,7 @@ import typer
 
 from keras_variants import runtime
 from keras_variants.cli import options
-from keras_variants.errors import ConfigError
+from keras_variants.errors import ConfigError, PrefectServerError
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -156,6 +156,38 @@ def prefect_api() -> str:
     return api.rstrip("/")
 
 
+def lost_prefect_server(exc: BaseException, api: str) -> PrefectServerError | None:
+    """A clear error if ``exc`` (or what it wraps) says the Prefect server at ``api`` stopped
+    answering while deployments were served; None for any other failure.
+
+    Prefect's runner rides out a restart: once connected, its client retries a refused
+    connection for about a minute (``PREFECT_CLIENT_MAX_RETRIES``, waits of 2, 4, ... 32 s),
+    and its poll for due runs (every ``PREFECT_RUNNER_POLL_FREQUENCY`` s) gives up after
+    three failures in a row. What ends it then is a connection error, or the poll loop's
+    ``RuntimeError("Service exceeded error threshold.")``."""
+    import httpx
+
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, httpx.TransportError) or str(error).startswith(
+            "Service exceeded error threshold"
+        ):
+            return PrefectServerError(
+                f"lost the Prefect server at PREFECT_API_URL={api}: it stopped answering, "
+                "so the schedule stopped. Runs that come due meanwhile wait on the server "
+                "(state Late) and run once 'variants schedule' serves again: "
+                f"{start_server_hint(api)}, then run this command again"
+            )
+        pending += [error.__cause__, error.__context__]
+        pending += getattr(error, "exceptions", [])  # an exception group of Prefect's tasks
+    return None
+
+
 def quiet_flow_runs(folder: Path) -> Path:
     """Prefect's logging configuration with :class:`~keras_variants.runtime.QuietConsole` on
     its console handler, written to ``folder``: the flow runs a served deployment starts are
@@ -223,6 +255,11 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
             os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
         try:
             serve(*(d for d, _ in served), print_starting_message=False)
+        except Exception as exc:
+            lost = lost_prefect_server(exc, api)
+            if lost is None:
+                raise
+            raise lost from exc
         finally:
             for watcher in watchers:
                 watcher.stop()
