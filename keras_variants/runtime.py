@@ -58,6 +58,10 @@ QUIET_ENVIRONMENT = {
     # MLflow's "Creating initial MLflow database tables" and alembic's migration lines.
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # "View run ... at" / "View experiment at", printed as each run ends against a tracking
+    # server, by the command and by Dask workers alike (they prepare() in dask_setup): the
+    # summary prints the links that matter.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     # Prefect's own lines ("Starting/Stopping temporary server"); flow and task run logs,
     # which carry our progress lines, stay at INFO.
     "PREFECT_LOGGING_LEVEL": "WARNING",

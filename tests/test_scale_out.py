@@ -66,3 +66,35 @@ def test_smoke_profile_against_an_mlflow_server(prefect_server, data_slices, tmp
         champion = alias_version(client, "imdb-sentiment", "champion")
         model = load_served(model_path(client, "imdb-sentiment", champion))  # downloaded
         assert model.metadata.signature is not None
+
+
+def test_the_command_prints_no_mlflow_run_links_with_lanes_or_dask(data_slices, tmp_path: Path):
+    """``variants run`` against an MLflow server, with the default lanes and with a local
+    Dask cluster (whose worker processes share the command's terminal): MLflow's own "View
+    run ... at" and "View experiment at" lines, printed when a run ends, stay hidden; the
+    summary's links are the command's own."""
+    import subprocess
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
+    ]  # fmt: skip
+    with process(args, subprocess_env(tmp_path), tmp_path, tmp_path / "mlflow.log"):
+        wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "mlflow server")
+        for runner in ("processes", "dask"):
+            done = subprocess.run(
+                [
+                    str(BIN / "variants"), "run", "--profile", "smoke", "--data-dir",
+                    str(data_slices), "--variants", "imdb_reduced", "--tracking-uri", url,
+                    "--runner", runner, "--force",
+                ],
+                env=subprocess_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                timeout=600,
+            )  # fmt: skip
+            printed = done.stdout + done.stderr
+            assert done.returncode == 0, printed[-3000:]
+            assert "runs done in" in printed  # the run's own lines are there
+            assert "View run" not in printed and "View experiment" not in printed, runner
