@@ -55,7 +55,7 @@ def system_metrics(
 def _abandon(monitor) -> None:
     """The block failed because the server stopped answering: tell the monitor's thread to
     stop and leave it (a daemon). Joining it, or logging the last sample, would each wait
-    out MLflow's retries once more: for a dead or stalled server, a second ~50-75 s before
+    out MLflow's retries once more: for a dead or stalled server, a second ~60-80 s before
     the trial could say so (the thread's own call ends with its retries)."""
     # MLflow's monitor has no way to stop without joining its thread and flushing.
     monitor._shutdown_event.set()
