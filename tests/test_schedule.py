@@ -161,10 +161,11 @@ def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_co
     data_slices: Path, tmp_path: Path
 ) -> None:
     """The Prefect server (SQLite, in the schedule's PREFECT_HOME) stopped with SIGTERM while
-    ``variants schedule --cron`` serves, and started again 10 s later on the same port and
-    database: the schedule keeps running and prints nothing about it (Prefect's client
-    retries a refused connection for about a minute once it has connected), and a run the
-    scheduler created starts after the restart and completes. No run ends otherwise."""
+    ``variants schedule --cron`` serves, and started again 40 s later on the same port and
+    database: longer than Prefect's runner rides out by itself (3 failed polls, ~20-30 s),
+    within the schedule's :data:`SERVER_POLL_FAILURES`. The schedule keeps running, prints
+    no error or traceback, and a run the scheduler created starts after the restart and
+    completes. No run ends otherwise."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = subprocess_env(tmp_path, PREFECT_API_URL=api)
@@ -192,7 +193,7 @@ def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_co
                 raise
         stopped = time.monotonic()  # the server has exited (SIGTERM, waited for)
         try:
-            time.sleep(10)
+            time.sleep(40)
             with process(server, env, tmp_path, tmp_path / "server-2.log"):
                 wait_for(lambda: http.get("/health").status_code == 200, 180, "the restart")
                 restarted = datetime.now(UTC)
@@ -227,16 +228,13 @@ def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_co
 def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
     data_slices: Path, tmp_path: Path
 ) -> None:
-    """The Prefect server stopped for good under ``variants schedule``: it exits 1 with one
-    line naming the server and what to do, no traceback. Prefect's patience is shortened
-    here by its own settings (no client retries, a poll every 2 s), so that it gives up
-    within seconds rather than the minutes its defaults ride out."""
+    """The Prefect server stopped for good under ``variants schedule``: once the runner's
+    polls have failed :data:`SERVER_POLL_FAILURES` times in a row (about a minute), it
+    exits 1 with one line naming the server and what to do, and neither Prefect's error
+    dump nor any traceback."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(
-        tmp_path, PREFECT_API_URL=api, PREFECT_CLIENT_MAX_RETRIES="0",
-        PREFECT_RUNNER_POLL_FREQUENCY="2",
-    )  # fmt: skip
+    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     schedule = [
         str(BIN / "variants"), "schedule", "--cron", "0 0 1 1 *", "--profile", "smoke",
@@ -255,8 +253,10 @@ def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
             except BaseException:
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
+        stopped = time.monotonic()
         try:
-            code = proc.wait(timeout=300)
+            code = proc.wait(timeout=400)
+            print(f"schedule ended {time.monotonic() - stopped:.0f} s after its server stopped")
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -269,4 +269,4 @@ def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
         "and run once 'variants schedule' serves again: start one with 'prefect server start "
         f"--host 127.0.0.1 --port {port}', then run this command again"
     ], printed[-3000:]
-    assert "Traceback" not in printed, printed[-3000:]
+    assert "Traceback" not in printed and "Failed the last" not in printed, printed[-3000:]

@@ -6,6 +6,7 @@ it started."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from keras_variants.operations.watch import Watcher
 
 WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well inside
+# Failed polls in a row (PREFECT_RUNNER_POLL_FREQUENCY, 10 s apart) before Prefect's runner
+# stops: about a minute unanswered (66 s measured), where Prefect's 3 (~20-30 s) were
+# less than a restart takes.
+SERVER_POLL_FAILURES = 9
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -156,15 +161,41 @@ def prefect_api() -> str:
     return api.rstrip("/")
 
 
+def patient_runner() -> None:
+    """Let Prefect's runner ride out a server restart, quietly.
+
+    The runner polls its server for due runs (and for cancellations) in Prefect's
+    ``critical_service_loop``, which stops it after 3 failed polls in a row: measured, the
+    schedule ended ~30 s after its server stopped (each refused poll failed at once, without
+    the client's retries), and a restarted server can take longer than that to answer. The
+    loop also prints every error with its traceback on stdout. Its defaults become
+    :data:`SERVER_POLL_FAILURES` failures, and unless verbose, a printer that logs at debug
+    level; the runner passes neither, so they apply to it alone in this process."""
+    import inspect
+
+    from prefect.utilities import services
+
+    loop = services.critical_service_loop
+    parameters = [
+        p for p in inspect.signature(loop).parameters.values() if p.default is not p.empty
+    ]
+    defaults = {p.name: p.default for p in parameters}
+    if not {"consecutive", "printer"} <= defaults.keys() or len(parameters) != len(
+        loop.__defaults__ or ()
+    ):
+        return  # another Prefect: leave its loop as it is
+    defaults["consecutive"] = SERVER_POLL_FAILURES
+    if not runtime.is_verbose():
+        logger = logging.getLogger("prefect.runner")
+        defaults["printer"] = lambda *parts: logger.debug(" ".join(map(str, parts)))
+    loop.__defaults__ = tuple(defaults[p.name] for p in parameters)
+
+
 def lost_prefect_server(exc: BaseException, api: str) -> PrefectServerError | None:
     """A clear error if ``exc`` (or what it wraps) says the Prefect server at ``api`` stopped
-    answering while deployments were served; None for any other failure.
-
-    Prefect's runner rides out a restart: once connected, its client retries a refused
-    connection for about a minute (``PREFECT_CLIENT_MAX_RETRIES``, waits of 2, 4, ... 32 s),
-    and its poll for due runs (every ``PREFECT_RUNNER_POLL_FREQUENCY`` s) gives up after
-    three failures in a row. What ends it then is a connection error, or the poll loop's
-    ``RuntimeError("Service exceeded error threshold.")``."""
+    answering while deployments were served; None for any other failure: a connection
+    error, or the runner's poll loop giving up (``RuntimeError("Service exceeded error
+    threshold.")``, after :data:`SERVER_POLL_FAILURES` failed polls, :func:`patient_runner`)."""
     import httpx
 
     seen: set[int] = set()
@@ -253,6 +284,7 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
         # Read by the flow-run processes serve starts; a user's own configuration wins.
         if not runtime.is_verbose() and "PREFECT_LOGGING_SETTINGS_PATH" not in os.environ:
             os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
+        patient_runner()
         try:
             serve(*(d for d, _ in served), print_starting_message=False)
         except Exception as exc:
