@@ -297,14 +297,71 @@ def test_the_prediction_log_records_the_reference_profiles_features(
         inputs = texts_from_word_ids(ids, python_model.word_index, NUM_WORDS)
     else:
         inputs = [png_base64(image) for image in data.test.inputs[:5]]
-    answers = [answer.model_dump() for answer in model.predict(inputs)]
-    PredictionLog(tmp_path, partial(input_features, python_model)).write(inputs, answers, 1.0)
+    answers, stored = python_model.predict_stored(inputs)
+    answers = [answer.model_dump() for answer in answers]
+    log = PredictionLog(tmp_path, partial(input_features, python_model))
+    log.write(inputs, stored, answers, 1.0)
     lines = (tmp_path / LOG_FILE).read_text().splitlines()
     logged = [json.loads(line)["features"] for line in lines]
     reference = observe(python_model, inputs).features  # what a reference profile holds
     assert len(logged) == len(inputs) and all(set(row) == set(reference) for row in logged)
     for name, values in reference.items():
         np.testing.assert_allclose([row[name] for row in logged], values, atol=1e-6)
+
+
+def test_the_server_decodes_each_digit_once_and_its_log_stops_with_the_request(
+    served, tmp_path, monkeypatch
+) -> None:
+    """With a prediction log, each image is decoded once per request (the log's features
+    come from the pixels the prediction decoded), and the log is part of the request's
+    bounded work: a request stopped while it is being logged logs nothing and gets 504."""
+    import threading
+    from functools import partial
+
+    from keras_variants.monitoring.observe import input_features
+    from keras_variants.serving.prediction_log import LOG_FILE, PredictionLog
+    from keras_variants.serving.server import (
+        ApiError,
+        Limits,
+        ScoringApp,
+        ServedVersion,
+        pyfunc_predictor,
+    )
+
+    model, data = served["mnist"]
+    python_model = model.unwrap_python_model()
+    decoded = []
+    real_pixels = pyfunc.pixels_from_image
+    monkeypatch.setattr(
+        pyfunc, "pixels_from_image", lambda raw: decoded.append(1) or real_pixels(raw)
+    )
+    inputs = [png_base64(image) for image in data.test.inputs[:300]]  # two log batches
+    stop = threading.Event()
+
+    def features(texts, stored):  # the request's time runs out while it is logged
+        stop.set()
+        return input_features(python_model, texts, stored)
+
+    for folder, log_features, status in (("kept", None, 200), ("stopped", features, 504)):
+        log = PredictionLog(
+            tmp_path / folder, log_features or partial(input_features, python_model)
+        )
+        app = ScoringApp(
+            pyfunc_predictor(python_model), ServedVersion("m", "1"), Limits(), sink=log.write
+        )
+        decoded.clear()
+        stop.clear()
+        try:
+            body = app._predict(inputs, {"mc_samples": 0}, stop)
+            answered = 200
+        except ApiError as error:
+            answered, body = error.status, b""
+        assert answered == status and len(decoded) == len(inputs)
+        logged = (tmp_path / folder / LOG_FILE).read_text().splitlines()
+        if status == 200:
+            assert len(json.loads(body)["predictions"]) == len(logged) == len(inputs)
+        else:
+            assert logged == []
 
 
 def test_a_dropout_model_returns_mc_uncertainty_on_request(served, tmp_path, data_slices):

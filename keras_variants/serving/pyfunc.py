@@ -96,7 +96,9 @@ def stopping(stop: threading.Event) -> Iterator[None]:
         _REQUEST.stop = None
 
 
-def _check_stop() -> None:
+def check_stop() -> None:
+    """Raise :class:`Stopped` if this thread's request has been told to stop (see
+    :func:`stopping`); a no-op outside one. Called between batches of the work."""
     stop = getattr(_REQUEST, "stop", None)
     if stop is not None and stop.is_set():
         raise Stopped
@@ -133,7 +135,7 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         outputs = [np.zeros((0, DATASETS[self.variant.dataset].output_units), np.float32)]
         entropies = [np.zeros(0)]
         for start in range(0, len(stored), SCORING_BATCH_ROWS):  # memory stays bounded
-            _check_stop()
+            check_stop()
             rows = slice(start, start + SCORING_BATCH_ROWS)  # a view of consecutive rows
             batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
             encoded = encode_batch(stored_tensor(batch), self.variant)
@@ -149,6 +151,13 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
     def stored_inputs(self, model_input: list[str]) -> np.ndarray | Ragged:
         """What ``predict`` turns checked inputs into before encoding them: Keras word ids
         (reviews) or 28x28 uint8 pixels (digits). Raises BadRequest as ``predict`` does."""
+        raise NotImplementedError
+
+    def predict_stored(
+        self, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> tuple[list[Any], np.ndarray | Ragged]:
+        """``predict``'s answers and what :meth:`stored_inputs` made of the inputs on the
+        way, so that a caller needing both (the server's prediction log) decodes once."""
         raise NotImplementedError
 
     def last_hidden(self, model_input: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -229,9 +238,16 @@ class SentimentModel(_KerasWithPreprocessing):
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[Sentiment]:
+        return self.predict_stored(model_input, params)[0]
+
+    def predict_stored(
+        self, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> tuple[list[Sentiment], Ragged]:
+        """``predict``'s answers and the word ids they were computed from."""
         samples = self.mc_samples(params)
-        probabilities, entropies = self.scores(self.stored_inputs(model_input), samples)
-        return [
+        stored = self.stored_inputs(model_input)
+        probabilities, entropies = self.scores(stored, samples)
+        answers = [
             Sentiment(
                 label="positive" if p > 0.5 else "negative",
                 probability=float(p),
@@ -239,6 +255,7 @@ class SentimentModel(_KerasWithPreprocessing):
             )
             for i, p in enumerate(probabilities[:, 0])
         ]
+        return answers, stored
 
 
 class DigitModel(_KerasWithPreprocessing):
@@ -251,9 +268,17 @@ class DigitModel(_KerasWithPreprocessing):
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[Digit]:
+        return self.predict_stored(model_input, params)[0]
+
+    def predict_stored(
+        self, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> tuple[list[Digit], np.ndarray]:
+        """``predict``'s answers and the 28x28 pixels they were computed from (each image
+        decoded once: the prediction log's features come from these pixels)."""
         samples = self.mc_samples(params)
-        probabilities, entropies = self.scores(self.stored_inputs(model_input), samples)
-        return [
+        stored = self.stored_inputs(model_input)
+        probabilities, entropies = self.scores(stored, samples)
+        answers = [
             Digit(
                 digit=int(p.argmax()),
                 probability=float(p.max()),
@@ -262,6 +287,7 @@ class DigitModel(_KerasWithPreprocessing):
             )
             for i, p in enumerate(probabilities)
         ]
+        return answers, stored
 
 
 MODELS: dict[str, type[_KerasWithPreprocessing]] = {"imdb": SentimentModel, "mnist": DigitModel}

@@ -77,11 +77,13 @@ class ApiError(Exception):
         return body
 
 
-# A predictor takes the checked inputs and params and returns JSON-ready answers; the
-# served pyfunc model's predict, or anything with its signature in a test.
-Predictor = Callable[[list[Any], dict[str, Any]], list[dict[str, Any]]]
-# Called once per answered request with the inputs, the answers and the latency (ms).
-PredictionSink = Callable[[list[Any], list[dict[str, Any]], float], None]
+# A predictor takes the checked inputs and params and returns JSON-ready answers and what
+# it decoded the inputs into (word ids, pixels); the served pyfunc model's predict, or
+# anything with its signature in a test.
+Predictor = Callable[[list[Any], dict[str, Any]], tuple[list[dict[str, Any]], Any]]
+# Called once per answered request, in its bounded work, with the inputs, what the
+# predictor decoded them into, the answers and the prediction's latency (ms).
+PredictionSink = Callable[[list[Any], Any, list[dict[str, Any]], float], None]
 
 
 def pyfunc_predictor(python_model: Any) -> Predictor:
@@ -89,8 +91,9 @@ def pyfunc_predictor(python_model: Any) -> Predictor:
     plain dicts: what ``mlflow models serve`` would call, without MLflow's schema step.
     It has answered once already, so the first client does not wait for the compilation."""
 
-    def predict(inputs: list[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
-        return [answer.model_dump() for answer in python_model.predict(None, inputs, params)]
+    def predict(inputs: list[Any], params: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+        answers, stored = python_model.predict_stored(inputs, params)
+        return [answer.model_dump() for answer in answers], stored
 
     if python_model.variant.dataset == "mnist":
         predict([png_base64(np.zeros((28, 28), np.uint8))], {"mc_samples": 0})
@@ -234,13 +237,14 @@ class ScoringApp:
         self.admitted -= 1  # done callbacks run on the event loop
 
     def _predict(self, inputs: list[Any], params: dict[str, Any], stop: threading.Event) -> bytes:
-        """In a worker thread: the answers as the response body, handed to the sink too."""
+        """In a worker thread: the answers as the response body, handed to the sink too
+        (within the request's time: a stopped request logs nothing)."""
         started = time.perf_counter()
         try:
             with stopping(stop):
-                answers = self.predictor(inputs, params)
-            if self.sink is not None:
-                self.sink(inputs, answers, (time.perf_counter() - started) * 1000)
+                answers, stored = self.predictor(inputs, params)
+                if self.sink is not None:
+                    self.sink(inputs, stored, answers, (time.perf_counter() - started) * 1000)
             return json.dumps({"predictions": answers}).encode()
         except BadRequest as error:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", error.message) from None
