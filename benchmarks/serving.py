@@ -8,7 +8,14 @@ stops it, prints the figures and writes them into BENCHMARKS.md between the
 `<!-- serving -->` markers:
 
     python benchmarks/serving.py [--tracking-uri sqlite:///$PWD/mlflow.db] [--duration 5]
-        [--levels 1,4,16,64] [--soak 60]
+        [--levels 1,4,16,64] [--soak 60] [--workloads review,batch,digit] [--rounds 1]
+        [--no-write]
+
+Both servers of a model run at once and take turns level by level (the order swapped
+every round), so a machine whose speed drifts affects both alike; each level prints the
+ratio of answered requests per second, ours over stock. `--soak 0` skips the soak, the
+oversized body and the accuracy check; `--no-write` leaves BENCHMARKS.md alone (quick
+checks of one workload or level).
 
 Per server, workload (a single review, a single 28x28 digit, 100 reviews) and concurrency:
 answered requests per second, p50/p99 latency of the answered ones, the share of 503s and
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -125,6 +133,15 @@ class Load:
     def failures(self) -> int:
         return sum(n for s, n in self.statuses.items() if s not in (200, 503))
 
+    def add(self, other: Load) -> None:
+        """Another round of the same level, counted as if it ran on."""
+        self.seconds += other.seconds
+        self.latencies_ms += other.latencies_ms
+        self.statuses += other.statuses
+
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
     def cells(self) -> list[str]:
         if not self.latencies_ms:
             return ["0", "-", "-", f"{self.share(503):.0%}", str(self.failures())]
@@ -192,19 +209,28 @@ def oversized_body(url: str, pid: int, mib: int = 64) -> tuple[float, float]:
     return seconds, resident_mb(pid) - before
 
 
+WORKLOADS = {"review": "single review", "batch": "100 reviews", "digit": "single digit"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default=f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per level")
     parser.add_argument("--levels", default="1,4,16,64", help="concurrent clients")
-    parser.add_argument("--soak", type=float, default=60.0, help="soak seconds")
+    parser.add_argument("--soak", type=float, default=60.0, help="soak seconds (0: none)")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help=f"some of {','.join(WORKLOADS)}"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="turns of both servers per level")
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from keras_variants.data.preprocessing import png_base64
 
     levels = [int(n) for n in args.levels.split(",")]
+    wanted = {WORKLOADS[name] for name in args.workloads.split(",")}
     client = MlflowClient(args.tracking_uri, registry_uri=args.tracking_uri)
     reviews = pd.read_parquet(args.data_dir / "imdb_reviews.parquet")
     test = reviews[reviews["split"] == "test"].sample(1_000, random_state=0)
@@ -221,21 +247,34 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     table: dict[tuple[str, int], dict[str, Load]] = {}
     extra: list[tuple[str, str, str]] = []
-    for kind in SERVERS:
-        for model, forms in workloads.items():
-            log = logs / f"{kind.split()[0]}-{model}.log"
-            with server(kind, model, args.tracking_uri, log) as (url, pid):
-                for form, body in forms.items():
-                    for clients in levels:
-                        load = drive(url, body, clients, args.duration)
-                        table.setdefault((form, clients), {})[kind] = load
-                        print(kind, form, clients, load.cells(), flush=True)
-                if kind == "variants serve" and model == "imdb-sentiment":
-                    extra += extras(url, pid, test, args.soak, client)
+    for model, all_forms in workloads.items():
+        forms = {form: body for form, body in all_forms.items() if form in wanted}
+        if not forms:
+            continue
+        with contextlib.ExitStack() as stack:
+            urls = {
+                kind: stack.enter_context(
+                    server(kind, model, args.tracking_uri, logs / f"{kind.split()[0]}-{model}.log")
+                )
+                for kind in SERVERS
+            }
+            for form, body in forms.items():
+                for clients in levels:
+                    loads = table.setdefault((form, clients), {})
+                    for turn in range(args.rounds):
+                        order = SERVERS if turn % 2 == 0 else SERVERS[::-1]
+                        for kind in order:
+                            load = drive(urls[kind][0], body, clients, args.duration)
+                            print(kind, form, clients, load.cells(), flush=True)
+                            loads.setdefault(kind, Load(0.0)).add(load)
+                    ours, stock = (loads[kind].rate() for kind in SERVERS)
+                    print(f"{form}, {clients} clients: ours/stock {ours / stock:.2f}", flush=True)
+            if model == "imdb-sentiment" and args.soak > 0:
+                extra += extras(*urls["variants serve"], test, args.soak, client)
     lines = report(table, extra, levels, args)
-    section = "\n".join(lines)
-    print(section)
-    write_section(args.output, BEGIN, END, section)
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section(args.output, BEGIN, END, "\n".join(lines))
 
 
 def extras(
@@ -291,10 +330,12 @@ def report(
         "",
         f"Measured {stamp} on {os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()} by `python benchmarks/serving.py --duration "
-        f"{args.duration:g} --levels {args.levels} --soak {args.soak:g}`: the champions behind "
+        f"{args.duration:g} --levels {args.levels} --soak {args.soak:g} --rounds {args.rounds}`: "
+        "the champions behind "
         "`variants serve` (defaults: 16 MiB, as many at once as cores, cost 10,000, 10 s) and "
         "behind `mlflow models serve --env-manager local` (its defaults), each driven by N "
-        f"httpx clients on the same machine for {args.duration:g} s per level. req/s counts "
+        f"httpx clients on the same machine for {args.duration:g} s per level and round, both "
+        "servers running and taking turns. req/s counts "
         "answered (200) requests; p50/p99 are their latencies; 503 is the share of requests "
         "refused for load (a refused client waits the Retry-After the server sends, as a "
         "well-behaved client does); failed counts anything else (500, reset, 30 s client "
