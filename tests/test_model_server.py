@@ -84,11 +84,12 @@ def stop(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def server(smoke_run, smoke_config, tmp_path_factory) -> Iterator[Server]:
-    """One slot, a 1 MiB body, a cost of 2,000 passes, 3 s per request."""
+    """One worker and one place in the queue, a 1 MiB body, a cost of 2,000 passes, 3 s
+    per request."""
     tmp_path = tmp_path_factory.mktemp("served")
     running = start(
         tmp_path, smoke_config, "--max-request-mb", "1", "--max-concurrent", "1",
-        "--max-cost", "2000", "--timeout", "3",
+        "--max-queue", "1", "--max-cost", "2000", "--timeout", "3",
     )  # fmt: skip
     yield running
     stop(running)
@@ -190,21 +191,70 @@ def test_a_request_over_the_cost_limit_is_refused_400(server: Server) -> None:
 
 
 def test_past_the_admission_limit_requests_get_503_at_once(server: Server) -> None:
-    """A slow client holds the only slot (its body never ends): the next request is
-    refused at once with Retry-After, and the slow one times out with 408."""
+    """Two slow clients hold the worker's place and the queue's (their bodies never end):
+    the next request is refused at once with Retry-After, not queued, and the slow ones
+    time out with 408."""
     host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as slow:
-        slow.sendall(_head(server, 1000) + b'{"inputs": ["')
-        time.sleep(0.5)  # the server has admitted it and waits for the rest
+    with contextlib.ExitStack() as stack:
+        slow = [
+            stack.enter_context(socket.create_connection((host, int(port)), timeout=30))
+            for _ in range(2)
+        ]
+        for client in slow:
+            client.sendall(_head(server, 1000) + b'{"inputs": ["')
+        time.sleep(0.5)  # the server has admitted both and waits for the rest
         started = time.monotonic()
         busy = server.post({"inputs": [REVIEW]})
         assert time.monotonic() - started < 2.5  # answered, not queued behind the 3 s
         assert busy.status_code == 503, busy.text
         assert busy.headers["retry-after"] == "1"
         assert busy.json()["error_code"] == "SERVER_BUSY"
-        answer = slow.recv(4096)  # its own deadline passes
-        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
-    assert server.post({"inputs": [REVIEW]}).status_code == 200  # the slot is free again
+        for client in slow:
+            answer = client.recv(4096)  # their own deadlines pass
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert server.post({"inputs": [REVIEW]}).status_code == 200  # the places are free again
+
+
+def test_a_request_waits_in_the_short_queue_and_one_beyond_it_gets_503() -> None:
+    """The queue, shrunk to one worker and one waiting place with a predictor that holds
+    its worker until released: the second request waits and is answered, the third is
+    refused at once with Retry-After, and nothing waits past its deadline."""
+    import asyncio
+    import threading
+
+    from keras_variants.serving.server import Limits, ScoringApp, ServedVersion
+
+    release, started = threading.Event(), threading.Event()
+
+    def predictor(inputs, params):
+        started.set()
+        release.wait(10)
+        return [{"label": "positive", "probability": 1.0, "entropy": None}] * len(inputs), None
+
+    limits = Limits(max_concurrent=1, max_queue=1, timeout_s=5)
+    app = ScoringApp(predictor, ServedVersion("m", "1"), limits)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+
+            def post() -> asyncio.Task:
+                return asyncio.ensure_future(http.post("/invocations", json={"inputs": ["a"]}))
+
+            first = post()
+            await asyncio.to_thread(started.wait, 5)
+            second = post()  # waits for the worker
+            await asyncio.sleep(0.2)
+            third = await post()  # beyond the queue: at once, while the others wait
+            assert not first.done() and not second.done()
+            release.set()
+            return [await first, await second, third]
+
+    first, second, third = asyncio.run(scenario())
+    app.workers.shutdown()
+    assert [first.status_code, second.status_code, third.status_code] == [200, 200, 503]
+    assert third.headers["retry-after"] == "1"
+    assert third.json()["error_code"] == "SERVER_BUSY" and app.admitted == 0
 
 
 MALFORMED: list[tuple[str, dict]] = [

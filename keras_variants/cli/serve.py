@@ -45,7 +45,16 @@ def serve(
         typer.Option(
             "--max-concurrent",
             min=1,
-            help="Requests predicted at once; more get 503 at once (default: the cores).",
+            help="Requests predicted at once; more wait (--max-queue) (default: the cores).",
+        ),
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(
+            "--max-queue",
+            min=0,
+            help="Requests that may wait for a worker besides those predicted; more get "
+            "503 at once (default: the cores).",
         ),
     ] = None,
     max_cost: Annotated[
@@ -87,6 +96,7 @@ def serve(
         max_request_bytes=int(max_request_mb * 2**20),
         max_cost=max_cost,
         max_concurrent=max_concurrent or os.cpu_count() or 1,
+        max_queue=(os.cpu_count() or 1) if max_queue is None else max_queue,
         timeout_s=timeout,
     )
     config = build_config(profile="full", data_dir=None, tracking_uri=tracking_uri)
@@ -117,7 +127,8 @@ def serve(
     _access_log()
     typer.echo(
         f"serving {model} v{number} on http://{host}:{port}/invocations "
-        f"(body up to {max_request_mb:g} MiB, {limits.max_concurrent} at once, cost up to "
+        f"(body up to {max_request_mb:g} MiB, {limits.max_concurrent} at once and "
+        f"{limits.max_queue} waiting, cost up to "
         f"{max_cost:,}, {timeout:g} s each{', token required' if token else ''}); "
         "Ctrl-C stops",
         err=True,

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from keras_variants.data.preprocessing import png_base64
-from keras_variants.serving.pyfunc import MAX_MC_SAMPLES, BadRequest, Stopped, stopping
+from keras_variants.serving.pyfunc import (
+    MAX_MC_SAMPLES,
+    BadRequest,
+    Stopped,
+    check_stop,
+    stopping,
+)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -44,11 +50,15 @@ MAX_ERROR_BYTES = 300
 @dataclass(frozen=True)
 class Limits:
     """What one request may take. ``max_cost`` counts model passes: inputs x (1 +
-    mc_samples); ``timeout_s`` covers reading the body and the prediction."""
+    mc_samples); ``timeout_s`` covers reading the body, waiting for a worker and the
+    prediction. ``max_concurrent`` predictions run at once; ``max_queue`` more requests
+    may be read and wait for a worker (first come, first served), so that a worker that
+    finishes starts the next prediction at once; beyond both, 503 at once."""
 
     max_request_bytes: int = 16 * 2**20
     max_cost: int = 10_000
     max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_queue: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout_s: float = 10.0
 
 
@@ -117,8 +127,11 @@ class ScoringApp:
         self.predictor, self.served, self.limits = predictor, served, limits
         self.token = token.encode() if token else None
         self.sink = sink
+        # Its own queue is the waiting line: a worker takes the next prediction as it
+        # finishes one, without a turn of the event loop (which waits for the GIL).
         self.workers = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="predict")
-        self.admitted = 0  # requests holding a worker slot, changed on the event loop only
+        # Requests reading their body, waiting or predicting; on the event loop only.
+        self.admitted = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -188,12 +201,8 @@ class ScoringApp:
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json"
             )
-        if self.admitted >= self.limits.max_concurrent:  # at once, not a queue
-            raise ApiError(
-                503, "SERVER_BUSY",
-                f"the server is answering {self.limits.max_concurrent} requests already; "
-                "retry after a second", {"retry-after": "1"},
-            )  # fmt: skip
+        if self.admitted >= self.limits.max_concurrent + self.limits.max_queue:
+            raise self._busy()  # at once: the queue is short and bounded
         self.admitted += 1
         deadline = time.monotonic() + self.limits.timeout_s
         released = False
@@ -212,7 +221,7 @@ class ScoringApp:
             future = asyncio.get_running_loop().run_in_executor(
                 self.workers, self._predict, inputs, params, stop
             )
-            # The slot is free when the work has ended, not when the client got its answer.
+            # Admission ends when the work has, not when the client got its answer.
             future.add_done_callback(lambda _: self._release())
             released = True
             try:
@@ -233,6 +242,13 @@ class ScoringApp:
             if not released:
                 self.admitted -= 1
 
+    def _busy(self) -> ApiError:
+        return ApiError(
+            503, "SERVER_BUSY",
+            f"the server is answering {self.limits.max_concurrent} requests and has "
+            f"{self.limits.max_queue} waiting; retry after a second", {"retry-after": "1"},
+        )  # fmt: skip
+
     def _release(self) -> None:
         self.admitted -= 1  # done callbacks run on the event loop
 
@@ -242,6 +258,7 @@ class ScoringApp:
         started = time.perf_counter()
         try:
             with stopping(stop):
+                check_stop()  # its time ran out while it waited: nothing of it runs
                 answers, stored = self.predictor(inputs, params)
                 if self.sink is not None:
                     self.sink(inputs, stored, answers, (time.perf_counter() - started) * 1000)
