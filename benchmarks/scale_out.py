@@ -274,6 +274,14 @@ def format_report(
         if studies_per_server * 2 < workers_per_scheduler
         else "the Dask scheduler"
     )
+    serving = cpu["mlflow"] + cpu["postgres"] + cpu["prefect"] + cpu["scheduler"]
+    caveat = (
+        "Smoke trials last seconds, so these are the worst case per study: full-profile "
+        "trials write the same points per epoch over minutes, and the server carries more "
+        "of them."
+        if args.profile == "smoke"
+        else ""
+    )
     rows = "\n".join(
         f"| {part} | {seconds:.1f} | {seconds / dask * 100:.1f} % |"
         for part, seconds in cpu.items()
@@ -293,6 +301,11 @@ up`: {up:.0f} s, not in the wall time).
 | lanes (default) | {lanes:.0f} s |
 | `--runner dask` on the stack | {dask:.0f} s (**{dask / lanes:.2f} x** the lanes) |
 
+On one machine the stack's servers run on the cores that train: they spent {serving:.0f} CPU
+seconds during the study (below), ~{serving / 2:.0f} s of wall time on two cores, and every
+tracking call crosses HTTP instead of a local SQLite file. On several machines the servers
+have cores of their own.
+
 Tracking writes during the study on the stack: **{points} metric points** over {span:.0f} s,
 **{mean_rate:.1f} points/s** on average, **{peak_rate:.1f} points/s** in the busiest 10 s
 (the MLflow database's own timestamps). CPU each part of the stack spent during the study:
@@ -310,11 +323,12 @@ ceiling is at least this).
 requests/s on average, so one MLflow server process carries ~{by_ceiling:.0f} such studies at
 once by its write ceiling and ~{by_cpu:.0f} by the CPU it spent here ({mlflow_share * 100:.1f} %
 of a core per study): **~{studies_per_server:.0f} concurrent studies** per server process, the
-lower of the two. The Dask scheduler spent {scheduler_share * 100:.2f} % of a core on 2
-workers and the study's tasks: **~{workers_per_scheduler:.0f} workers** per scheduler core at
-this task length. At two workers per study, **{first} saturates first**. Past it: more MLflow
-server workers (`--workers N`) on the same database, until PostgreSQL's connections (100 by
-default; each MLflow worker process pools up to 15) or its write rate bind.
+lower of the two. The Dask scheduler spent {scheduler_share:.1%} of a core on the study (its
+2 workers, their heartbeats and the study's tasks): ~{1 / scheduler_share:.0f} such studies,
+**~{workers_per_scheduler:.0f} workers**, per scheduler core. So **{first} saturates first**.
+Past it: more MLflow server workers (`--workers N`) on the same database, until
+PostgreSQL's connections (100 by default; each MLflow worker process pools up to 15) or its
+write rate bind. {caveat}
 """
 
 
