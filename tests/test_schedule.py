@@ -270,3 +270,32 @@ def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
         f"--host 127.0.0.1 --port {port}', then run this command again"
     ], printed[-3000:]
     assert "Traceback" not in printed and "Failed the last" not in printed, printed[-3000:]
+
+
+def test_the_server_watch_ends_serving_once_nothing_answers_for_its_time() -> None:
+    """The watch beside Prefect's runner (which alone may wait out its client's retries for
+    many minutes): any HTTP answer counts, a 401 too; once nothing has answered for its
+    time, it interrupts the main thread as Ctrl-C would, which ends Prefect's serving."""
+    from keras_variants.cli.schedule import watch_server
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # an answer, though not a 200
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gone = watch_server(f"http://127.0.0.1:{server.server_address[1]}/api", gone_after=8)
+    time.sleep(12)  # answered (401) all along
+    assert not gone.is_set()
+    server.shutdown()
+    server.server_close()
+    stopped = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        while time.monotonic() - stopped < 60:
+            time.sleep(0.1)
+    assert gone.is_set()
+    assert 8 < time.monotonic() - stopped < 20

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -31,6 +33,10 @@ WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well
 # stops: about a minute unanswered (66 s measured), where Prefect's 3 (~20-30 s) were
 # less than a restart takes.
 SERVER_POLL_FAILURES = 9
+# Without any answer from the Prefect server for this long (a refused or timed-out request;
+# any HTTP status is an answer), the schedule stops with one line. Prefect's runner on its
+# own may wait out its client's retries for many minutes before it gives up.
+SERVER_GONE_AFTER_S = 90.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -191,6 +197,41 @@ def patient_runner() -> None:
     loop.__defaults__ = tuple(defaults[p.name] for p in parameters)
 
 
+def watch_server(api: str, gone_after: float = SERVER_GONE_AFTER_S) -> threading.Event:
+    """Ask the Prefect server at ``api`` for its health every 5 s, in a thread of its own.
+    Once nothing has answered for ``gone_after`` seconds, set the returned event and
+    interrupt the main thread as Ctrl-C would, which ends Prefect's serving; the caller
+    then says why. A restart that answers again sooner goes unnoticed."""
+    import _thread
+
+    import httpx
+
+    gone = threading.Event()
+
+    def watch() -> None:
+        answered = time.monotonic()
+        while not gone.wait(5):
+            try:
+                httpx.get(f"{api}/health", timeout=5)  # any status is an answer (401 too)
+                answered = time.monotonic()
+            except httpx.TransportError:
+                if time.monotonic() - answered > gone_after:
+                    gone.set()
+                    _thread.interrupt_main()
+
+    threading.Thread(target=watch, name="prefect-server-watch", daemon=True).start()
+    return gone
+
+
+def _lost_line(api: str) -> str:
+    return (
+        f"lost the Prefect server at PREFECT_API_URL={api}: it stopped answering, so the "
+        "schedule stopped. Runs that come due meanwhile wait on the server (state Late) and "
+        "run once 'variants schedule' serves again: "
+        f"{start_server_hint(api)}, then run this command again"
+    )
+
+
 def lost_prefect_server(exc: BaseException, api: str) -> PrefectServerError | None:
     """A clear error if ``exc`` (or what it wraps) says the Prefect server at ``api`` stopped
     answering while deployments were served; None for any other failure: a connection
@@ -208,12 +249,7 @@ def lost_prefect_server(exc: BaseException, api: str) -> PrefectServerError | No
         if isinstance(error, httpx.TransportError) or str(error).startswith(
             "Service exceeded error threshold"
         ):
-            return PrefectServerError(
-                f"lost the Prefect server at PREFECT_API_URL={api}: it stopped answering, "
-                "so the schedule stopped. Runs that come due meanwhile wait on the server "
-                "(state Late) and run once 'variants schedule' serves again: "
-                f"{start_server_hint(api)}, then run this command again"
-            )
+            return PrefectServerError(_lost_line(api))
         pending += [error.__cause__, error.__context__]
         pending += getattr(error, "exceptions", [])  # an exception group of Prefect's tasks
     return None
@@ -285,8 +321,12 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
         if not runtime.is_verbose() and "PREFECT_LOGGING_SETTINGS_PATH" not in os.environ:
             os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
         patient_runner()
+        gone = watch_server(api)
         try:
             serve(*(d for d, _ in served), print_starting_message=False)
+        except KeyboardInterrupt:
+            if not gone.is_set():
+                raise  # the user's Ctrl-C
         except Exception as exc:
             lost = lost_prefect_server(exc, api)
             if lost is None:
@@ -295,6 +335,8 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
         finally:
             for watcher in watchers:
                 watcher.stop()
+        if gone.is_set():  # serving ended because the watch interrupted it
+            raise PrefectServerError(_lost_line(api))
 
 
 def _training(
