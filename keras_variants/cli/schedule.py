@@ -201,8 +201,10 @@ def watch_server(api: str, gone_after: float = SERVER_GONE_AFTER_S) -> threading
     """Ask the Prefect server at ``api`` for its health every 5 s, in a thread of its own.
     Once nothing has answered for ``gone_after`` seconds, set the returned event and
     interrupt the main thread as Ctrl-C would, which ends Prefect's serving; the caller
-    then says why. A restart that answers again sooner goes unnoticed."""
-    import _thread
+    then says why. A restart that answers again sooner goes unnoticed. A real SIGINT, not
+    ``_thread.interrupt_main``: the signal wakes the event loop at once, where a simulated
+    one waits until the loop next wakes by itself (measured: 159 s instead of ~90)."""
+    import signal
 
     import httpx
 
@@ -217,7 +219,7 @@ def watch_server(api: str, gone_after: float = SERVER_GONE_AFTER_S) -> threading
             except httpx.TransportError:
                 if time.monotonic() - answered > gone_after:
                     gone.set()
-                    _thread.interrupt_main()
+                    os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, name="prefect-server-watch", daemon=True).start()
     return gone
