@@ -275,7 +275,8 @@ def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
 def test_the_server_watch_ends_serving_once_nothing_answers_for_its_time() -> None:
     """The watch beside Prefect's runner (which alone may wait out its client's retries for
     many minutes): any HTTP answer counts, a 401 too; once nothing has answered for its
-    time, it interrupts the main thread as Ctrl-C would, which ends Prefect's serving."""
+    time, it sends this process the SIGINT that ends Prefect's serving as Ctrl-C would
+    (recorded here instead of raised, so a failure cannot stop the test session)."""
     from keras_variants.cli.schedule import watch_server
 
     class Refusing(BaseHTTPRequestHandler):
@@ -286,16 +287,21 @@ def test_the_server_watch_ends_serving_once_nothing_answers_for_its_time() -> No
         def log_message(self, *args) -> None:
             pass
 
+    interrupted: list[float] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     gone = watch_server(f"http://127.0.0.1:{server.server_address[1]}/api", gone_after=8)
-    time.sleep(12)  # answered (401) all along
-    assert not gone.is_set()
-    server.shutdown()
-    server.server_close()
-    stopped = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        while time.monotonic() - stopped < 60:
+    try:
+        time.sleep(12)  # answered (401) all along
+        assert not interrupted and not gone.is_set()
+        server.shutdown()
+        server.server_close()
+        stopped = time.monotonic()
+        while not interrupted and time.monotonic() - stopped < 60:
             time.sleep(0.1)
-    assert gone.is_set()
-    assert 8 < time.monotonic() - stopped < 20
+        assert gone.is_set() and interrupted
+        assert 8 < interrupted[0] - stopped < 20
+    finally:
+        gone.set()  # the watch ends (it sends at most one signal)
+        signal.signal(signal.SIGINT, previous)
