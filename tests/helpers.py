@@ -46,12 +46,17 @@ def process(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> Itera
         try:
             yield
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to ``proc``'s process group; SIGKILL if it has not ended within 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import rewrite_npz
-from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+from tests.helpers import BIN, free_port, process, stop_group, subprocess_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -215,11 +215,7 @@ def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_co
                 )  # fmt: skip
                 runs = ended()
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
     assert {r["state_type"] for r in runs} == {"COMPLETED"}, log.read_text()[-3000:]
     printed = log.read_text()
     assert "error:" not in printed and "Traceback" not in printed, printed[-3000:]
