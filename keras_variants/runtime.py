@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -112,23 +113,66 @@ def is_verbose() -> bool:
     return _verbose
 
 
-def _tune_malloc() -> None:
-    """glibc only: serve allocations over 128 KiB from mmap, always, and at most two malloc
-    arenas.
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+LEAN_MMAP_THRESHOLD = 128 * 1024
+# Above the lecture CNN's largest scratch buffer in training (18 MB at 64 rows a batch);
+# larger ones (evaluation's 256-row batches) come from mmap and go back when freed.
+SCRATCH_MMAP_THRESHOLD, SCRATCH_TRIM = 20 * 2**20, 64 * 2**20
 
-    Per-batch input tensors are tens of MB. glibc raises its mmap threshold after such a
-    buffer is freed, so later ones land in per-thread heaps that never shrink: resident
-    memory then grows by ~70 MB per epoch. A fixed threshold keeps it flat. TensorFlow's
-    threads would each get an arena (up to 8 per core), whose free space stays resident:
-    measured alone, two arenas lowered one trial's peak by 50-90 MB (BENCHMARKS.md).
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, where allocations can be tuned (Linux); None elsewhere."""
+    name = ctypes.util.find_library("c")
+    if not (sys.platform.startswith("linux") and name):
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc, not musl or another libc)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _tune_malloc() -> None:
+    """glibc only: at most two malloc arenas, and the lean allocation policy
+    (:func:`allocate_for`) until a lane sets one for its trial.
+
+    TensorFlow's threads would each get an arena (up to 8 per core), whose free space
+    stays resident: measured alone, two arenas lowered one trial's peak by 50-90 MB
+    (BENCHMARKS.md).
     """
-    libc_name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and libc_name:
-        m_arena_max, m_mmap_threshold = -8, -3
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(libc_name)
-            libc.mallopt(m_mmap_threshold, 128 * 1024)
-            libc.mallopt(m_arena_max, 2)
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_ARENA_MAX, 2)
+        allocate_for(multi_hot=True)
+
+
+def allocate_for(multi_hot: bool) -> None:
+    """Set glibc's allocation policy for a trial (lanes call it before each one; a lane runs
+    one at a time); ``multi_hot``: its inputs are multi-hot rows.
+
+    Multi-hot inputs (lean): every allocation over 128 KiB from mmap, given back when
+    freed. Each step's input batch is tens of MB (512 rows x 10,000 words); kept in the
+    heap, such buffers fragment it, and a lane's peak grew by ~200 MB over an IMDb trial.
+
+    Other inputs (scratch): allocations up to 20 MiB from the heap, freed space kept for the
+    next step. A convolutional step allocates and frees dozens of scratch buffers of 1-18
+    MB; from mmap, each is faulted in page by page and unmapped again, and on a virtual
+    machine half of the CNN's CPU time went to the kernel (an epoch 58 s instead of 30 s,
+    BENCHMARKS.md). :func:`release_memory` after the trial returns what it kept.
+    """
+    libc = _libc()
+    if libc is None:
+        return
+    threshold, trim = (
+        (LEAN_MMAP_THRESHOLD, LEAN_MMAP_THRESHOLD)
+        if multi_hot
+        else (SCRATCH_MMAP_THRESHOLD, SCRATCH_TRIM)
+    )
+    libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+    libc.mallopt(_M_TRIM_THRESHOLD, trim)
 
 
 def expected_failure(exc: BaseException | None) -> bool:
@@ -247,9 +291,14 @@ def dask_setup(worker: object) -> None:
 
 
 def release_memory() -> None:
-    """Collect now, e.g. after a variant: a Keras model and its compiled functions hold
-    reference cycles, ~50 MB a variant, freed only when the collector next runs."""
+    """Collect now, then return the heap's free space to the system (glibc), e.g. after a
+    variant, whatever allocation policy it ran under: a Keras model and its compiled
+    functions hold reference cycles, ~50 MB a variant, freed only when the collector next
+    runs."""
     gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def freeze_gc() -> None:

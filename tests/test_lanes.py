@@ -3,11 +3,15 @@ reach the caller, and the lanes go on."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from keras_variants import runtime
 from keras_variants.config.pipeline import PROFILES, build_config
 from keras_variants.config.variants import VARIANTS
 from keras_variants.data.datasets import MappedDataset
@@ -57,3 +61,47 @@ def test_lanes_and_this_process_train_the_same_models(smoke_run, data_slices, tm
             assert local.test_metrics[key] == pytest.approx(lane.test_metrics[key], rel=1e-2), key
         for key in ("val/loss_min", "val/loss_last"):
             assert local.measures[key] == pytest.approx(lane.measures[key], rel=1e-2), key
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [  # glibc's struct mallinfo2
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _allocations(multi_hot: bool) -> tuple[int, int, int]:
+    """In a lane: under the trial policy for ``multi_hot``, how many of three 4 MiB buffers
+    came from mmap, and the heap's size with them freed, before and after releasing it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    libc.mallinfo2.restype = _MallInfo2
+    runtime.allocate_for(multi_hot=multi_hot)
+    before = libc.mallinfo2().hblks
+    buffers = [libc.malloc(4 * 2**20) for _ in range(3)]
+    mapped = libc.mallinfo2().hblks - before
+    for buffer in reversed(buffers):
+        libc.free(buffer)
+    kept = libc.mallinfo2().arena
+    runtime.release_memory()
+    return mapped, kept, libc.mallinfo2().arena
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_a_lane_allocates_per_trial_and_gives_memory_back() -> None:
+    """Multi-hot trials: every large buffer from mmap (returned when freed); others: from
+    the heap, kept for the next step while the trial runs, returned after it."""
+    lanes = ProcessLanes(workers=1, threads=1)
+    try:
+        mapped, _, _ = lanes.call(_allocations, True)
+        assert mapped == 3
+        mapped, kept, after = lanes.call(_allocations, False)
+        assert mapped == 0
+        assert kept - after >= 12 * 2**20  # freed buffers stayed in the heap until given back
+        mapped, _, _ = lanes.call(_allocations, True)  # and the lean policy comes back
+        assert mapped == 3
+    finally:
+        lanes.close(interrupted=False)

@@ -16,7 +16,6 @@ and Dask workers, which are processes of their own.
 from __future__ import annotations
 
 import contextlib
-import gc
 import multiprocessing
 import os
 import queue
@@ -235,6 +234,7 @@ def _train_in_lane(job_id: str, job: jobs.TrainJob) -> jobs.TrainedVariant:
     def report(epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> None:
         _reports.put((job_id, (epoch, epochs, {k: float(v) for k, v in logs.items()}, seconds)))
 
+    runtime.allocate_for(multi_hot=job.variant.input_encoding == "multi_hot")
     try:
         return jobs.train(job, report)
     finally:
@@ -244,9 +244,9 @@ def _train_in_lane(job_id: str, job: jobs.TrainJob) -> jobs.TrainedVariant:
 
 def _forget_models() -> None:
     """Between jobs: Keras's global state (graphs, name counters) of the last model goes,
-    and with it the memory its traced functions held. Safe here, not in a shared process:
-    a lane runs one job at a time."""
+    and with it the memory its traced functions held, and the heap's free space goes back
+    to the system. Safe here, not in a shared process: a lane runs one job at a time."""
     import keras
 
     keras.backend.clear_session()
-    gc.collect()
+    runtime.release_memory()
