@@ -150,8 +150,8 @@ def _tune_malloc() -> None:
 
 
 def allocate_for(multi_hot: bool) -> None:
-    """Set glibc's allocation policy for a trial (lanes call it before each one; a lane runs
-    one at a time); ``multi_hot``: its inputs are multi-hot rows.
+    """Set glibc's allocation policy for a trial (lane processes and Dask workers call it
+    before each one; they run one at a time); ``multi_hot``: its inputs are multi-hot rows.
 
     Multi-hot inputs (lean): every allocation over 128 KiB from mmap, given back when
     freed. Each step's input batch is tens of MB (512 rows x 10,000 words); kept in the

@@ -76,7 +76,13 @@ class Lane(Protocol):
 
 
 class HereLane:
-    """This process: for the threads runner and inside Dask workers."""
+    """This process: for the threads runner and inside Dask workers. With
+    ``one_trial_at_a_time`` (Dask workers, started with one thread each), a trial sets the
+    allocation policy for its inputs as in a lane process; the threads runner trains
+    several at once in one process, under the lean policy."""
+
+    def __init__(self, one_trial_at_a_time: bool = False) -> None:
+        self.one_trial_at_a_time = one_trial_at_a_time
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         return call_here(fn, *args)
@@ -85,6 +91,8 @@ class HereLane:
         from keras_variants.model.training import configure_runtime
 
         configure_runtime()  # Keras keeps some of its switches per thread
+        if self.one_trial_at_a_time:
+            runtime.allocate_for(multi_hot=job.variant.input_encoding == "multi_hot")
         try:
             return jobs.train(job, report)
         finally:
@@ -185,7 +193,7 @@ def _next_report(inbox: queue.Queue, future: Future) -> tuple | None:
 def opened(config: PipelineConfig) -> Iterator[Lane]:
     """The lanes ``config``'s runner asks for, for the length of a run."""
     if config.runner != "processes":
-        yield HereLane()
+        yield HereLane(one_trial_at_a_time=config.runner == "dask")
         return
     threads = max(1, (os.cpu_count() or 1) // config.max_parallel)
     lanes = ProcessLanes(config.max_parallel, threads)
