@@ -1,7 +1,6 @@
 """The whole pipeline: ingest, validate, train and evaluate every variant, track in MLflow."""
 
 import time
-from collections import Counter
 from pathlib import Path
 
 from prefect import flow
@@ -22,7 +21,7 @@ from keras_variants.registry.gate import Decision
 from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking.store import is_local_store, lost_server
-from tasks.registry import promote_best, score_challenger, write_comparison_report
+from tasks.registry import promote_best, write_comparison_report
 from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
 
 
@@ -90,41 +89,25 @@ def _pipeline(config: PipelineConfig) -> PipelineResult:
         store.result()
         with tracking.parent_runs(config, datasets) as parents:
             started = time.monotonic()
-            trials = longest_first(config.trials())
             futures = [
                 train_variant.submit(
                     config, t, datasets[t.variant.dataset], parents[t.variant.dataset], lane
                 )
-                for t in trials
+                for t in longest_first(config.trials())
             ]
             tally = Tally(len(futures))
-            dataset_of = {
-                f.task_run_id: t.variant.dataset for f, t in zip(futures, trials, strict=True)
-            }
-            left = Counter(dataset_of.values())  # trials of each data set not done yet
-            trained = set()  # data sets with a trial trained, not reused, in this run
-            scored = {}  # data set -> its challenger's scores, once its trials are done
             try:
                 for future in as_completed(futures):
                     future.wait()  # its final state, not the API's view of it
                     elapsed = time.monotonic() - started
                     logger.info(tally.add(future.state.is_completed(), elapsed))
-                    name = dataset_of[future.task_run_id]
-                    left[name] -= 1
-                    if future.state.is_completed() and not future.result().reused:
-                        trained.add(name)
-                    if config.promote and not left[name] and name in trained and not tally.failed:
-                        # in a free lane while other trials train; registered only at the end
-                        scored[name] = score_challenger.submit(
-                            config, datasets[name], parents[name], lane
-                        )
             except BaseException:  # interrupted: tell training to stop, not finish
                 request_stop()
                 raise
             outcomes = [f.result() for f in futures]
             summarize_study(config, parents, outcomes)
         promotions = [
-            promote_best.submit(config, datasets[name], run_id, lane, scored.get(name))
+            promote_best.submit(config, datasets[name], run_id, lane)
             for name, run_id in (parents.items() if config.promote else [])
         ]  # one per data set, side by side
         decisions = [promotion.result() for promotion in promotions]

@@ -21,36 +21,16 @@ from keras_variants.tracking.records import load_pipeline
 from keras_variants.tracking.store import client_for
 
 
-@task(name="score-challenger", task_run_name="score-challenger-{data.name}", cache_policy=NO_CACHE)
-def score_challenger(
-    config: PipelineConfig, data: Dataset, parent_run_id: str, lane: Lane
-) -> registry.Scored | None:
-    """Score the run's best variant on validation as the gate will (in ``lane``), without
-    registering it: once its data set's trials are done, while others still train."""
-    client = client_for(config)
-    challenger = registry.select_challenger(
-        load_pipeline(client, parent_run_id).variants[data.name]
-    )
-    return registry.score_challenger(client, config, data, challenger, lane.call)
-
-
 @task(name="promote", task_run_name="promote-{data.name}", cache_policy=NO_CACHE)
 def promote_best(
-    config: PipelineConfig,
-    data: Dataset,
-    parent_run_id: str,
-    lane: Lane,
-    scored: registry.Scored | None = None,
+    config: PipelineConfig, data: Dataset, parent_run_id: str, lane: Lane
 ) -> registry.Decision:
     """Register the run's best variant on validation as challenger, then run the gate
-    (models are scored in ``lane``, or taken from ``scored``); a promotion is also a Prefect
-    event."""
+    (models are scored in ``lane``); a promotion is also a Prefect event."""
     client = client_for(config)
     record = load_pipeline(client, parent_run_id)
     challenger = registry.select_challenger(record.variants[data.name])
-    decision = registry.gate(
-        client, config, data, challenger=challenger, call=lane.call, scored=scored
-    )
+    decision = registry.gate(client, config, data, challenger=challenger, call=lane.call)
     record_decision(client, parent_run_id, decision.sentence())  # what its report lists
     get_run_logger().info(decision.sentence())
     if decision.promoted:  # for --notify's automation; never fails the run

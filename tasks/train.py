@@ -38,7 +38,6 @@ class VariantOutcome(BaseModel):
     validation_loss_min_epoch: int
     training_seconds: float
     measures: dict[str, float]  # what a study compares across seeds (study.run_measures)
-    reused: bool = False  # an earlier run of the same trial, not trained again
 
 
 @task(name="prepare-tracking", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -67,8 +66,7 @@ def train_variant(
             curves = tracking.reuse(client, run_id, earlier)
         logger.info("%s: unchanged since run %s, reused", trial.run_name, earlier.info.run_id)
         metrics = earlier.data.metrics
-        outcome = _outcome(trial, run_id, metrics, curves["val/loss"], curves["val/accuracy"])
-        return outcome.model_copy(update={"reused": True})
+        return _outcome(trial, run_id, metrics, curves["val/loss"], curves["val/accuracy"])
     test_rows = split_rows(data, config.profile, seed)["test"]
     with (
         tracking.variant_run(client, trial, parent_run_id, key) as run_id,

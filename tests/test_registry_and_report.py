@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -16,14 +15,8 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from flows.report import comparison_report
 from keras_variants.data.datasets import load_dataset, make_splits
-from keras_variants.lanes.call import call_here
-from keras_variants.monitoring.stored import PROFILE_TAG
 from keras_variants.registry import gate, served_accuracy
-from keras_variants.registry.versions import (
-    logged_model_id,
-    register_challenger,
-    version_of_model,
-)
+from keras_variants.registry.versions import register_challenger
 from keras_variants.reporting.report import build_report
 from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import load_pipeline
@@ -317,47 +310,3 @@ def test_a_report_is_rebuilt_only_when_its_inputs_change(smoke_run, smoke_config
     assert again.page.read_text() == (smoke_config.reports_dir / "latest.html").read_text()
     (first.folder / DIGEST_FILE).write_text("an older report")
     assert publish_report(client, smoke_config.reports_dir, parent).report is not None
-
-
-def test_a_challenger_scored_early_is_registered_with_those_scores_if_its_files_are_the_same(
-    smoke_run, smoke_config, data_slices
-) -> None:
-    """The pipeline scores each data set's challenger once its trials are done; the gate at
-    the end takes those scores over only for the same model with the same files."""
-    client, name = client_for(smoke_config), "mnist-classifier"
-    data = load_dataset("mnist", data_slices)
-    records = load_pipeline(client, smoke_run.parent_run_ids["mnist"]).variants["mnist"]
-    record = next(  # a variant that was not the challenger: its model is not registered
-        r for r in records if version_of_model(client, name, logged_model_id(client, r)) is None
-    )
-    calls: list[str] = []
-
-    def counted(fn, *args):
-        calls.append(fn.__name__)
-        return call_here(fn, *args)
-
-    scored = gate.score_challenger(client, smoke_config, data, record, counted)
-    assert calls == ["score_and_profile"] and scored is not None
-    assert scored.correct.mean() == pytest.approx(record.metrics["test/accuracy"], abs=1e-6)
-    challenger_before = _alias(client, name, "challenger")
-    versions = []
-    try:
-        for files, scorings in ((scored.files, 1), ("{}", 2)):  # the same files; others
-            early = dataclasses.replace(scored, files=files)
-            decision = gate.gate(
-                client, smoke_config, data, challenger=record, margin=1.0, call=counted,
-                scored=early,
-            )  # fmt: skip
-            versions.append(decision.version)
-            assert not decision.promoted
-            assert calls.count("score_and_profile") == scorings  # the champion's is remembered
-            tags = client.get_model_version(name, decision.version).tags
-            remembered = gate.unpack_correct(tags[f"gate.correct.{scored.scorer.key}"])
-            assert remembered.tolist() == scored.correct.tolist()
-            assert tags[PROFILE_TAG].endswith("profile.npz")
-            client.delete_model_version(name, decision.version)  # the model is unregistered
-            versions.pop()
-    finally:  # leave the shared registry as the other tests expect it
-        for version in versions:
-            client.delete_model_version(name, version)
-        client.set_registered_model_alias(name, "challenger", challenger_before)

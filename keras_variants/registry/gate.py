@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -28,7 +27,6 @@ from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
-from keras_variants.registry import integrity
 from keras_variants.registry.loading import verified_path
 from keras_variants.registry.model_card import try_write_card
 from keras_variants.registry.promotion_rule import decide, paired, reason
@@ -41,7 +39,6 @@ from keras_variants.registry.served_accuracy import (
 from keras_variants.registry.versions import (
     REGISTERED_MODELS,
     alias_version,
-    folder_of,
     logged_model_id,
     register_challenger,
     version_of_model,
@@ -117,87 +114,22 @@ def unpack_correct(packed: str) -> np.ndarray:
     return np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=int(count))
 
 
-@dataclass(frozen=True)
-class Scored:
-    """A challenger's model scored through the served path before it was registered (the
-    pipeline does it as soon as a data set's trials are done, while others still train):
-    whether it is right on each test input, and its reference profile with the measurement
-    of its monitors. The gate takes them over when it registers the same model with the
-    same files and scores on the same inputs."""
-
-    model_id: str
-    files: str  # the integrity record of the folder that was scored
-    scorer: ServedAccuracy
-    correct: np.ndarray
-    profile: bytes
-    measurement: dict[str, object]
-
-
-def score_challenger(
-    client: MlflowClient,
-    config: PipelineConfig,
-    data: Dataset,
-    challenger: VariantRecord,
-    call: Call = call_here,
-) -> Scored | None:
-    """Score ``challenger``'s logged model as the gate will, without registering anything;
-    None when that model is registered already (a reused run), or when it does not load
-    (the gate records why)."""
-    name = REGISTERED_MODELS[data.name]
-    model_id = logged_model_id(client, challenger)
-    if version_of_model(client, name, model_id) is not None:
-        return None
-    folder = folder_of(client, client.get_logged_model(model_id).artifact_location)
-    files = integrity.encode(integrity.file_digests(Path(folder)))  # as registering records
-    scorer = _scorer(config, data)
-    scored = _scored_with(name, "challenger", call, folder, scorer, config.seed)
-    return None if scored is None else Scored(model_id, files, scorer, *scored)
-
-
-def _scorer(config: PipelineConfig, data: Dataset) -> ServedAccuracy:
-    """What the gate scores: ``data``'s test rows for ``config``'s profile and seed, as
-    users send them."""
-    return ServedAccuracy(gate_inputs(data, split_rows(data, config.profile, config.seed)["test"]))
-
-
-def _scored_with(
-    name: str, which: str, call: Call, folder: str, scorer: ServedAccuracy, seed: int
-) -> tuple[np.ndarray, bytes, dict[str, object]] | None:
-    """:func:`score_and_profile` of the served model in ``folder``, through ``call``; None,
-    with a warning, if it does not load or predict (promote() tries again and records why)."""
-    try:
-        return call(score_and_profile, folder, scorer, seed)
-    except Exception as exc:
-        logging.getLogger(__name__).warning("%s %s: no reference profile (%s)", name, which, exc)
-        return None
-
-
 def _profile(
-    client: MlflowClient,
-    name: str,
-    version: str,
-    scorer: ServedAccuracy,
-    seed: int,
-    call: Call,
-    scored: Scored | None = None,
+    client: MlflowClient, name: str, version: str, scorer: ServedAccuracy, seed: int, call: Call
 ) -> None:
     """Score a newly registered version through the served path once: whether it is right
     on each test input (remembered for the gate) and its reference profile with the
-    measurement of its monitors (stored with the version); taken from ``scored`` when the
-    version's files are the files scored. A version that does not load is left to the
-    gate."""
+    measurement of its monitors (stored with the version). A version that does not load is
+    left to the gate."""
     from keras_variants.monitoring.stored import store_profile
 
-    registered = client.get_model_version(name, version)
-    if scored is not None and scored.files == registered.tags.get(integrity.FILES_TAG):
-        result = (scored.correct, scored.profile, scored.measurement)
-    else:
-        result = _scored_with(
-            name, f"v{version}", call, verified_path(client, name, version), scorer, seed
+    try:
+        correct, profile, measurement = call(
+            score_and_profile, verified_path(client, name, version), scorer, seed
         )
-    if result is None:
+    except Exception as exc:  # promote() scores it again and records why it fails
+        logging.getLogger(__name__).warning("%s v%s: no reference profile (%s)", name, version, exc)
         return
-    correct, profile, measurement = result
     store_profile(client, name, version, profile, measurement)
     client.set_model_version_tag(name, version, f"gate.correct.{scorer.key}", pack_correct(correct))
 
@@ -214,17 +146,14 @@ def gate(
     dry_run: bool = False,
     force: bool = False,
     call: Call = call_here,
-    scored: Scored | None = None,
 ) -> Decision:
     """The gate, as both the pipeline and ``variants promote`` run it.
 
     Registers ``challenger`` first when given, else takes ``version`` (default: the version
     aliased ``challenger``); scores it and the champion through the served path on
     ``data``'s test rows for ``config``'s profile and seed, loading models through ``call``
-    (in a lane, for a pipeline run), or takes the challenger's scores from ``scored``
-    (:func:`score_challenger`) when they are of the same model, files and inputs; switches
-    aliases if it passes. One promotion of a registered model at a time, across this host's
-    processes.
+    (in a lane, for a pipeline run); switches aliases if it passes. One promotion of a
+    registered model at a time, across this host's processes.
     """
     name = REGISTERED_MODELS[data.name]
     margin = config.promotion_margin if margin is None else margin
@@ -239,15 +168,10 @@ def gate(
             version = alias_version(client, name, "challenger")
             if version is None:
                 raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
-        if (
-            challenger is None
-            or scored is None
-            or scored.model_id != logged_model_id(client, challenger)
-        ):
-            scored = None
-        scorer = _scorer(config, data) if scored is None else scored.scorer
+        test_rows = split_rows(data, config.profile, config.seed)["test"]
+        scorer = ServedAccuracy(gate_inputs(data, test_rows))
         if challenger is not None and not dry_run:
-            _profile(client, name, version, scorer, config.seed, call, scored)
+            _profile(client, name, version, scorer, config.seed, call)
         return promote(client, name, version, scorer, margin, significance, dry_run, force, call)
 
 
