@@ -287,17 +287,39 @@ def test_the_server_watch_ends_serving_once_nothing_answers_for_its_time() -> No
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    gone = watch_server(f"http://127.0.0.1:{server.server_address[1]}/api", gone_after=8)
+    watch = watch_server(f"http://127.0.0.1:{server.server_address[1]}/api", gone_after=8)
     try:
         time.sleep(12)  # answered (401) all along
-        assert not interrupted and not gone.is_set()
+        assert not interrupted and not watch.gone.is_set()
         server.shutdown()
         server.server_close()
         stopped = time.monotonic()
         while not interrupted and time.monotonic() - stopped < 60:
             time.sleep(0.1)
-        assert gone.is_set() and interrupted
+        assert watch.gone.is_set() and interrupted
         assert 8 < interrupted[0] - stopped < 20
     finally:
-        gone.set()  # the watch ends (it sends at most one signal)
+        watch.ended.set()  # serving "ended": the watch stops (at most one signal)
         signal.signal(signal.SIGINT, previous)
+
+
+def test_the_watch_ends_the_command_itself_when_serving_does_not_end() -> None:
+    """If serving ignores the watch's SIGINT (Prefect's shutdown waiting on the lost
+    server), the watch prints the one error line itself and exits 1 after its grace."""
+    api = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    script = (
+        "import signal, time\n"
+        "from keras_variants.cli.schedule import watch_server\n"
+        "signal.signal(signal.SIGINT, lambda *_: print('interrupted', flush=True))\n"
+        f"watch_server({api!r}, gone_after=2, grace=3)\n"
+        "time.sleep(120)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", script], capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert time.monotonic() - started < 60
+    assert done.stdout.strip() == "interrupted"
+    assert done.stderr.startswith(f"error: lost the Prefect server at PREFECT_API_URL={api}:")
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +38,8 @@ SERVER_POLL_FAILURES = 9
 # any HTTP status is an answer), the schedule stops with one line. Prefect's runner on its
 # own may wait out its client's retries for many minutes before it gives up.
 SERVER_GONE_AFTER_S = 90.0
+# Then serving must have ended within this, or the watch ends the command itself.
+SERVER_GRACE_S = 30.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -197,32 +200,53 @@ def patient_runner() -> None:
     loop.__defaults__ = tuple(defaults[p.name] for p in parameters)
 
 
-def watch_server(api: str, gone_after: float = SERVER_GONE_AFTER_S) -> threading.Event:
+@dataclass(frozen=True)
+class ServerWatch:
+    """:func:`watch_server`'s two signals: ``gone`` (nothing answered for the watch's time,
+    serving interrupted) and ``ended``, which the caller sets once serving has ended."""
+
+    gone: threading.Event
+    ended: threading.Event
+
+
+def watch_server(
+    api: str, gone_after: float = SERVER_GONE_AFTER_S, grace: float = SERVER_GRACE_S
+) -> ServerWatch:
     """Ask the Prefect server at ``api`` for its health every 5 s, in a thread of its own.
-    Once nothing has answered for ``gone_after`` seconds, set the returned event and
-    interrupt the main thread as Ctrl-C would, which ends Prefect's serving; the caller
-    then says why. A restart that answers again sooner goes unnoticed. A real SIGINT, not
+    Once nothing has answered for ``gone_after`` seconds, set ``gone`` and interrupt the
+    main thread as Ctrl-C would, which ends Prefect's serving; the caller then says why and
+    sets ``ended``. A restart that answers again sooner goes unnoticed. A real SIGINT, not
     ``_thread.interrupt_main``: the signal wakes the event loop at once, where a simulated
-    one waits until the loop next wakes by itself (measured: 159 s instead of ~90)."""
+    one waits until the loop next wakes by itself (measured: 159 s instead of ~90). If
+    serving has not ended ``grace`` seconds later (Prefect's shutdown waiting out its
+    client's retries against the lost server: a CI run waited over 400 s), the watch prints
+    the same one error line and ends the process with exit status 1."""
     import signal
 
     import httpx
 
-    gone = threading.Event()
+    watch = ServerWatch(threading.Event(), threading.Event())
 
-    def watch() -> None:
+    def run() -> None:
         answered = time.monotonic()
-        while not gone.wait(5):
+        while not watch.ended.wait(5):
             try:
                 httpx.get(f"{api}/health", timeout=5)  # any status is an answer (401 too)
                 answered = time.monotonic()
             except httpx.TransportError:
                 if time.monotonic() - answered > gone_after:
-                    gone.set()
-                    os.kill(os.getpid(), signal.SIGINT)
+                    break
+        else:
+            return  # serving ended by itself
+        watch.gone.set()
+        os.kill(os.getpid(), signal.SIGINT)
+        if not watch.ended.wait(grace):
+            sys.stderr.write(f"error: {_lost_line(api)}\n")
+            sys.stderr.flush()
+            os._exit(1)
 
-    threading.Thread(target=watch, name="prefect-server-watch", daemon=True).start()
-    return gone
+    threading.Thread(target=run, name="prefect-server-watch", daemon=True).start()
+    return watch
 
 
 def _lost_line(api: str) -> str:
@@ -323,11 +347,11 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
         if not runtime.is_verbose() and "PREFECT_LOGGING_SETTINGS_PATH" not in os.environ:
             os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
         patient_runner()
-        gone = watch_server(api)
+        server_watch = watch_server(api)
         try:
             serve(*(d for d, _ in served), print_starting_message=False)
         except KeyboardInterrupt:
-            if not gone.is_set():
+            if not server_watch.gone.is_set():
                 raise  # the user's Ctrl-C
         except Exception as exc:
             lost = lost_prefect_server(exc, api)
@@ -335,9 +359,10 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan) -> None:
                 raise
             raise lost from exc
         finally:
+            server_watch.ended.set()
             for watcher in watchers:
                 watcher.stop()
-        if gone.is_set():  # serving ended because the watch interrupted it
+        if server_watch.gone.is_set():  # serving ended because the watch interrupted it
             raise PrefectServerError(_lost_line(api))
 
 
