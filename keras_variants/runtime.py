@@ -146,12 +146,13 @@ def _tune_malloc() -> None:
     libc = _libc()
     if libc is not None:
         libc.mallopt(_M_ARENA_MAX, 2)
-        allocate_for(multi_hot=True)
+        allocate_for("multi_hot")  # the lean policy
 
 
-def allocate_for(multi_hot: bool) -> None:
-    """Set glibc's allocation policy for a trial (lane processes and Dask workers call it
-    before each one; they run one at a time); ``multi_hot``: its inputs are multi-hot rows.
+def allocate_for(input_encoding: str) -> None:
+    """Set glibc's allocation policy for a trial whose inputs are encoded as
+    ``input_encoding`` (lane processes and Dask workers call it before each one; they run
+    one at a time).
 
     Multi-hot inputs (lean): every allocation over 128 KiB from mmap, given back when
     freed. Each step's input batch is tens of MB (512 rows x 10,000 words); kept in the
@@ -168,7 +169,7 @@ def allocate_for(multi_hot: bool) -> None:
         return
     threshold, trim = (
         (LEAN_MMAP_THRESHOLD, LEAN_MMAP_THRESHOLD)
-        if multi_hot
+        if input_encoding == "multi_hot"
         else (SCRATCH_MMAP_THRESHOLD, SCRATCH_TRIM)
     )
     libc.mallopt(_M_MMAP_THRESHOLD, threshold)

@@ -73,13 +73,13 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-def _allocations(multi_hot: bool) -> tuple[int, int, int]:
-    """In a lane: under the trial policy for ``multi_hot``, how many of three 4 MiB buffers
+def _allocations(input_encoding: str) -> tuple[int, int, int]:
+    """In a lane: under the trial policy for ``input_encoding``, how many of three 4 MiB buffers
     came from mmap, and the heap's size with them freed, before and after releasing it."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
     libc.mallinfo2.restype = _MallInfo2
-    runtime.allocate_for(multi_hot=multi_hot)
+    runtime.allocate_for(input_encoding)
     before = libc.mallinfo2().hblks
     buffers = [libc.malloc(4 * 2**20) for _ in range(3)]
     mapped = libc.mallinfo2().hblks - before
@@ -96,12 +96,12 @@ def test_a_lane_allocates_per_trial_and_gives_memory_back() -> None:
     the heap, kept for the next step while the trial runs, returned after it."""
     lanes = ProcessLanes(workers=1, threads=1)
     try:
-        mapped, _, _ = lanes.call(_allocations, True)
+        mapped, _, _ = lanes.call(_allocations, "multi_hot")
         assert mapped == 3
-        mapped, kept, after = lanes.call(_allocations, False)
+        mapped, kept, after = lanes.call(_allocations, "pixels_image")
         assert mapped == 0
         assert kept - after >= 12 * 2**20  # freed buffers stayed in the heap until given back
-        mapped, _, _ = lanes.call(_allocations, True)  # and the lean policy comes back
+        mapped, _, _ = lanes.call(_allocations, "multi_hot")  # and the lean policy comes back
         assert mapped == 3
     finally:
         lanes.close(interrupted=False)

@@ -92,7 +92,7 @@ class HereLane:
 
         configure_runtime()  # Keras keeps some of its switches per thread
         if self.one_trial_at_a_time:
-            runtime.allocate_for(multi_hot=job.variant.input_encoding == "multi_hot")
+            runtime.allocate_for(job.variant.input_encoding)
         try:
             return jobs.train(job, report)
         finally:
@@ -242,7 +242,7 @@ def _train_in_lane(job_id: str, job: jobs.TrainJob) -> jobs.TrainedVariant:
     def report(epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> None:
         _reports.put((job_id, (epoch, epochs, {k: float(v) for k, v in logs.items()}, seconds)))
 
-    runtime.allocate_for(multi_hot=job.variant.input_encoding == "multi_hot")
+    runtime.allocate_for(job.variant.input_encoding)
     try:
         return jobs.train(job, report)
     finally:
