@@ -33,10 +33,10 @@ def main() -> None:
 
     from keras_variants.data.datasets import load_dataset
     from keras_variants.monitoring.ladders import measure
-    from keras_variants.monitoring.observe import answers_frame
     from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs
     from keras_variants.registry.versions import REGISTERED_MODELS, model_path
     from keras_variants.reporting.monitoring_report import summary_lines, to_markdown
+    from keras_variants.serving.answers import answers_frame, served_model_of
     from keras_variants.serving.saving import load_served
 
     client = MlflowClient(args.tracking_uri)
@@ -51,8 +51,9 @@ def main() -> None:
         answers = scorer.answers(model)
         served_seconds = time.perf_counter() - started
         served_cpu = time.process_time() - cpu
-        _, m = measure(model.unwrap_python_model(), scorer.gate.inputs, scorer.gate.labels,
-                       answers_frame(answers), 0)  # fmt: skip
+        served = served_model_of(model)
+        _, m = measure(served, scorer.gate.inputs, scorer.gate.labels,
+                       answers_frame(dataset, answers), 0)  # fmt: skip
         m["version"] = f"{name} v{version.version}"
         lines = to_markdown(m)
         timing = (

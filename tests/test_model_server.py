@@ -222,6 +222,7 @@ def test_a_request_waits_in_the_short_queue_and_one_beyond_it_gets_503() -> None
     import asyncio
     import threading
 
+    from keras_variants.serving.answers import Sentiment
     from keras_variants.serving.server import Limits, ScoringApp, ServedVersion
 
     release, started = threading.Event(), threading.Event()
@@ -229,7 +230,7 @@ def test_a_request_waits_in_the_short_queue_and_one_beyond_it_gets_503() -> None
     def predictor(inputs, params):
         started.set()
         release.wait(10)
-        return [{"label": "positive", "probability": 1.0, "entropy": None}] * len(inputs), None
+        return [Sentiment(label="positive", probability=1.0)] * len(inputs), None
 
     limits = Limits(max_concurrent=1, max_queue=1, timeout_s=5)
     app = ScoringApp(predictor, ServedVersion("m", "1"), limits)

@@ -150,11 +150,6 @@ def test_a_served_refusal_becomes_the_rows_reason(message: str, reason: str) -> 
     assert batch.row_reason(message).startswith(reason)
 
 
-def test_entropy_in_nats() -> None:
-    np.testing.assert_allclose(batch.entropy(np.array([[1.0, 0.0], [0.5, 0.5]])), [0, np.log(2)])
-    np.testing.assert_allclose(batch.entropy(np.full((1, 10), 0.1)), [np.log(10)])
-
-
 @pytest.mark.parametrize(
     ("summary", "line"),
     [
@@ -249,9 +244,13 @@ def test_a_refused_row_is_rejected_and_the_rest_scored(served_imdb, data_slices:
 
 
 def test_accuracy_counts_labelled_rows_only() -> None:
-    frame = pd.DataFrame({"label": ["positive", "negative", "positive", "negative"]})
-    assert batch.accuracy(frame, [1, 1, None, 0]) == (2 / 3, 3)
-    assert np.isnan(batch.accuracy(frame, None)[0])
+    frame = pd.DataFrame(
+        {"label": ["positive", "negative", "positive", "negative"], "probability": 0.5}
+    )
+    assert batch.accuracy(batch.Scored("imdb", frame, [], [1, 1, None, 0])) == (2 / 3, 3)
+    assert np.isnan(batch.accuracy(batch.Scored("imdb", frame, [], None))[0])
+    digits = pd.DataFrame({"digit": [3, 7], "probability": 0.9})
+    assert batch.accuracy(batch.Scored("mnist", digits, [], [3, 1])) == (0.5, 2)
 
 
 # --- the command, end to end ----------------------------------------------------------------

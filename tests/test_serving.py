@@ -34,6 +34,7 @@ from keras_variants.registry import served_accuracy
 from keras_variants.registry.loading import verified_path
 from keras_variants.registry.versions import alias_version, model_path
 from keras_variants.serving import pyfunc
+from keras_variants.serving.answers import Sentiment
 from keras_variants.serving.saving import load_served, requirements, save_model
 from keras_variants.tracking.store import client_for
 from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
@@ -161,14 +162,11 @@ class _Answers:
         self.positive, self.batches = positive, []
 
     def unwrap_python_model(self) -> object:
-        return object()  # no word index of its own
+        return SimpleNamespace(word_index_sha256=None)  # no word index of its own
 
-    def predict(self, inputs: list[str]) -> list[object]:
+    def predict(self, inputs: list[str]) -> list[Sentiment]:
         self.batches.append(len(inputs))
-        return [
-            SimpleNamespace(label="positive" if self.positive[int(text)] else "negative")
-            for text in inputs
-        ]
+        return [Sentiment.of(1.0 if self.positive[int(text)] else 0.0) for text in inputs]
 
 
 def test_served_correctness_marks_each_answer_in_scoring_batches() -> None:
@@ -298,7 +296,6 @@ def test_the_prediction_log_records_the_reference_profiles_features(
     else:
         inputs = [png_base64(image) for image in data.test.inputs[:5]]
     answers, stored = python_model.predict_stored(inputs)
-    answers = [answer.model_dump() for answer in answers]
     log = PredictionLog(tmp_path, partial(input_features, python_model))
     log.write(inputs, stored, answers, 1.0)
     lines = (tmp_path / LOG_FILE).read_text().splitlines()

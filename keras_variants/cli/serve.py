@@ -113,9 +113,10 @@ def serve(
     import uvicorn
 
     from keras_variants.registry.loading import load_version, logged_model_id
+    from keras_variants.serving.answers import served_model_of
     from keras_variants.serving.server import ScoringApp, ServedVersion, pyfunc_predictor
 
-    python_model = load_version(client, model, number).unwrap_python_model()
+    python_model = served_model_of(load_version(client, model, number))
     served = ServedVersion(model, number, logged_model_id(client, model, number))
     sink = None
     if log_predictions is not None:

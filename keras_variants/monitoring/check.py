@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.errors import VariantsError
 from keras_variants.monitoring.drift import Signal, judge, tests
-from keras_variants.monitoring.observe import classes_and_confidence, observe, sample_rows
+from keras_variants.monitoring.observe import observe, sample_rows
 from keras_variants.monitoring.profile import load_profile
+from keras_variants.serving.answers import classes_and_confidence, served_model_of
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def monitor(
         )
     if not len(inputs):
         return Monitoring(False, "no accepted rows to check")
-    served = model.unwrap_python_model()
+    served = served_model_of(model)
     _, confidence = classes_and_confidence(profile.dataset, predictions)
     estimate = profile.estimators.estimate(profile.estimator, confidence)
     rng = np.random.default_rng(_seed(inputs))

@@ -34,9 +34,10 @@ from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.data.preprocessing import INDEX_FROM, png_base64, tokenize
 from keras_variants.monitoring.drift import MMD_ROWS, tests
 from keras_variants.monitoring.estimate import ESTIMATORS
-from keras_variants.monitoring.observe import Observed, answers_frame, observe, sample_rows
+from keras_variants.monitoring.observe import Observed, observe, sample_rows
 from keras_variants.monitoring.profile import Profile, answered, build_profile
 from keras_variants.monitoring.signals import bonferroni, gaussian_kernel, mmd_of_kernel
+from keras_variants.serving.answers import ServedModel, answers_frame
 
 WINDOW_SIZES = (100, 500, 1_000)
 WINDOWS = 10  # per shift and window size
@@ -61,7 +62,7 @@ class Step:
 
 
 def shifted_inputs(
-    served: Any, inputs: list[str], rng: np.random.Generator
+    served: ServedModel, inputs: list[str], rng: np.random.Generator
 ) -> dict[str, list[str]]:
     """The shifted versions of ``inputs``, as users would send them."""
     if served.variant.dataset == "mnist":
@@ -82,16 +83,16 @@ def shifted_inputs(
     }
 
 
-def served_answers(served: Any, inputs: list[str]) -> pd.DataFrame:
+def served_answers(served: ServedModel, inputs: list[str]) -> pd.DataFrame:
     """The served answers to ``inputs``, batched as the gate batches."""
     answers = []
     for start in range(0, len(inputs), SCORING_BATCH_ROWS):
         answers += served.predict(None, inputs[start : start + SCORING_BATCH_ROWS])
-    return answers_frame(answers)
+    return answers_frame(served.variant.dataset, answers)
 
 
 def measure(
-    served: Any, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
+    served: ServedModel, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
 ) -> tuple[Profile, dict[str, Any]]:
     """The version's profile (answers and estimators on every held-out row) and the
     measurement of its monitors on the ladders; ``predictions``: the served answers to
@@ -108,7 +109,7 @@ def measure(
 
 
 def _measure(
-    served: Any, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
+    served: ServedModel, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
 ) -> tuple[Profile, dict[str, Any]]:
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)

@@ -18,11 +18,11 @@ import pandas as pd
 
 from keras_variants.model.calibration import predictive_entropy
 from keras_variants.monitoring.features import digit_features, review_features
+from keras_variants.serving.answers import ServedModel, classes_and_confidence
 
 # The largest window the detectors are measured on: new data is sampled down to it, so the
 # measured detection and false-alarm rates apply to every scoring.
 SAMPLE_ROWS = 1_000
-CLASS_NAMES = {"imdb": ["negative", "positive"], "mnist": [str(d) for d in range(10)]}
 
 
 @dataclass(frozen=True)
@@ -50,25 +50,8 @@ class Observed:
         )
 
 
-def classes_and_confidence(
-    dataset: str, predictions: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted classes and their probabilities from served answers (as a frame with the
-    answer's fields: ``label``/``probability`` for reviews, ``digit``/``probability``)."""
-    probability = predictions["probability"].to_numpy(dtype=np.float64)
-    if dataset == "imdb":
-        classes = (predictions["label"].to_numpy() == "positive").astype(np.int64)
-        return classes, np.where(classes == 1, probability, 1.0 - probability)
-    return predictions["digit"].to_numpy(dtype=np.int64), probability
-
-
-def answers_frame(answers: Sequence[Any]) -> pd.DataFrame:
-    """Served answers (pydantic models) as a frame of their fields."""
-    return pd.DataFrame([answer.model_dump() for answer in answers])
-
-
 def observe(
-    served: Any, inputs: Sequence[str], predictions: pd.DataFrame | None = None
+    served: ServedModel, inputs: Sequence[str], predictions: pd.DataFrame | None = None
 ) -> Observed:
     """Observe ``inputs`` (as sent to ``predict``) and their served answers ``predictions``,
     every row: callers sample first (the extra pass costs a model call per row). Each input
@@ -87,7 +70,7 @@ def observe(
 
 
 def input_features(
-    served: Any, inputs: Sequence[str], stored: np.ndarray | None = None
+    served: ServedModel, inputs: Sequence[str], stored: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """The input statistics of :mod:`~keras_variants.monitoring.features` per input (as sent
     to ``predict``), the ones a reference profile holds: a review's from its text and the

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
@@ -23,15 +24,10 @@ from keras_variants.errors import VariantsError
 from keras_variants.monitoring import estimate
 from keras_variants.monitoring.estimate import Estimators
 from keras_variants.monitoring.features import word_histogram
-from keras_variants.monitoring.observe import (
-    CLASS_NAMES,
-    Observed,
-    classes_and_confidence,
-    observe,
-    sample_rows,
-)
+from keras_variants.monitoring.observe import Observed, observe, sample_rows
 from keras_variants.monitoring.signals import bandwidth
 from keras_variants.monitoring.stored import PROFILE_SHA_TAG, PROFILE_TAG, download
+from keras_variants.serving.answers import CLASS_NAMES, ServedModel, classes_and_confidence
 
 
 @dataclass(frozen=True)
@@ -112,9 +108,9 @@ class Profile:
 
 
 def build_profile(
-    served: Any,
+    served: ServedModel,
     inputs: list[str],
-    predictions: Any,
+    predictions: pd.DataFrame,
     labels: np.ndarray,
     seed: int,
     sampled: tuple[np.ndarray, Observed] | None = None,
@@ -142,7 +138,7 @@ def build_profile(
     )
 
 
-def answered(dataset: str, predictions: Any, labels: np.ndarray) -> dict[str, Any]:
+def answered(dataset: str, predictions: pd.DataFrame, labels: np.ndarray) -> dict[str, Any]:
     """The parts of a profile made from every held-out row's served answer and true label:
     ``class_counts``, ``estimators``, ``accuracy``, ``rows``."""
     classes, confidence = classes_and_confidence(dataset, predictions)

@@ -20,6 +20,7 @@ from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.data.datasets import IMDB_FILE, IMDB_REVIEWS_FILE, IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.data.preprocessing import png_base64, texts_from_word_ids
 from keras_variants.errors import VariantsError
+from keras_variants.serving.answers import Answer, answers_frame, served_model_of
 
 
 @dataclass(frozen=True)
@@ -88,34 +89,27 @@ class ServedAccuracy:
     def __call__(self, model: mlflow.pyfunc.PyFuncModel) -> np.ndarray:
         return self.correct(self.answers(model))
 
-    def answers(self, model: mlflow.pyfunc.PyFuncModel) -> list:
+    def answers(self, model: mlflow.pyfunc.PyFuncModel) -> list[Answer]:
         """The served answers to the gate's inputs, through ``predict`` in scoring batches."""
-        served = model.unwrap_python_model()
-        trained_with = getattr(served, "word_index_sha256", None)
+        trained_with = served_model_of(model).word_index_sha256
         if trained_with and self.gate.word_index_sha256 not in (None, trained_with):
             raise VariantsError(
                 f"it was trained with word index sha256 {trained_with[:12]}..., the test "
                 f"data's {IMDB_WORD_INDEX_FILE} is {self.gate.word_index_sha256[:12]}...; "
                 "score it on data made with its own word index"
             )
-        answers: list = []
+        answers: list[Answer] = []
         batch = SCORING_BATCH_ROWS  # as evaluation batched the same rows
         for start in range(0, len(self.gate.inputs), batch):
             answers += model.predict(self.gate.inputs[start : start + batch])
         return answers
 
-    def correct(self, answers: list) -> np.ndarray:
+    def correct(self, answers: list[Answer]) -> np.ndarray:
         """Whether each answer is right, in the inputs' order."""
-        correct = np.zeros(len(answers), bool)
-        for i, (answer, label) in enumerate(zip(answers, self.gate.labels, strict=True)):
-            correct[i] = _predicted_class(answer) == label
-        return correct
-
-
-def _predicted_class(answer: object) -> int:
-    if hasattr(answer, "digit"):
-        return int(answer.digit)
-    return int(answer.label == "positive")
+        if len(answers) != len(self.gate.labels):
+            raise ValueError(f"{len(answers)} answers for {len(self.gate.labels)} inputs")
+        predicted = np.array([answer.predicted_class for answer in answers], dtype=np.int64)
+        return predicted == np.asarray(self.gate.labels)
 
 
 def score_served(model_dir: str, scorer: Callable[[object], np.ndarray]) -> np.ndarray:
@@ -131,16 +125,16 @@ def score_and_profile(
     """Whether the served model is right on each of the gate's inputs and, from the same
     answers, its reference profile and the measurement of its monitors on the known shifts."""
     from keras_variants.monitoring.ladders import measure
-    from keras_variants.monitoring.observe import answers_frame
     from keras_variants.serving.saving import load_served
 
     model = load_served(model_dir)
+    served = served_model_of(model)
     answers = scorer.answers(model)
     profile, measurement = measure(
-        model.unwrap_python_model(),
+        served,
         scorer.gate.inputs,
         scorer.gate.labels,
-        answers_frame(answers),
+        answers_frame(served.variant.dataset, answers),
         seed,
     )
     return scorer.correct(answers), profile.to_bytes(), measurement

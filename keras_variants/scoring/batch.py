@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 
 from keras_variants.scoring.inputs import Rejected
+from keras_variants.serving.answers import Answer, answers_frame, classes_and_confidence
 from keras_variants.serving.pyfunc import BadRequest
 
 REQUEST_ROWS = 1_000  # rows per predict call (the served limit is 10,000 per request)
-SENTIMENT_COLUMNS = ["id", "label", "probability", "entropy"]
-DIGIT_COLUMNS = ["id", "digit", "probability", "entropy"]
 
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
 
@@ -36,9 +35,11 @@ class Scored:
 
     ``predictions`` has the input's id, then the served answer's fields (``label``,
     ``probability`` of a positive review; or ``digit`` and its ``probability``) and
-    ``entropy``, the predictive entropy in nats of the served probabilities. ``sent`` is
-    what was sent to ``predict`` for those rows, and ``labels`` their labels, if given."""
+    ``entropy``, the predictive entropy in nats of the served probabilities
+    (:func:`~keras_variants.serving.answers.answers_frame`). ``sent`` is what was sent to
+    ``predict`` for those rows, and ``labels`` their labels, if given."""
 
+    dataset: str
     predictions: pd.DataFrame
     sent: list[str]
     labels: list[int | None] | None
@@ -54,7 +55,7 @@ def score_rows(
     request_rows: int = REQUEST_ROWS,
 ) -> Scored:
     """Every input through ``model.predict``, ``request_rows`` at a time."""
-    answers: list[object] = []
+    answers: list[Answer] = []
     kept: list[int] = []
     rejected: list[Rejected] = []
     for start in range(0, len(inputs), request_rows):
@@ -62,9 +63,10 @@ def score_rows(
         _predict(model, inputs, positions, answers, kept, rejected, ids)
         if progress is not None:
             progress(positions[-1] + 1, len(inputs))
-    frame = answers_frame([ids[i] for i in kept], answers)
+    dataset = model.unwrap_python_model().variant.dataset
     return Scored(
-        predictions=frame,
+        dataset=dataset,
+        predictions=answers_frame(dataset, answers, [ids[i] for i in kept]),
         sent=[inputs[i] for i in kept],
         labels=None if labels is None else [labels[i] for i in kept],
         rejected=rejected,
@@ -75,7 +77,7 @@ def _predict(
     model: mlflow.pyfunc.PyFuncModel,
     inputs: list[str],
     positions: list[int],
-    answers: list[object],
+    answers: list[Answer],
     kept: list[int],
     rejected: list[Rejected],
     ids: list[str],
@@ -102,62 +104,18 @@ def row_reason(message: str) -> str:
     return re.sub(r"^input 0 ", "the input ", message)
 
 
-def answers_frame(ids: list[str], answers: list[object]) -> pd.DataFrame:
-    """The served answers as a table: the id, then the answer's fields and the entropy of
-    its probabilities (the served ``entropy``, when the model computed one)."""
-    if answers and hasattr(answers[0], "digit"):
-        probabilities = np.array([a.probabilities for a in answers], dtype=np.float64)
-        return pd.DataFrame(
-            {
-                "id": ids,
-                "digit": np.array([a.digit for a in answers], dtype=np.int64),
-                "probability": np.array([a.probability for a in answers], dtype=np.float64),
-                "entropy": [
-                    a.entropy if a.entropy is not None else e
-                    for a, e in zip(answers, entropy(probabilities), strict=True)
-                ],
-            },
-            columns=DIGIT_COLUMNS,
-        )
-    positive = np.array([a.probability for a in answers], dtype=np.float64)
-    binary = entropy(np.stack([positive, 1 - positive], axis=1)) if answers else []
-    return pd.DataFrame(
-        {
-            "id": ids,
-            "label": [a.label for a in answers],
-            "probability": positive,
-            "entropy": [
-                a.entropy if a.entropy is not None else e
-                for a, e in zip(answers, binary, strict=True)
-            ],
-        },
-        columns=SENTIMENT_COLUMNS,
-    )
-
-
-def entropy(probabilities: np.ndarray) -> np.ndarray:
-    """The entropy (nats) of each row of class probabilities: 0 when certain, at most
-    ln(classes)."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, -p * np.log(p), 0.0)
-    return terms.sum(axis=1) if len(p) else np.zeros(0)
-
-
-def accuracy(predictions: pd.DataFrame, labels: list[int | None] | None) -> tuple[float, int]:
+def accuracy(scored: Scored) -> tuple[float, int]:
     """Accuracy over the scored rows that have a label, and how many there were
     (``nan``, 0 without labels)."""
+    labels = scored.labels
     if labels is None:
         return math.nan, 0
     known = np.array([label is not None for label in labels], dtype=bool)
     if not known.any():
         return math.nan, 0
     truth = np.array([label for label in labels if label is not None], dtype=np.int64)
-    if "digit" in predictions:
-        predicted = predictions["digit"].to_numpy()[known]
-    else:
-        predicted = (predictions["label"].to_numpy()[known] == "positive").astype(np.int64)
-    return float((predicted == truth).mean()), int(known.sum())
+    predicted, _ = classes_and_confidence(scored.dataset, scored.predictions)
+    return float((predicted[known] == truth).mean()), int(known.sum())
 
 
 PROGRESS_MIN_ROWS = 2 * REQUEST_ROWS  # shorter inputs are done before a bar would help

@@ -205,7 +205,7 @@ def summarize(
     seconds: Mapping[str, float],
 ) -> dict[str, Any]:
     """The summary of a scoring from its parts."""
-    measured, labelled = accuracy(scored.predictions, scored.labels)
+    measured, labelled = accuracy(scored)
     return build_summary(
         rows=len(scored.predictions),
         rejected=len(read.rejected) + len(scored.rejected),

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import logging.handlers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_variants.config.variants import SCORING_BATCH_ROWS
 from keras_variants.data.ragged import Ragged
+from keras_variants.serving.answers import Answer, Stored
 from keras_variants.serving.pyfunc import check_stop
 
 LOG_FILE = "predictions.jsonl"
@@ -32,13 +33,13 @@ MAX_LOG_BYTES = 64 * 2**20  # per file, then it rotates
 KEPT_LOG_FILES = 5  # predictions.jsonl.1 ... .5
 # Inputs (as answered) and what the model decoded them into (word ids, pixels) -> each
 # feature's value per input.
-Features = Callable[[list[str], np.ndarray | Ragged], Mapping[str, np.ndarray]]
+Features = Callable[[list[str], Stored], Mapping[str, np.ndarray]]
 
 
 def records(
     inputs: list[str],
-    stored: np.ndarray | Ragged,
-    answers: list[dict[str, Any]],
+    stored: Stored,
+    answers: Sequence[Answer],
     latency_ms: float,
     features: Features,
 ) -> list[dict[str, Any]]:
@@ -56,15 +57,14 @@ def records(
     columns = {name: np.concatenate(parts) for name, parts in values.items()}
     rows = []
     for row, (item, answer) in enumerate(zip(inputs, answers, strict=True)):
-        label = answer["label"] if "label" in answer else answer["digit"]
         rows.append(
             {
                 "time": stamp,
                 "input_sha256": hashlib.sha256(item.encode()).hexdigest(),
                 "features": {name: round(float(v[row]), 6) for name, v in columns.items()},
-                "answer": label,
-                "probability": round(answer["probability"], 6),
-                "entropy": None if answer["entropy"] is None else round(answer["entropy"], 6),
+                "answer": answer.predicted_label,
+                "probability": round(answer.probability, 6),
+                "entropy": None if answer.entropy is None else round(answer.entropy, 6),
                 "latency_ms": round(latency_ms, 2),
             }
         )
@@ -86,8 +86,8 @@ class PredictionLog:
     def write(
         self,
         inputs: list[str],
-        stored: np.ndarray | Ragged,
-        answers: list[dict[str, Any]],
+        stored: Stored,
+        answers: Sequence[Answer],
         latency_ms: float,
     ) -> None:
         lines = "\n".join(

@@ -20,7 +20,6 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from pydantic import BaseModel
 
 from keras_variants.config.variants import DATASETS, SCORING_BATCH_ROWS, VariantConfig
 from keras_variants.data.npz import sha256_of
@@ -34,6 +33,7 @@ from keras_variants.data.preprocessing import (
 )
 from keras_variants.data.ragged import Ragged
 from keras_variants.errors import InputError, VariantsError
+from keras_variants.serving.answers import Answer, Digit, Sentiment, Stored
 
 KERAS_MODEL, WORD_INDEX = "keras_model", "word_index"
 MAX_INPUTS = 10_000  # per request
@@ -42,19 +42,6 @@ MAX_IMAGE_CHARS = 2_000_000  # per base64 image, about 1.5 MB of image file
 
 
 MAX_MC_SAMPLES = 100
-
-
-class Sentiment(BaseModel):
-    label: str  # "positive" or "negative"
-    probability: float  # that the review is positive
-    entropy: float | None = None  # predictive entropy (nats), with params mc_samples > 0
-
-
-class Digit(BaseModel):
-    digit: int
-    probability: float  # of that digit
-    probabilities: list[float]  # of the digits 0-9
-    entropy: float | None = None  # predictive entropy (nats), with params mc_samples > 0
 
 
 class BadRequest(MlflowException):
@@ -105,7 +92,11 @@ def check_stop() -> None:
 
 
 class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
-    """The Keras model with its variant's input encoding, loaded in Keras's safe mode."""
+    """The Keras model with its variant's input encoding, loaded in Keras's safe mode: a
+    :class:`~keras_variants.serving.answers.ServedModel`."""
+
+    word_index: dict[str, int] | None = None  # reviews only (SentimentModel)
+    word_index_sha256: str | None = None
 
     # The inputs are checked here, so that a bad one gets one short sentence rather than
     # MLflow's type-hint error, which lists the offending values.
@@ -124,9 +115,7 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
             context.artifacts[KERAS_MODEL], compile=False, safe_mode=True
         )
 
-    def scores(
-        self, stored: np.ndarray | Ragged, mc_samples: int = 0
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def scores(self, stored: Stored, mc_samples: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
         """Model outputs for stored examples (word ids or uint8 pixels), in bounded batches,
         and with ``mc_samples`` > 0 the mean of that many Monte Carlo dropout passes instead,
         with each row's predictive entropy."""
@@ -148,14 +137,14 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
                 outputs.append(inference_outputs(self.keras_model, [encoded]))
         return np.concatenate(outputs), np.concatenate(entropies) if mc_samples else None
 
-    def stored_inputs(self, model_input: list[str]) -> np.ndarray | Ragged:
+    def stored_inputs(self, model_input: list[str]) -> Stored:
         """What ``predict`` turns checked inputs into before encoding them: Keras word ids
         (reviews) or 28x28 uint8 pixels (digits). Raises BadRequest as ``predict`` does."""
         raise NotImplementedError
 
     def predict_stored(
         self, model_input: list[str], params: dict[str, Any] | None = None
-    ) -> tuple[list[Any], np.ndarray | Ragged]:
+    ) -> tuple[list[Answer], Stored]:
         """``predict``'s answers and what :meth:`stored_inputs` made of the inputs on the
         way, so that a caller needing both (the server's prediction log) decodes once."""
         raise NotImplementedError
@@ -166,7 +155,7 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         preprocessing: what monitoring compares between the reference and new data."""
         return self.stored_hidden(self.stored_inputs(model_input))
 
-    def stored_hidden(self, stored: np.ndarray | Ragged) -> tuple[np.ndarray, np.ndarray]:
+    def stored_hidden(self, stored: Stored) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`last_hidden` of inputs already turned into stored examples by
         :meth:`stored_inputs` (monitoring decodes each input once)."""
         import keras
@@ -248,11 +237,7 @@ class SentimentModel(_KerasWithPreprocessing):
         stored = self.stored_inputs(model_input)
         probabilities, entropies = self.scores(stored, samples)
         answers = [
-            Sentiment(
-                label="positive" if p > 0.5 else "negative",
-                probability=float(p),
-                entropy=None if entropies is None else float(entropies[i]),
-            )
+            Sentiment.of(p, None if entropies is None else float(entropies[i]))
             for i, p in enumerate(probabilities[:, 0])
         ]
         return answers, stored
@@ -279,12 +264,7 @@ class DigitModel(_KerasWithPreprocessing):
         stored = self.stored_inputs(model_input)
         probabilities, entropies = self.scores(stored, samples)
         answers = [
-            Digit(
-                digit=int(p.argmax()),
-                probability=float(p.max()),
-                probabilities=[float(v) for v in p],
-                entropy=None if entropies is None else float(entropies[i]),
-            )
+            Digit.of(p, None if entropies is None else float(entropies[i]))
             for i, p in enumerate(probabilities)
         ]
         return answers, stored

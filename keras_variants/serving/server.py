@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from keras_variants.data.preprocessing import png_base64
+from keras_variants.serving.answers import Answer, ServedModel, Stored
 from keras_variants.serving.pyfunc import (
     MAX_MC_SAMPLES,
     BadRequest,
@@ -87,23 +88,22 @@ class ApiError(Exception):
         return body
 
 
-# A predictor takes the checked inputs and params and returns JSON-ready answers and what
-# it decoded the inputs into (word ids, pixels); the served pyfunc model's predict, or
+# A predictor takes the checked inputs and params and returns the answers and what it
+# decoded the inputs into (word ids, pixels); the served pyfunc model's predict, or
 # anything with its signature in a test.
-Predictor = Callable[[list[Any], dict[str, Any]], tuple[list[dict[str, Any]], Any]]
+Predictor = Callable[[list[Any], dict[str, Any]], tuple[Sequence[Answer], Stored | None]]
 # Called once per answered request, in its bounded work, with the inputs, what the
 # predictor decoded them into, the answers and the prediction's latency (ms).
-PredictionSink = Callable[[list[Any], Any, list[dict[str, Any]], float], None]
+PredictionSink = Callable[[list[Any], Stored | None, Sequence[Answer], float], None]
 
 
-def pyfunc_predictor(python_model: Any) -> Predictor:
-    """The served pyfunc model's own ``predict`` (its input checks included), answers as
-    plain dicts: what ``mlflow models serve`` would call, without MLflow's schema step.
-    It has answered once already, so the first client does not wait for the compilation."""
+def pyfunc_predictor(python_model: ServedModel) -> Predictor:
+    """The served pyfunc model's own ``predict`` (its input checks included): what
+    ``mlflow models serve`` would call, without MLflow's schema step. It has answered once
+    already, so the first client does not wait for the compilation."""
 
-    def predict(inputs: list[Any], params: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
-        answers, stored = python_model.predict_stored(inputs, params)
-        return [answer.model_dump() for answer in answers], stored
+    def predict(inputs: list[Any], params: dict[str, Any]) -> tuple[Sequence[Answer], Stored]:
+        return python_model.predict_stored(inputs, params)
 
     if python_model.variant.dataset == "mnist":
         predict([png_base64(np.zeros((28, 28), np.uint8))], {"mc_samples": 0})
@@ -262,7 +262,7 @@ class ScoringApp:
                 answers, stored = self.predictor(inputs, params)
                 if self.sink is not None:
                     self.sink(inputs, stored, answers, (time.perf_counter() - started) * 1000)
-            return json.dumps({"predictions": answers}).encode()
+            return json.dumps({"predictions": [a.model_dump() for a in answers]}).encode()
         except BadRequest as error:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", error.message) from None
         except Stopped:
