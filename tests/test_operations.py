@@ -213,7 +213,7 @@ def test_without_a_prefect_server_one_line_says_how_to_start_one(api, tmp_path: 
     ],
 )  # fmt: skip
 def test_the_hint_starts_a_server_where_the_api_url_points(api, hint) -> None:
-    from keras_variants.cli.schedule import start_server_hint
+    from keras_variants.operations.runner import start_server_hint
 
     assert hint in start_server_hint(api)
 

@@ -273,7 +273,7 @@ def test_the_server_watch_ends_serving_once_nothing_answers_for_its_time() -> No
     many minutes): any HTTP answer counts, a 401 too; once nothing has answered for its
     time, it sends this process the SIGINT that ends Prefect's serving as Ctrl-C would
     (recorded here instead of raised, so a failure cannot stop the test session)."""
-    from keras_variants.cli.schedule import watch_server
+    from keras_variants.operations.runner import watch_server
 
     class Refusing(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # an answer, though not a 200
@@ -309,7 +309,7 @@ def test_the_watch_ends_the_command_itself_when_serving_does_not_end() -> None:
     api = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
     script = (
         "import signal, time\n"
-        "from keras_variants.cli.schedule import watch_server\n"
+        "from keras_variants.operations.runner import watch_server\n"
         "signal.signal(signal.SIGINT, lambda *_: print('interrupted', flush=True))\n"
         f"watch_server({api!r}, gone_after=2, grace=3)\n"
         "time.sleep(120)\n"

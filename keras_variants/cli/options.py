@@ -4,8 +4,12 @@ variants and sweeps a study asks for. Imports Typer only; the rest inside the fu
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -105,6 +109,51 @@ def data_source(ctx: typer.Context) -> str:
     """Where --data-dir's value came from, for messages about the folder."""
     source = ctx.get_parameter_source("data_dir")
     return "VARIANTS_DATA_DIR" if source and source.name == "ENVIRONMENT" else "--data-dir"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a pipeline run trains, as the commands that start one (``variants run``,
+    ``variants schedule``) take it: the data, the profile, the store, the variants, seeds,
+    sweeps and study. Declared once; :func:`with_selection` gives a command these options."""
+
+    data_dir: DataDirOption = None
+    profile: ProfileOption = "full"
+    variants: VariantsOption = None
+    tracking_uri: TrackingOption = None
+    seed: SeedOption = 0
+    seeds: SeedsOption = None
+    sweep: SetOption = None
+    study: StudyOption = None
+
+    def config(self, **overrides: object) -> PipelineConfig:
+        """The typed config of this selection and the command's own ``overrides``."""
+        chosen = study_overrides(self.variants, self.seed, self.seeds, self.sweep, self.study)
+        return build(self.profile, self.data_dir, self.tracking_uri, **chosen, **overrides)
+
+
+def with_selection(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with :class:`Selection`'s options in place of its ``selection``
+    parameter: Typer sees the eight options, the command gets one typed value."""
+    hints = inspect.get_annotations(Selection, eval_str=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                          annotation=hints[f.name])
+        for f in fields(Selection)
+    ]  # fmt: skip
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        selection = Selection(**{f.name: kwargs.pop(f.name) for f in fields(Selection)})
+        return command(*args, selection=selection, **kwargs)
+
+    parameters = []  # the shared options where ``selection`` was
+    for p in inspect.signature(command, eval_str=True).parameters.values():
+        is_selection = p.name == "selection"
+        parameters += shared if is_selection else [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
 
 
 def check_data(ctx: typer.Context, config: PipelineConfig, served: bool = True) -> None:

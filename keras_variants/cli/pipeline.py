@@ -46,16 +46,10 @@ def validate(
     typer.echo(f"Great Expectations results: {config.reports_dir / 'validation'}")
 
 
+@options.with_selection
 def run(
     ctx: typer.Context,
-    data_dir: options.DataDirOption = None,
-    profile: options.ProfileOption = "full",
-    variants: options.VariantsOption = None,
-    tracking_uri: options.TrackingOption = None,
-    seed: options.SeedOption = 0,
-    seeds: options.SeedsOption = None,
-    sweep: options.SetOption = None,
-    study: options.StudyOption = None,
+    selection: options.Selection,
     runner: Annotated[
         str,
         typer.Option(
@@ -95,16 +89,15 @@ def run(
     ] = "auto",
 ) -> None:
     """Validate the data, then train, evaluate and track every variant in MLflow."""
-    overrides = options.study_overrides(variants, seed, seeds, sweep, study) | {
-        "force": force,
-        "precision": precision,
-        "runner": runner,
-        "dask_address": dask_address,
-        "promotion_margin": margin,
-        "promotion_significance": significance,
-        "max_parallel": max_parallel,
-    }
-    config = options.build(profile, data_dir, tracking_uri, **overrides)
+    config = selection.config(
+        force=force,
+        precision=precision,
+        runner=runner,
+        dask_address=dask_address,
+        promotion_margin=margin,
+        promotion_significance=significance,
+        max_parallel=max_parallel,
+    )
     options.check_data(ctx, config)
     from keras_variants.cli.preflight import check_store_reachable
 

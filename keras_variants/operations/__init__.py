@@ -3,7 +3,10 @@
 ``watch`` (the data folder and a scoring inbox, polled by SHA-256 and stable size), ``events``
 (the project's Prefect events: data changed, inbox waiting, model promoted, drift found),
 ``notify`` (the JSON message and the Prefect automations and webhook block that post it) and
-``deployments`` (the deployments with their concurrency limit, schedule and triggers).
+``deployments`` (the deployments with their concurrency limit, schedule and triggers),
+``plan`` (what a schedule is asked to serve, checked before anything starts) and ``runner``
+(serving them against a Prefect server: patient through a restart, quiet, and one line when
+the server is gone).
 
 It may import Prefect, ``reporting`` and everything below it; it never imports TensorFlow,
 ``flows`` or ``tasks`` (the flows are passed in).

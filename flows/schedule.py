@@ -1,0 +1,132 @@
+"""The project's flows as deployments served against a Prefect server until stopped: the
+training pipeline (on a cron, on new data), the scoring of an inbox, the watchers that
+emit their events and the notify automations. ``variants schedule`` parses its options into
+a :class:`~keras_variants.operations.plan.Plan` and calls :func:`run_schedule`; what each
+piece does lives in :mod:`keras_variants.operations`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from keras_variants.errors import ConfigError
+from keras_variants.operations.plan import Plan
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+    from keras_variants.config.pipeline import PipelineConfig
+    from keras_variants.operations.watch import Watcher
+
+Say = Callable[[str], None]  # a line for the user
+WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well inside
+
+
+def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = print) -> None:
+    """Build and register the deployments, start the watchers and automations, then serve
+    until Ctrl-C or SIGTERM; ``say`` prints what was started."""
+    from keras_variants.operations import events, watch
+    from keras_variants.operations import notify as notifications
+    from keras_variants.operations.runner import prefect_api, serve_until_stopped
+    from keras_variants.registry.versions import REGISTERED_MODELS  # loads MLflow
+    from keras_variants.reporting.progress import mlflow_ui_for
+
+    if plan.model is not None and plan.model not in REGISTERED_MODELS.values():
+        models = ", ".join(REGISTERED_MODELS.values())
+        raise ConfigError(f"--model: unknown model {plan.model!r}; choose from {models}")
+    api = prefect_api()
+    ui = api.removesuffix("/api")
+    served: list[tuple[RunnerDeployment, str | None]] = []  # with the model it scores
+    watchers: list[Watcher] = []
+    if plan.trains:
+        deployment, watcher = _training(config, profile, plan, say)
+        served.append((deployment, None))
+        watchers += [watcher] if watcher else []
+    if plan.inbox is not None:
+        served.append((_scoring(config, plan, say), plan.model))
+
+        def waiting(names: list[str]) -> None:
+            say(f"inbox: {', '.join(names)} waiting; scoring run requested")
+            events.emit_folder_event(events.INBOX_WAITING, "inbox", inbox, {"files": names})
+
+        inbox = plan.inbox
+        watchers.append(watch.inbox_watcher(inbox, WATCH_INTERVAL_S, waiting))
+    watched = [notifications.Watched(d.apply(), d.name, model) for d, model in served]
+    if plan.notify is not None:
+        notifications.install(plan.notify, watched, ui, mlflow_ui_for(config.tracking_uri))
+        say(f"notify: failed or crashed runs, promotions and drift post JSON to {plan.notify}")
+        problem = notifications.unreachable(plan.notify)
+        if problem:
+            say(
+                f"notify: cannot reach {plan.notify} now ({problem}); "
+                "runs go on, messages to it are lost"
+            )
+    say(f"Prefect UI: {ui}/deployments; stop with Ctrl-C")
+    for watcher in watchers:
+        watcher.start()
+    try:
+        serve_until_stopped([d for d, _ in served], api)
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+
+
+def _training(
+    config: PipelineConfig, profile: str, plan: Plan, say: Say
+) -> tuple[RunnerDeployment, Watcher | None]:
+    """The training deployment, and the data watcher when it runs on new data."""
+    from flows.pipeline import pipeline, task_runner_for  # no TensorFlow here: lanes train
+    from keras_variants.operations import deployments, events, watch
+
+    if plan.on_new_data and config.data_dir is None:
+        raise ConfigError(
+            "--on-new-data watches the data folder: pass --data-dir or set VARIANTS_DATA_DIR"
+        )
+    data_dir = config.data_dir if plan.on_new_data else None
+    when = " and ".join(
+        ([f"on '{plan.cron}'"] if plan.cron else [])
+        + ([f"when a file in {data_dir} changes"] if data_dir else [])
+    )
+    deployment = deployments.training(
+        # The config's task runner (max_parallel, runner), not the decorator's default.
+        pipeline.with_options(task_runner=task_runner_for(config)),
+        plan.name,
+        {"config": config.model_dump(mode="json")},
+        plan.cron,
+        data_dir,
+        f"keras-variants pipeline, profile {profile}, {when}",
+    )
+    say(f"training '{plan.name}' {when}; one run at a time, one that comes due waits")
+    if data_dir is None:
+        return deployment, None
+
+    def changed(files: list[str], digests: dict[str, str]) -> None:
+        say(f"data changed: {', '.join(files)}; training run requested")
+        payload = {"files": files, "sha256": digests}
+        events.emit_folder_event(events.DATA_CHANGED, "data", data_dir, payload)
+
+    return deployment, watch.data_watcher(data_dir, WATCH_INTERVAL_S, changed)
+
+
+def _scoring(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDeployment:
+    """The scoring deployment over the inbox; inputs a stopped run had taken go back."""
+    from flows.inbox import score_inbox
+    from keras_variants.operations import deployments, inbox
+
+    assert plan.inbox is not None and plan.model is not None
+    folder = plan.inbox.resolve()
+    returned = inbox.put_back(folder)
+    if returned:
+        say(f"inbox: {', '.join(returned)} back from a stopped run; scored once more")
+    name = f"score-{plan.model}"
+    say(
+        f"scoring '{name}': what lands in {plan.inbox} with {plan.model}'s champion, "
+        "results in scored/, inputs to done/ or failed/; one run at a time, later files wait"
+    )
+    parameters = {
+        "config": config.model_dump(mode="json"),
+        "inbox": str(folder),
+        "model": plan.model,
+    }
+    description = f"score what lands in {folder} with {plan.model}'s champion"
+    return deployments.scoring(score_inbox, name, parameters, folder, description)
