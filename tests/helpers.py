@@ -77,11 +77,11 @@ def process_wide_mlflow_uri(monkeypatch, uri: str) -> None:
     MLflow calls that take no client); ``monkeypatch`` restores both, and their
     environment variables, afterwards."""
     import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+    from keras_variants import compat
+
+    for module, name in compat.process_wide_uri_slots():
+        monkeypatch.setattr(module, name, getattr(module, name))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
+from keras_variants import compat
 from keras_variants.errors import VariantsError
 from keras_variants.registry import integrity
 from keras_variants.registry.model_card import try_write_card
@@ -68,13 +69,11 @@ def _register_logged_model(
     would have recorded; the download location stays the logged model's folder.
     """
     source = f"models:/{model_id}"
-    if client._registry_uri.startswith(("http:", "https:")):
+    if compat.registry_uri(client).startswith(("http:", "https:")):
         return client.create_model_version(name, source, run_id, tags, model_id=model_id)
     location = client.get_logged_model(model_id).artifact_location
     version = client.create_model_version(name, location, run_id, tags, model_id=model_id)
-    store = client._get_registry_client().store
-    with store.ManagedSessionMaker(read_only=False) as session:
-        store._get_sql_model_version(session, name, version.version).source = source
+    compat.set_model_version_source(client, name, version.version, source)
     linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
     linked.append({"name": name, "version": str(version.version)})
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(linked)})

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, LoggedModelInput, Metric, Param
+from mlflow.entities import Dataset as DatasetEntity
+from mlflow.entities import LoggedModelInput, Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.scoring.inputs import ScoringInput
+from keras_variants.tracking.datasets import dataset_input, file_dataset
 from keras_variants.tracking.store import (
     experiment_id,
     git_commit,
@@ -66,12 +64,9 @@ def scoring_run(
     client.set_terminated(run_id, "FINISHED")
 
 
-def dataset_entity(read: ScoringInput) -> MetaDataset:
+def dataset_entity(read: ScoringInput) -> DatasetEntity:
     """The input as an MLflow dataset: its path and SHA-256 (shortened to MLflow's digest)."""
-    with warnings.catch_warnings():  # a local path matches two equivalent source kinds
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(str(read.path.resolve()))
-    return MetaDataset(source, name=read.path.name, digest=read.sha256[:DIGEST_CHARS])
+    return file_dataset(read.path.resolve(), read.path.name, read.sha256[:DIGEST_CHARS])
 
 
 def log_scoring(
@@ -101,10 +96,9 @@ def log_scoring(
             }.items()
         ],
     )
-    context = InputTag(MLFLOW_DATASET_CONTEXT, "scoring")
     client.log_inputs(
         run_id,
-        datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])],
+        datasets=[dataset_input(dataset, "scoring")],
         models=[LoggedModelInput(model_id)] if model_id else None,
     )
     stamp = int(time.time() * 1000)

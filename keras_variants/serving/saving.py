@@ -28,6 +28,7 @@ from typing import Any
 
 import mlflow
 
+from keras_variants import compat
 from keras_variants.config.variants import VariantConfig
 from keras_variants.data.npz import sha256_of
 from keras_variants.errors import VariantsError
@@ -107,7 +108,7 @@ def _load_without_unpickling(folder: str) -> mlflow.pyfunc.PyFuncModel:
     reference to the served class (no state), so the class comes from the model's
     configuration and is given the folder's artifacts, as MLflow would give them."""
     from mlflow.models.model import MODEL_CONFIG, Model
-    from mlflow.pyfunc.model import PythonModelContext, _PythonModelPyfuncWrapper
+    from mlflow.pyfunc.model import PythonModelContext
 
     meta = Model.load(folder)
     flavor = meta.flavors[mlflow.pyfunc.FLAVOR_NAME]
@@ -116,8 +117,7 @@ def _load_without_unpickling(folder: str) -> mlflow.pyfunc.PyFuncModel:
     context = PythonModelContext(artifacts=artifacts, model_config=config)
     python_model = served_model(config)
     python_model.load_context(context)
-    wrapper = _PythonModelPyfuncWrapper(python_model, context, meta.signature)
-    return mlflow.pyfunc.PyFuncModel(model_meta=meta, model_impl=wrapper)
+    return compat.pyfunc_model(python_model, context, meta)
 
 
 # One save or load of a model's code at a time in a process: MLflow hands the code file its

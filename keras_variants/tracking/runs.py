@@ -10,22 +10,17 @@ on interruption, FAILED otherwise, so no run of this tool stays RUNNING.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import (
     DatasetInput,
-    InputTag,
     LoggedModelOutput,
     LoggedModelStatus,
     Metric,
@@ -36,7 +31,7 @@ from mlflow.entities import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.config.trials import Trial
@@ -44,6 +39,7 @@ from keras_variants.config.variants import HISTORY_KEYS
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import ArtifactStoreError, disk_full
 from keras_variants.lanes.jobs import TrainedVariant
+from keras_variants.tracking.datasets import dataset_input, file_dataset
 from keras_variants.tracking.store import (
     SWEPT_TAG,
     TOOL_TAG,
@@ -256,7 +252,7 @@ def log_variant_result(
     test = _test_dataset(data, split_rows(data, config.profile, trial.seed)["test"])
     inputs = [
         *_dataset_inputs(data),
-        DatasetInput(test, [InputTag(MLFLOW_DATASET_CONTEXT, TEST_CONTEXT)]),
+        dataset_input(test, TEST_CONTEXT),
     ]
     _tolerating_a_concurrent_insert(client.log_inputs, run_id, inputs)
     with _artifact_writes(client, run_id):
@@ -291,15 +287,10 @@ def log_variant_result(
 
 
 def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
-    inputs = []
-    for file, path in data.files.items():
-        with warnings.catch_warnings():  # a local path matches two equivalent source kinds
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(path)
-        dataset = MetaDataset(source, name=file, digest=data.fingerprints[file][:32])
-        context = InputTag(MLFLOW_DATASET_CONTEXT, "training")
-        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context]))
-    return inputs
+    return [
+        dataset_input(file_dataset(path, file, data.fingerprints[file][:32]), "training")
+        for file, path in data.files.items()
+    ]
 
 
 def _test_dataset(data: Dataset, test_rows: np.ndarray) -> DatasetEntity:
@@ -308,17 +299,9 @@ def _test_dataset(data: Dataset, test_rows: np.ndarray) -> DatasetEntity:
     digest = hashlib.sha256(np.ascontiguousarray(test_rows, np.int64).tobytes())
     for file in sorted(data.fingerprints):
         digest.update(data.fingerprints[file].encode())
-    main = Path(data.files[f"{data.name}.npz"])
-    with warnings.catch_warnings():  # a local path matches two equivalent source kinds
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(str(main))
-    return DatasetEntity(
-        name=f"{data.name} test",
-        digest=digest.hexdigest()[:32],
-        source_type=source._get_source_type(),
-        source=source.to_json(),
-        profile=json.dumps({"split": "test", "rows": len(test_rows)}),
-    )
+    main = data.files[f"{data.name}.npz"]
+    profile = {"split": "test", "rows": len(test_rows)}
+    return file_dataset(main, f"{data.name} test", digest.hexdigest()[:32], profile)
 
 
 def logged_model_name(trial: Trial) -> str:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from keras_variants import compat
 from keras_variants.tracking.store import server_unreachable
 
 SAMPLING_INTERVAL_S = 10.0  # cheap: one psutil look per 10 s
@@ -57,8 +58,7 @@ def _abandon(monitor) -> None:
     stop and leave it (a daemon). Joining it, or logging the last sample, would each wait
     out MLflow's retries once more: for a dead or stalled server, a second ~60-80 s before
     the trial could say so (the thread's own call ends with its retries)."""
-    # MLflow's monitor has no way to stop without joining its thread and flushing.
-    monitor._shutdown_event.set()
+    compat.stop_monitor_without_waiting(monitor)
 
 
 def _finish(monitor, run_id: str) -> None:
