@@ -16,8 +16,8 @@ from keras_variants.config.trials import Trial
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.lanes.jobs import TrainJob
 from keras_variants.lanes.pool import Lane
+from keras_variants.model.precision import resolve_precision
 from keras_variants.registry.served_accuracy import gate_inputs
-from keras_variants.runtime import resolve_precision
 from keras_variants.studies.study import aggregate, run_measures, summary_metrics
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking import store

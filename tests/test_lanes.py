@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_variants import runtime
+from keras_variants import memory
 from keras_variants.config.pipeline import PROFILES, build_config
 from keras_variants.config.variants import VARIANTS
 from keras_variants.data.datasets import MappedDataset
@@ -79,14 +79,14 @@ def _allocations(input_encoding: str) -> tuple[int, int, int]:
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
     libc.mallinfo2.restype = _MallInfo2
-    runtime.allocate_for(input_encoding)
+    memory.allocate_for(input_encoding)
     before = libc.mallinfo2().hblks
     buffers = [libc.malloc(4 * 2**20) for _ in range(3)]
     mapped = libc.mallinfo2().hblks - before
     for buffer in reversed(buffers):
         libc.free(buffer)
     kept = libc.mallinfo2().arena
-    runtime.release_memory()
+    memory.release_memory()
     return mapped, kept, libc.mallinfo2().arena
 
 

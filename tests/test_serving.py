@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from keras_variants import runtime
 from keras_variants.config.variants import NUM_WORDS, VARIANTS
 from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE, load_dataset
 from keras_variants.data.preprocessing import (
@@ -29,6 +28,7 @@ from keras_variants.data.preprocessing import (
     texts_from_word_ids,
 )
 from keras_variants.errors import VariantsError
+from keras_variants.model import precision
 from keras_variants.model.builders import build_model
 from keras_variants.registry import served_accuracy
 from keras_variants.registry.loading import verified_path
@@ -414,5 +414,5 @@ def test_a_mixed_bfloat16_model_serves_what_it_computes(tmp_path, data_slices) -
 def test_precision_auto_uses_bfloat16_only_where_it_pays(
     monkeypatch, requested, architecture, native, resolved
 ):
-    monkeypatch.setattr(runtime, "native_bfloat16", lambda: native)
-    assert runtime.resolve_precision(requested, architecture) == resolved
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: native)
+    assert precision.resolve_precision(requested, architecture) == resolved

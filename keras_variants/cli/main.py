@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from keras_variants import runtime
+from keras_variants import memory, runtime
 from keras_variants.cli import pipeline, predict, registry, schedule, score, serve
 from keras_variants.errors import ConfigError, VariantsError, disk_full
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         code = _fail(exc, error_message(exc), 2 if isinstance(exc, ConfigError) else 1)
     finally:
-        runtime.freeze_gc()
+        memory.freeze_gc()
     sys.exit(code if isinstance(code, int) else 0)
 
 

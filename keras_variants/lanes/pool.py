@@ -31,7 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from keras_variants import interrupts, runtime
+from keras_variants import interrupts, memory, runtime
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, MappedDataset, map_dataset
 from keras_variants.errors import VariantsError
@@ -92,11 +92,11 @@ class HereLane:
 
         configure_runtime()  # Keras keeps some of its switches per thread
         if self.one_trial_at_a_time:
-            runtime.allocate_for(job.variant.input_encoding)
+            memory.allocate_for(job.variant.input_encoding)
         try:
             return jobs.train(job, report)
         finally:
-            runtime.release_memory()
+            memory.release_memory()
 
     def share(self, data: Dataset) -> Dataset:
         return data
@@ -242,7 +242,7 @@ def _train_in_lane(job_id: str, job: jobs.TrainJob) -> jobs.TrainedVariant:
     def report(epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> None:
         _reports.put((job_id, (epoch, epochs, {k: float(v) for k, v in logs.items()}, seconds)))
 
-    runtime.allocate_for(job.variant.input_encoding)
+    memory.allocate_for(job.variant.input_encoding)
     try:
         return jobs.train(job, report)
     finally:
@@ -257,4 +257,4 @@ def _forget_models() -> None:
     import keras
 
     keras.backend.clear_session()
-    runtime.release_memory()
+    memory.release_memory()

@@ -56,7 +56,7 @@ def trial_key_for(
     config: PipelineConfig, trial: Trial, fingerprints: Mapping[str, str], precision: str
 ) -> str:
     """The key of ``trial`` in a run of ``config`` on data with ``fingerprints``, trained
-    at ``precision`` (as :func:`keras_variants.runtime.resolve_precision` chose it)."""
+    at ``precision`` (as :func:`keras_variants.model.precision.resolve_precision` chose it)."""
     return trial_key(
         trial.variant,
         trial.seed,
