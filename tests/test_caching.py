@@ -66,7 +66,7 @@ def test_a_kept_data_set_maps_the_same_arrays_from_any_folder(data_slices: Path,
     import shutil
 
     from keras_variants.data.cache import read_dataset
-    from keras_variants.data.datasets import map_dataset
+    from keras_variants.data.mapped import map_dataset
 
     cache = tmp_path / "cache"
     read = read_dataset("imdb", data_slices, 10_000, cache)

@@ -14,7 +14,7 @@ import pytest
 from keras_variants import memory
 from keras_variants.config.pipeline import PROFILES, build_config
 from keras_variants.config.variants import VARIANTS
-from keras_variants.data.datasets import MappedDataset
+from keras_variants.data.mapped import MappedDataset
 from keras_variants.lanes.jobs import TrainJob
 from keras_variants.lanes.pool import ProcessLanes
 

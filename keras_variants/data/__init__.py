@@ -1,5 +1,6 @@
-"""The data: ``.npz`` files read safely (``npz``), ragged word-id rows (``ragged``), data sets,
-splits and shared memory maps (``datasets``), and the one definition of every encoding from
+"""The data: ``.npz`` files read safely (``npz``), ragged word-id rows (``ragged``), data sets
+and their splits (``datasets``), their memory-mapped form for lanes and the read cache
+(``mapped``, ``cache``), and the one definition of every encoding from
 raw input to model input (``preprocessing``).
 
 Imports: :mod:`keras_variants.config` and :mod:`keras_variants.errors`; NumPy, never

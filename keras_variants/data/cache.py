@@ -19,13 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_variants.code_digest import code_digest
-from keras_variants.data.datasets import (
-    Dataset,
-    dataset_files,
-    load_dataset,
-    mapped_splits,
-    save_splits,
-)
+from keras_variants.data.datasets import Dataset, dataset_files, load_dataset
+from keras_variants.data.mapped import mapped_splits, save_splits
 from keras_variants.data.npz import sha256_of
 from keras_variants.kept_folders import keep, prune
 

@@ -16,13 +16,8 @@ import numpy as np
 
 from keras_variants.config.pipeline import Profile
 from keras_variants.config.variants import VariantConfig
-from keras_variants.data.datasets import (
-    IMDB_WORD_INDEX_FILE,
-    Dataset,
-    MappedDataset,
-    make_splits,
-    open_mapped,
-)
+from keras_variants.data.datasets import IMDB_WORD_INDEX_FILE, Dataset, make_splits
+from keras_variants.data.mapped import MappedDataset, open_mapped
 
 # epoch (1-based), epochs, Keras's logs, seconds: what a lane reports after every epoch
 EpochReport = Callable[[int, int, dict[str, float], float], None]

@@ -33,7 +33,8 @@ from typing import Any, Protocol, TypeVar
 
 from keras_variants import interrupts, memory, runtime
 from keras_variants.config.pipeline import PipelineConfig
-from keras_variants.data.datasets import Dataset, MappedDataset, map_dataset
+from keras_variants.data.datasets import Dataset
+from keras_variants.data.mapped import MappedDataset, map_dataset
 from keras_variants.errors import VariantsError
 from keras_variants.lanes import jobs
 from keras_variants.lanes.call import call_here
