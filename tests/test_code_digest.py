@@ -84,7 +84,7 @@ def test_a_closure_of_a_hand_made_package(tmp_path: Path) -> None:
         # the gate's score: the correctness loop, the served model and the inference it calls
         (GATE, "registry/served_accuracy.py", "correct = np.zeros(", "correct = np.ones("),
         (GATE, "model/inference.py", "def inference_outputs(", "def inference_outputs_("),
-        (GATE, "serving/pyfunc.py", "MAX_MC_SAMPLES = 100", "MAX_MC_SAMPLES = 99"),
+        (GATE, "serving/limits.py", "MAX_MC_SAMPLES = 100", "MAX_MC_SAMPLES = 99"),
     ],
 )
 def test_changing_a_function_on_the_path_changes_the_digest(

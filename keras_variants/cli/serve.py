@@ -19,6 +19,7 @@ import typer
 
 from keras_variants import runtime
 from keras_variants.cli.options import TrackingOption, check_model_choice
+from keras_variants.serving import limits as serving_limits
 
 MAX_CONNECTIONS = 256  # open connections at once; uvicorn answers 503 beyond
 GRACEFUL_SHUTDOWN_S = 8  # in-flight requests finish within it, then the process exits
@@ -39,7 +40,7 @@ def serve(
     max_request_mb: Annotated[
         float,
         typer.Option("--max-request-mb", min=0.001, help="Largest request body, in MiB."),
-    ] = 16.0,
+    ] = float(serving_limits.MAX_REQUEST_MIB),
     max_concurrent: Annotated[
         int | None,
         typer.Option(
@@ -60,13 +61,17 @@ def serve(
     max_cost: Annotated[
         int,
         typer.Option(
-            "--max-cost", min=1, help="Model passes per request: inputs x (1 + mc_samples)."
+            "--max-cost",
+            min=1,
+            help="Model passes per request: inputs x (1 + mc_samples); the model itself takes "
+            f"up to {serving_limits.MAX_INPUTS:,} inputs and mc_samples up to "
+            f"{serving_limits.MAX_MC_SAMPLES}.",
         ),
-    ] = 10_000,
+    ] = serving_limits.MAX_COST,
     timeout: Annotated[
         float,
         typer.Option("--timeout", min=0.01, help="Seconds per request; past it the work stops."),
-    ] = 10.0,
+    ] = serving_limits.TIMEOUT_S,
     token_env: Annotated[
         str | None,
         typer.Option(
@@ -88,15 +93,14 @@ def serve(
 ) -> None:
     """Serve a registered model over HTTP (MLflow's scoring protocol), every request bounded."""
     from keras_variants.config.pipeline import build_config
-    from keras_variants.serving.server import Limits
 
     check_model_choice(model, alias, version)
     token = _token(token_env)
-    limits = Limits(
+    limits = serving_limits.Limits(
         max_request_bytes=int(max_request_mb * 2**20),
         max_cost=max_cost,
-        max_concurrent=max_concurrent or os.cpu_count() or 1,
-        max_queue=(os.cpu_count() or 1) if max_queue is None else max_queue,
+        max_concurrent=max_concurrent or serving_limits.cores(),
+        max_queue=serving_limits.cores() if max_queue is None else max_queue,
         timeout_s=timeout,
     )
     config = build_config(profile="full", data_dir=None, tracking_uri=tracking_uri)

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Literal
 
 from keras_variants.errors import InputError
+from keras_variants.serving.limits import MAX_IMAGE_BYTES, MAX_TEXT_CHARS  # checked per row
 
 Kind = Literal["text", "image"]
 TABLE_SUFFIXES = (".csv", ".parquet")
 KIND_OF_DATASET: dict[str, Kind] = {"imdb": "text", "mnist": "image"}
-MAX_TEXT_CHARS = 100_000  # the served model's limits (serving.pyfunc), checked per row here
-MAX_IMAGE_BYTES = 1_500_000  # base64 of it stays under the served 2,000,000 characters
 SENTIMENT_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1}
 
 

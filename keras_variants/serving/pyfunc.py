@@ -21,6 +21,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from keras_variants import compat
 from keras_variants.config.variants import DATASETS, SCORING_BATCH_ROWS, VariantConfig
 from keras_variants.data.npz import sha256_of
 from keras_variants.data.preprocessing import (
@@ -34,14 +35,15 @@ from keras_variants.data.preprocessing import (
 from keras_variants.data.ragged import Ragged
 from keras_variants.errors import InputError, VariantsError
 from keras_variants.serving.answers import Answer, Digit, Sentiment, Stored
+from keras_variants.serving.limits import (
+    MAX_IMAGE_CHARS,
+    MAX_INPUTS,
+    MAX_TEXT_CHARS,
+    MC_SAMPLES_RULE,
+    mc_samples_allowed,
+)
 
 KERAS_MODEL, WORD_INDEX = "keras_model", "word_index"
-MAX_INPUTS = 10_000  # per request
-MAX_TEXT_CHARS = 100_000  # per review (the longest IMDb review has ~14,000)
-MAX_IMAGE_CHARS = 2_000_000  # per base64 image, about 1.5 MB of image file
-
-
-MAX_MC_SAMPLES = 100
 
 
 class BadRequest(MlflowException):
@@ -91,21 +93,14 @@ def check_stop() -> None:
         raise Stopped
 
 
-class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
+class _KerasWithPreprocessing(compat.OwnInputChecks, mlflow.pyfunc.PythonModel):
     """The Keras model with its variant's input encoding, loaded in Keras's safe mode: a
-    :class:`~keras_variants.serving.answers.ServedModel`."""
+    :class:`~keras_variants.serving.answers.ServedModel`. It checks its own inputs, so that
+    a bad one gets one short sentence rather than MLflow's type-hint error, which lists the
+    offending values."""
 
     word_index: dict[str, int] | None = None  # reviews only (SentimentModel)
     word_index_sha256: str | None = None
-
-    # The inputs are checked here, so that a bad one gets one short sentence rather than
-    # MLflow's type-hint error, which lists the offending values.
-    _skip_type_hint_validation = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "predict" in cls.__dict__:  # tell MLflow the checks exist, or it suggests its own
-            cls.predict._is_pyfunc = True  # type: ignore[attr-defined]
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import keras
@@ -178,13 +173,13 @@ class _KerasWithPreprocessing(mlflow.pyfunc.PythonModel):
         return np.concatenate(hidden), class_probabilities(np.concatenate(outputs))
 
     def mc_samples(self, params: dict[str, Any] | None) -> int:
-        """The ``mc_samples`` request parameter, checked: 0 (off) or 1-100 passes of a model
-        with dropout."""
+        """The ``mc_samples`` request parameter, checked: 0 (off) or up to
+        :data:`~keras_variants.serving.limits.MAX_MC_SAMPLES` passes of a model with dropout."""
         from keras_variants.model.inference import has_dropout
 
         value = (params or {}).get("mc_samples", 0)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-            raise BadRequest(f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}')
+        if not mc_samples_allowed(value):
+            raise BadRequest(MC_SAMPLES_RULE)
         if value and not has_dropout(self.keras_model):
             raise BadRequest(
                 f'"mc_samples" needs a model with dropout; this one ({self.variant.name}) has none'

@@ -16,12 +16,11 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,13 +28,8 @@ import numpy as np
 
 from keras_variants.data.preprocessing import png_base64
 from keras_variants.serving.answers import Answer, ServedModel, Stored
-from keras_variants.serving.pyfunc import (
-    MAX_MC_SAMPLES,
-    BadRequest,
-    Stopped,
-    check_stop,
-    stopping,
-)
+from keras_variants.serving.limits import MC_SAMPLES_RULE, Limits, mc_samples_allowed
+from keras_variants.serving.pyfunc import BadRequest, Stopped, check_stop, stopping
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -46,21 +40,6 @@ ROUTES = {"/invocations": "POST", "/ping": "GET", "/health": "GET", "/version": 
 OPEN_ROUTES = ("/ping", "/health")  # health checks need no token
 REQUEST_KEYS, PARAM_KEYS = {"inputs", "params"}, {"mc_samples"}
 MAX_ERROR_BYTES = 300
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may take. ``max_cost`` counts model passes: inputs x (1 +
-    mc_samples); ``timeout_s`` covers reading the body, waiting for a worker and the
-    prediction. ``max_concurrent`` predictions run at once; ``max_queue`` more requests
-    may be read and wait for a worker (first come, first served), so that a worker that
-    finishes starts the next prediction at once; beyond both, 503 at once."""
-
-    max_request_bytes: int = 16 * 2**20
-    max_cost: int = 10_000
-    max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
-    max_queue: int = field(default_factory=lambda: os.cpu_count() or 1)
-    timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -349,16 +328,8 @@ def _parse(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
             '"params" has a key other than "mc_samples"; send only that one',
         )  # fmt: skip
     samples = params.get("mc_samples", 0)
-    if isinstance(samples, bool) or not isinstance(samples, int):
-        raise ApiError(
-            400, "INVALID_PARAMETER_VALUE",
-            f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}',
-        )  # fmt: skip
-    if not 0 <= samples <= MAX_MC_SAMPLES:
-        raise ApiError(
-            400, "INVALID_PARAMETER_VALUE",
-            f'"mc_samples" must be a whole number from 0 to {MAX_MC_SAMPLES}',
-        )  # fmt: skip
+    if not mc_samples_allowed(samples):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", MC_SAMPLES_RULE)
     return inputs, {"mc_samples": samples}
 
 
