@@ -83,7 +83,7 @@ def test_versions_come_from_logged_models_named_after_the_trial(smoke_run, smoke
 
 def test_logged_model_names_keep_to_what_mlflow_allows() -> None:
     from keras_variants.config.trials import trials
-    from keras_variants.tracking.runs import logged_model_name
+    from keras_variants.tracking.logged_models import logged_model_name
 
     swept = trials(("imdb_dropout",), (1,), {"imdb_dropout": {"dropout": (0.2,)}})[0]
     assert logged_model_name(swept) == "imdb_dropout dropout=0p2 seed 1"

@@ -8,16 +8,20 @@ checks that the two agree).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from keras_variants.data.datasets import Dataset
 
 
 def file_dataset(
@@ -42,3 +46,22 @@ def file_dataset(
 def dataset_input(dataset: DatasetEntity, context: str) -> DatasetInput:
     """``dataset`` as a run's input, used for ``context`` (``training``, ``test``, ...)."""
     return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+
+def training_inputs(data: Dataset) -> list[DatasetInput]:
+    """``data``'s files as a run's training inputs."""
+    return [
+        dataset_input(file_dataset(path, file, data.fingerprints[file][:32]), "training")
+        for file, path in data.files.items()
+    ]
+
+
+def test_dataset(data: Dataset, test_rows: np.ndarray) -> DatasetEntity:
+    """The test rows a trial was scored on, as an MLflow dataset: named after the data set,
+    its digest covering the files' SHA-256 and the rows."""
+    digest = hashlib.sha256(np.ascontiguousarray(test_rows, np.int64).tobytes())
+    for file in sorted(data.fingerprints):
+        digest.update(data.fingerprints[file].encode())
+    main = data.files[f"{data.name}.npz"]
+    profile = {"split": "test", "rows": len(test_rows)}
+    return file_dataset(main, f"{data.name} test", digest.hexdigest()[:32], profile)

@@ -9,20 +9,14 @@ on interruption, FAILED otherwise, so no run of this tool stays RUNNING.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import (
-    DatasetInput,
     LoggedModelOutput,
-    LoggedModelStatus,
     Metric,
     Param,
     Run,
@@ -30,16 +24,15 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.config.trials import Trial
 from keras_variants.config.variants import HISTORY_KEYS
 from keras_variants.data.datasets import Dataset, split_rows
-from keras_variants.errors import ArtifactStoreError, disk_full
 from keras_variants.lanes.jobs import TrainedVariant
-from keras_variants.tracking.datasets import dataset_input, file_dataset
+from keras_variants.tracking.datasets import dataset_input, test_dataset, training_inputs
+from keras_variants.tracking.logged_models import artifact_writes, log_served_model
 from keras_variants.tracking.store import (
     SWEPT_TAG,
     TOOL_TAG,
@@ -249,13 +242,13 @@ def log_variant_result(
         ),
         tags=[RunTag(f"data.{f}.sha256", d) for f, d in data.fingerprints.items()],
     )
-    test = _test_dataset(data, split_rows(data, config.profile, trial.seed)["test"])
+    test = test_dataset(data, split_rows(data, config.profile, trial.seed)["test"])
     inputs = [
-        *_dataset_inputs(data),
+        *training_inputs(data),
         dataset_input(test, TEST_CONTEXT),
     ]
     _tolerating_a_concurrent_insert(client.log_inputs, run_id, inputs)
-    with _artifact_writes(client, run_id):
+    with artifact_writes(client, run_id):
         client.log_dict(
             run_id,
             {
@@ -266,7 +259,7 @@ def log_variant_result(
         )
         if result.uncertainty:  # reliability diagrams and far-from-data scores
             client.log_dict(run_id, result.uncertainty, "uncertainty.json")
-        model_id = _log_served_model(client, run_id, trial, Path(result.model_dir))
+        model_id = log_served_model(client, run_id, trial, Path(result.model_dir))
     validation_loss = result.history["val/loss"]
     best = result.validation_loss_min_epoch - 1
     stamp = int(time.time() * 1000)
@@ -284,80 +277,6 @@ def log_variant_result(
         metrics.append(Metric(key, float(value), stamp, 0, model_id, *on))
     client.log_batch(run_id, metrics=metrics)
     return model_id
-
-
-def _dataset_inputs(data: Dataset) -> list[DatasetInput]:
-    return [
-        dataset_input(file_dataset(path, file, data.fingerprints[file][:32]), "training")
-        for file, path in data.files.items()
-    ]
-
-
-def _test_dataset(data: Dataset, test_rows: np.ndarray) -> DatasetEntity:
-    """The test rows a trial was scored on, as an MLflow dataset: named after the data set,
-    its digest covering the files' SHA-256 and the rows."""
-    digest = hashlib.sha256(np.ascontiguousarray(test_rows, np.int64).tobytes())
-    for file in sorted(data.fingerprints):
-        digest.update(data.fingerprints[file].encode())
-    main = data.files[f"{data.name}.npz"]
-    profile = {"split": "test", "rows": len(test_rows)}
-    return file_dataset(main, f"{data.name} test", digest.hexdigest()[:32], profile)
-
-
-def logged_model_name(trial: Trial) -> str:
-    """The trial as a logged model's name (MLflow allows no ``/ : . % " '``):
-    ``imdb_dropout dropout=0p2 seed 1``."""
-    return trial.run_name.replace(":", "=").replace(".", "p")
-
-
-def _log_served_model(client: MlflowClient, run_id: str, trial: Trial, folder: Path) -> str:
-    """The trial's pyfunc model (Keras model plus preprocessing), saved in ``folder``, as
-    the run's logged model, named after the trial."""
-    run = client.get_run(run_id)
-    variant = trial.variant
-    logged = client.create_logged_model(
-        run.info.experiment_id,
-        name=logged_model_name(trial),
-        source_run_id=run_id,
-        params={"variant": variant.name, "label": trial.label, "seed": str(trial.seed)},
-        model_type=variant.dataset,
-    )
-    client.log_model_artifacts(logged.model_id, str(folder))
-    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    return logged.model_id
-
-
-@contextmanager
-def _artifact_writes(client: MlflowClient, run_id: str) -> Iterator[None]:
-    """Write a run's artifacts; if that fails, leave no partial model, and say so plainly
-    when the disk is full."""
-    try:
-        yield
-    except BaseException as exc:
-        if not server_unreachable(exc):
-            with suppress(Exception):  # the original error matters more than a failed clean-up
-                _discard_models(client, run_id)
-        if disk_full(exc):
-            where = exc.filename2 or exc.filename or client.get_run(run_id).info.artifact_uri
-            raise ArtifactStoreError(
-                f"no space left on the device while writing run {run_id}'s artifacts "
-                f"({where}). Free space there, or point --tracking-uri at a store with room, "
-                "and run again; earlier runs and registered models are untouched."
-            ) from exc
-        raise
-
-
-def _discard_models(client: MlflowClient, run_id: str) -> None:
-    """Mark the run's logged models FAILED and delete what was written of them locally."""
-    experiment = client.get_run(run_id).info.experiment_id
-    for model in client.search_logged_models(
-        [experiment], filter_string=f"source_run_id = '{run_id}'"
-    ):
-        client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
-        if model.artifact_location.startswith("file:"):
-            folder = Path(local_file_uri_to_path(model.artifact_location))
-            shutil.rmtree(folder.parent if folder.name == "artifacts" else folder, True)
 
 
 def _tolerating_a_concurrent_insert(write: Callable[..., None], *args, **kwargs) -> None:

@@ -39,7 +39,7 @@ def is_local_store(tracking_uri: str) -> bool:
 
 # Marks the experiments as model training for MLflow 3's UI (it then lists "Training
 # runs"). The UI of 3.17 still opens on its GenAI overview unless the link carries
-# ``?workflowType=machine_learning``, which every link this tool prints does.
+# ``?workflowType=machine_learning``, which every link this tool prints does (``ui_links``).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 

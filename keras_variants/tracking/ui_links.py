@@ -1,0 +1,38 @@
+"""Links into the MLflow UI, built in one place: where a store's UI is, and its page of an
+experiment's runs, of a run, of a registered version. The terminal, the report and the
+notifications all link through these.
+
+MLflow 3.17's UI opens an experiment (its runs, one run) in its GenAI view unless the link,
+or the user's last choice, says ``workflowType=machine_learning``; its model registry pages
+have no such view. Pure string building: no MLflow call.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store (README)
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+
+
+def mlflow_ui_for(tracking_uri: str) -> str:
+    """The MLflow UI of a store: a tracking server serves its own, a local store the
+    README's ``mlflow ui``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return MLFLOW_UI
+
+
+def experiment_runs_page(mlflow_ui: str, experiment_id: str) -> str:
+    """The runs of an experiment, in the UI's model-training view."""
+    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs{MODEL_TRAINING_VIEW}"
+
+
+def run_page(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
+    """A run's page, in the UI's model-training view."""
+    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING_VIEW}"
+
+
+def version_page(mlflow_ui: str, model: str, version: str) -> str:
+    """A registered version's page (its name quoted for the path)."""
+    return f"{mlflow_ui}/#/models/{quote(model, safe='')}/versions/{version}"
