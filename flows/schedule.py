@@ -29,7 +29,7 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
     from keras_variants.operations import notify as notifications
     from keras_variants.operations.runner import prefect_api, serve_until_stopped
     from keras_variants.registry.versions import REGISTERED_MODELS  # loads MLflow
-    from keras_variants.reporting.progress import mlflow_ui_for
+    from keras_variants.tracking.ui_links import mlflow_ui_for
 
     if plan.model is not None and plan.model not in REGISTERED_MODELS.values():
         models = ", ".join(REGISTERED_MODELS.values())

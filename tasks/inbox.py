@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.operations import events, inbox
 from keras_variants.scoring.request import ScoringResult
+from keras_variants.tracking.ui_links import mlflow_ui_for, run_page
 
 
 @task(name="take-waiting", cache_policy=NO_CACHE)
@@ -40,6 +41,6 @@ def fail(folder: Path, entry: Path, reason: str) -> Path:
 def announce_drift(config: PipelineConfig, entry: Path, result: ScoringResult) -> None:
     """A ``drift`` event (for ``--notify``) when the scoring found drift."""
     model = result.summary["model"]
-    page = f"{events.run_page(config.tracking_uri, result.experiment_id, result.run_id)}"
+    page = run_page(mlflow_ui_for(config.tracking_uri), result.experiment_id, result.run_id)
     reason = f"{entry.name}: {result.line}"
     events.emit_drift(model["name"], model["version"], reason, page)

@@ -25,12 +25,10 @@ from keras_variants.errors import DataError
 from keras_variants.reporting.progress import (
     SummaryRow,
     Tally,
-    mlflow_ui_for,
     mlflow_ui_lines,
     progress_line,
     summary_table,
 )
-from keras_variants.reporting.report import run_page
 from tests.helpers import BIN, subprocess_env
 
 HEAVY = ("tensorflow", "keras", "prefect", "mlflow")
@@ -304,15 +302,6 @@ def test_mlflow_ui_lines() -> None:
     ]
     server = mlflow_ui_lines("http://mlflow:5000/", {"imdb": "7"})
     assert server == ["MLflow UI:", f"  imdb runs: http://mlflow:5000/#/experiments/7/runs?{ML}"]
-
-
-def test_report_links_point_at_a_tracking_servers_own_ui() -> None:
-    assert mlflow_ui_for("http://mlflow:5000/") == "http://mlflow:5000"
-    assert mlflow_ui_for("https://ml.example.org") == "https://ml.example.org"
-    assert mlflow_ui_for("sqlite:////w/mlflow.db") == "http://127.0.0.1:5000"
-    assert run_page("http://mlflow:5000", "7", "abc") == (
-        f"http://mlflow:5000/#/experiments/7/runs/abc?{ML}"
-    )
 
 
 @pytest.mark.parametrize(

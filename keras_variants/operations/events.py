@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from keras_variants.tracking.ui_links import mlflow_ui_for, version_page
+
 PREFIX = "keras-variants"
 DATA_CHANGED = f"{PREFIX}.data.changed"
 INBOX_WAITING = f"{PREFIX}.inbox.waiting"
@@ -40,22 +42,8 @@ def emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> None:
     emit_event(event=event, resource=resource, payload=payload)
 
 
-def version_page(tracking_uri: str, model: str, version: str) -> str:
-    """The MLflow UI's page of a registered version."""
-    from keras_variants.reporting.progress import mlflow_ui_for
-
-    return f"{mlflow_ui_for(tracking_uri)}/#/models/{model}/versions/{version}"
-
-
-def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The MLflow UI's page of a run."""
-    from keras_variants.reporting.progress import mlflow_ui_for
-
-    return f"{mlflow_ui_for(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def emit_promoted(model: str, version: str, reason: str, tracking_uri: str) -> None:
-    page = version_page(tracking_uri, model, version)
+    page = version_page(mlflow_ui_for(tracking_uri), model, version)
     payload = {"model": model, "version": version, "reason": reason, "mlflow_url": page}
     emit(MODEL_PROMOTED, model_resource(model, version), payload)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from keras_variants.tracking.ui_links import experiment_runs_page, mlflow_ui_for
+
 
 def progress_line(done: int, total: int, elapsed_seconds: float, failed: int = 0) -> str:
     """'3/6 runs done, ~40 s left' (one run per variant and seed): the rest estimated
@@ -70,21 +72,10 @@ def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
     return lines
 
 
-MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store (README)
-
-
-def mlflow_ui_for(tracking_uri: str) -> str:
-    """The MLflow UI of a store: a tracking server serves its own, a local store the README's
-    ``mlflow ui``. The terminal's links and the report's come from here."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
-    return MLFLOW_UI
-
-
 def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[str]:
     """How to open the runs in MLflow's UI: the command for a local store, then one link
-    per data set (``experiments``: data set -> experiment id). ``workflowType`` makes MLflow
-    3's UI show its model-training view, not the GenAI one."""
+    per data set (``experiments``: data set -> experiment id), in the UI's model-training
+    view."""
     base = mlflow_ui_for(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         lines = ["MLflow UI:"]
@@ -93,8 +84,7 @@ def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[s
             f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
         ]
     lines += [
-        f"  {name} runs: {base}/#/experiments/{eid}/runs?workflowType=machine_learning"
-        for name, eid in experiments.items()
+        f"  {name} runs: {experiment_runs_page(base, eid)}" for name, eid in experiments.items()
     ]
     return lines
 

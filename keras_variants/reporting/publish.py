@@ -20,10 +20,10 @@ from keras_variants.code_digest import code_digest
 from keras_variants.registry.run_decisions import run_decisions
 from keras_variants.reporting.monitoring_report import monitoring_for
 from keras_variants.reporting.plots import figure_cache
-from keras_variants.reporting.progress import MLFLOW_UI, mlflow_ui_for
 from keras_variants.reporting.report import Report, build_report
 from keras_variants.reporting.report_pages import write_report
 from keras_variants.tracking.records import PipelineRecord, load_pipeline
+from keras_variants.tracking.ui_links import MLFLOW_UI, mlflow_ui_for
 
 REPORT_CODE = "keras_variants.reporting.report_pages"  # with all it imports (code_digest)
 DIGEST_FILE = "report.sha256"

@@ -23,9 +23,9 @@ from keras_variants.reporting.findings import (
     sweep_findings,
     verdict_row,
 )
-from keras_variants.reporting.progress import MLFLOW_UI
 from keras_variants.reporting.report_figures import figures
 from keras_variants.tracking.records import PipelineRecord, VariantRecord
+from keras_variants.tracking.ui_links import MLFLOW_UI, run_page
 
 OVERFIT_GAP = "val_loss_minus_train_loss"
 
@@ -75,12 +75,6 @@ def variant_row(record: VariantRecord, group: Group | None = None) -> dict[str, 
         OVERFIT_GAP: gap,
         "training_seconds": record.metrics.get("training_seconds"),
     }
-
-
-def run_page(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
-    """A run's page in the MLflow UI, in its "Model training" view: MLflow 3.17's UI opens
-    in its GenAI view unless the link (or the user's last choice) says otherwise."""
-    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def about_run(record: PipelineRecord) -> dict[str, str]:

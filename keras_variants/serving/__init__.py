@@ -1,9 +1,11 @@
 """What is served: the registered MLflow pyfunc models, a Keras model and its preprocessing
 as one (``pyfunc``: how a served review becomes a prediction), with its request checks; the
 scoring server that answers HTTP requests with one of them, every request bounded
-(``server``); and its prediction log (``prediction_log``).
+(``server``, within what one request may hold and cost: ``limits``); and its prediction
+log (``prediction_log``).
 
-Imports: ``model``, ``data``, ``config``, ``errors``; MLflow, uvicorn's ASGI conventions.
+Imports: ``model``, ``data``, ``config``, ``compat``, ``errors``; MLflow, uvicorn's ASGI
+conventions.
 Never the registry, tracking or the command line: the command line loads the model and
 hands it to the server.
 
