@@ -1,4 +1,5 @@
-"""Helpers for tests that start real servers and processes on loopback ports."""
+"""Helpers for tests that start real servers and processes on loopback ports, and the
+tiers a fixture sorts its tests into."""
 
 from __future__ import annotations
 
@@ -15,6 +16,33 @@ from pathlib import Path
 import httpx
 
 BIN = Path(sys.executable).parent
+
+# Fixture name -> the tier its tests belong to, and the fixtures whose tests share one
+# xdist worker; filled by @tier where each fixture is defined, read by tests/conftest.py.
+TIERS: dict[str, str] = {}
+SHARED: list[str] = []
+
+
+def tier(name: str, shared: bool = False) -> Callable:
+    """Sort every test that uses the decorated fixture, directly or through another fixture,
+    into tier ``name``: "slow" (a server or a training run in this process) or "system"
+    (the real command, servers or tools in subprocesses; slow too). ``shared``: the fixture
+    is built once per worker and costs minutes, so its tests all go to one xdist worker.
+    Put it under ``@pytest.fixture``."""
+    if name not in ("slow", "system"):
+        raise ValueError(f"tier {name!r}: use 'slow' or 'system'")
+
+    def sort(fixture: Callable) -> Callable:
+        if TIERS.setdefault(fixture.__name__, name) != name:
+            raise ValueError(
+                f"fixture {fixture.__name__!r} is in tier {TIERS[fixture.__name__]!r} "
+                f"elsewhere, {name!r} here: name one of them differently"
+            )
+        if shared and fixture.__name__ not in SHARED:
+            SHARED.append(fixture.__name__)
+        return fixture
+
+    return sort
 
 
 def free_port() -> int:
@@ -72,6 +100,42 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+class Processes:
+    """Starts the real command, servers and tools for one test: each in a process group of
+    its own, with an environment of its own (PREFECT_HOME under the test's folder, no
+    PREFECT_/MLFLOW_ setting of this session); the test's end stops every group still
+    running."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started: list[subprocess.Popen] = []
+
+    def env(self, folder: Path | None = None, **extra: str) -> dict[str, str]:
+        return subprocess_env(folder or self.folder, **extra)
+
+    def start(self, args: list[str], **options) -> subprocess.Popen:
+        options.setdefault("env", self.env())
+        options.setdefault("cwd", self.folder)
+        proc = subprocess.Popen(args, start_new_session=True, **options)
+        self.started.append(proc)
+        return proc
+
+    def run(self, args: list[str], timeout: float = 600, **options) -> subprocess.CompletedProcess:
+        options.setdefault("env", self.env())
+        options.setdefault("cwd", self.folder)
+        options.setdefault("capture_output", True)
+        options.setdefault("text", True)
+        return subprocess.run(args, timeout=timeout, **options)
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                try:
+                    stop_group(proc)
+                except ProcessLookupError:
+                    pass  # it ended meanwhile
+
+
 def process_wide_mlflow_uri(monkeypatch, uri: str) -> None:
     """Point MLflow's process-wide tracking and registry URIs at ``uri`` for one test (for
     MLflow calls that take no client); ``monkeypatch`` restores both, and their
@@ -86,3 +150,22 @@ def process_wide_mlflow_uri(monkeypatch, uri: str) -> None:
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A PNG of ~60 bytes whose header declares ``width`` x ``height`` pixels (a
+    decompression bomb when large): a valid signature, IHDR, an empty IDAT and IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )

@@ -19,6 +19,7 @@ from keras_variants.errors import InputError
 from keras_variants.scoring import batch, outputs
 from keras_variants.scoring.drift import not_checked
 from keras_variants.scoring.inputs import check_input, read_input
+from tests.helpers import declared_png
 
 REVIEWS = ["A wonderful film, I loved every minute.", "Dull, slow and far too long."]
 
@@ -69,10 +70,16 @@ def test_a_folder_of_images_rejects_what_is_not_one(tmp_path: Path, data_slices:
     _digits(tmp_path / "digits", 3, data_slices)
     (tmp_path / "digits" / "notes.txt").write_text("not an image")
     (tmp_path / "digits" / ".hidden.png").write_bytes(b"skipped")
+    # ~60 bytes that declare 20000x20000 pixels (Pillow's own bomb error) and 5000x5000
+    (tmp_path / "digits" / "bomb.png").write_bytes(declared_png(20_000, 20_000))
+    (tmp_path / "digits" / "large.png").write_bytes(declared_png(5_000, 5_000))
     read = read_input(tmp_path / "digits", "mnist", "mnist-classifier")
     assert read.ids == ["digit-000.png", "digit-001.png", "digit-002.png"]
+    too_large = "pixels, over the limit of 4096x4096; send a smaller image"
     assert [(r.id, r.reason) for r in read.rejected] == [
-        ("notes.txt", "not an image Pillow can read (PNG, JPEG, ...)")
+        ("bomb.png", f"the image is more than 4096x4096 {too_large}"),
+        ("large.png", f"the image is 5000x5000 {too_large}"),
+        ("notes.txt", "not an image Pillow can read (PNG, JPEG, ...)"),
     ]
     png = (tmp_path / "digits" / "digit-001.png").read_bytes()
     assert read.inputs[1] == __import__("base64").b64encode(png).decode()
@@ -264,7 +271,6 @@ def _variants(config, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
-@pytest.mark.slow
 def test_variants_score_reviews_and_digits_end_to_end(
     smoke_run, smoke_config, data_slices: Path, tmp_path: Path
 ) -> None:
@@ -331,7 +337,6 @@ def test_variants_score_reviews_and_digits_end_to_end(
     assert rejected["id"].tolist() == ["scan.jpg"]
 
 
-@pytest.mark.slow
 def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
     smoke_run, smoke_config, tmp_path: Path
 ) -> None:
@@ -361,7 +366,6 @@ def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
     assert run.info.status == "FAILED"
 
 
-@pytest.mark.slow
 def test_clean_digits_show_no_drift_and_one_class_does(
     smoke_run, smoke_config, data_slices: Path, tmp_path: Path
 ) -> None:

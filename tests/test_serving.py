@@ -37,7 +37,7 @@ from keras_variants.serving import pyfunc
 from keras_variants.serving.answers import Sentiment
 from keras_variants.serving.saving import load_served, requirements, save_model
 from keras_variants.tracking.store import client_for
-from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+from tests.helpers import BIN, declared_png, free_port, process, subprocess_env, wait_for
 
 
 def _word_index(folder: Path) -> dict[str, int]:
@@ -129,6 +129,7 @@ def test_images_are_converted_the_way_mnist_digits_were(data_slices: Path) -> No
     assert pixels[0].max() == 0 and pixels[:, 0].max() == 0  # black background
 
 
+BOMB = base64.b64encode(declared_png(20_000, 20_000)).decode()  # Pillow's bomb error
 BAD_REQUESTS = [
     ("imdb", [""], "input 0 is an empty string; send a review text"),
     ("imdb", ["fine", 5], "input 1 is a number; send a review text"),
@@ -139,6 +140,7 @@ BAD_REQUESTS = [
     ("imdb", ["good"] * 10_001, "10,001 inputs is over the limit of 10,000 per request"),
     ("mnist", ["bm90IGFuIGltYWdl"], "input 0: the bytes are not an image Pillow can read"),
     ("mnist", ["%%%"], "input 0: the string is not base64"),
+    ("mnist", [BOMB], "input 0: the image is more than 4096x4096 pixels, over the limit of"),
     ("mnist", [[0] * 784], "input 0 is a list; send a base64-encoded image"),
 ]
 
@@ -195,7 +197,6 @@ def _post(url: str, body: object) -> httpx.Response:
     return httpx.post(f"{url}/invocations", json=body, timeout=60)
 
 
-@pytest.mark.slow
 def test_mlflow_models_serve_answers_text_png_and_bad_requests(
     smoke_run, smoke_config, data_slices, tmp_path
 ) -> None:
@@ -250,7 +251,6 @@ def test_mlflow_models_serve_answers_text_png_and_bad_requests(
         assert verified_path(client, model, champion)  # its files are still as registered
 
 
-@pytest.mark.slow
 def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, tmp_path):
     digit = tmp_path / "digit.png"
     digit.write_bytes(_png(np.full((28, 28), 255, np.uint8)))

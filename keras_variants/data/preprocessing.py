@@ -19,7 +19,8 @@ import base64
 import binascii
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +30,7 @@ from keras_variants.data.ragged import Ragged
 from keras_variants.errors import InputError
 
 if TYPE_CHECKING:
+    import PIL.Image
     import tensorflow as tf
 
 # Keras's load_data conventions, so a local folder, the download and served text agree.
@@ -80,6 +82,33 @@ def texts_from_word_ids(ids: Ragged, word_index: Mapping[str, int], num_words: i
     ]
 
 
+NOT_AN_IMAGE = "the bytes are not an image Pillow can read (PNG, JPEG, ...)"
+
+
+@contextmanager
+def opened_image(data: bytes) -> Iterator[PIL.Image.Image]:
+    """The image in ``data`` with its header read and no pixel decoded yet, or InputError
+    saying why not: not an image, or one declaring more pixels than ``MAX_IMAGE_PIXELS``
+    (a few bytes can declare 20000x20000: Pillow's own bomb check raises an error of its
+    own for those, which is one more bad input here, never a crash)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InputError(_too_large("more than 4096x4096")) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise InputError(NOT_AN_IMAGE) from None
+    with image:
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise InputError(_too_large(f"{image.width}x{image.height}"))
+        yield image
+
+
+def _too_large(size: str) -> str:
+    return f"the image is {size} pixels, over the limit of 4096x4096; send a smaller image"
+
+
 def pixels_from_image(data: bytes) -> np.ndarray:
     """A digit image as MNIST stores digits: 28x28 uint8, white digit on black.
 
@@ -88,18 +117,13 @@ def pixels_from_image(data: bytes) -> np.ndarray:
     way MNIST's digits were: the digit's bounding box scaled into 20x20 (aspect kept) and
     centred by its centre of mass in the 28x28 field.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise InputError(
-                    f"the image is {image.width}x{image.height} pixels, over the limit of "
-                    "4096x4096; send a smaller image"
-                )
+    with opened_image(data) as image:
+        try:
             gray = np.asarray(image.convert("L"), dtype=np.float64)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError("the bytes are not an image Pillow can read (PNG, JPEG, ...)") from exc
+        except (OSError, ValueError, Image.DecompressionBombError):  # a truncated file
+            raise InputError(NOT_AN_IMAGE) from None
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:  # dark digit on a light background
         gray = 255.0 - gray

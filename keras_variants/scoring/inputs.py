@@ -213,17 +213,18 @@ def _add_image(read: ScoringInput, row_id: str, file: Path, digest: hashlib._Has
 
 
 def _not_an_image(data: bytes) -> str | None:
-    """Why ``data`` is not an image Pillow can open, or None. Reads the header only: the
-    served model decodes the pixels (and rejects what it cannot)."""
-    from PIL import Image, UnidentifiedImageError
+    """Why ``data`` is not an image the served model takes, or None. Reads the header only
+    (:func:`~keras_variants.data.preprocessing.opened_image`, the served model's own check):
+    the served model decodes the pixels (and rejects what it cannot)."""
+    from keras_variants.data.preprocessing import opened_image
 
     if not data:
         return "the file is empty"
     try:
-        with Image.open(io.BytesIO(data)):
+        with opened_image(data):
             return None
-    except (UnidentifiedImageError, OSError, ValueError):
-        return "not an image Pillow can read (PNG, JPEG, ...)"
+    except InputError as exc:
+        return str(exc).replace("the bytes are not", "not")
 
 
 def _read_lines(path: Path) -> ScoringInput:
