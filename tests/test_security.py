@@ -203,7 +203,6 @@ def test_a_tampered_version_is_refused_before_loading(registered, tmp_path, how)
     assert not marker.exists()
 
 
-@pytest.mark.slow
 def test_predict_and_serve_refuse_a_tampered_version(registered, tmp_path: Path) -> None:
     import subprocess
 
@@ -225,7 +224,6 @@ def test_predict_and_serve_refuse_a_tampered_version(registered, tmp_path: Path)
     assert not marker.exists()
 
 
-@pytest.mark.slow
 def test_a_version_registered_before_hashes_is_refused_until_trusted(registered, tmp_path) -> None:
     """A version from before file hashes were recorded: every load says how to vouch for it;
     `variants trust` records its files as they are, and from then on a change is refused."""
@@ -327,7 +325,6 @@ def test_a_version_saved_as_a_pickle_loads_without_reading_it(tmp_path, data_sli
     assert not marker.exists()
 
 
-@pytest.mark.slow
 def test_a_version_saved_as_code_answers_predict_and_serve(registered, tmp_path: Path) -> None:
     """``variants predict`` and ``variants serve`` load the registered version (a Python
     that writes bytecode) and answer; neither adds a file to its folder."""
@@ -357,3 +354,46 @@ def test_a_version_saved_as_code_answers_predict_and_serve(registered, tmp_path:
         stop(server)
     assert not (folder / "__pycache__").exists()
     assert load_version(client, REGISTERED_MODELS["imdb"], "1").predict([REVIEW])
+
+
+# --- lock files: a private folder, never written through a link ----------------------------
+
+
+def test_lock_files_live_in_a_private_folder_and_never_follow_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    from keras_variants.errors import ConfigError
+    from keras_variants.tracking.locks import private_folder, store_lock
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    uri = "http://127.0.0.1:5000"
+    with store_lock(uri, "promote-m"):
+        folder = private_folder()
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        (lock,) = folder.iterdir()
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+    # Another user planted a link where the next lock file goes: refused, target untouched.
+    target = tmp_path / "victim.txt"
+    target.write_text("keep")
+    lock.unlink()
+    lock.symlink_to(target)
+    with (
+        pytest.raises(ConfigError, match="the lock file is a symbolic link"),
+        store_lock(uri, "promote-m"),
+    ):
+        pass
+    assert target.read_text() == "keep"
+
+    # A folder others may write into (or a link in its place) is not private: refused.
+    os.chmod(folder, 0o777)
+    with pytest.raises(ConfigError, match="not a private folder"):
+        private_folder()
+    lock.unlink()
+    folder.rmdir()
+    folder.symlink_to(tmp_path)
+    with pytest.raises(ConfigError, match="not a private folder"):
+        private_folder()
