@@ -82,7 +82,13 @@ def test_a_closure_of_a_hand_made_package(tmp_path: Path) -> None:
         (TRAINING, "model/inference.py", "def inference_outputs(", "def inference_outputs_("),
         (TRAINING, "data/preprocessing.py", "import re\n", "import re  # changed\n"),
         # the gate's score: the correctness loop, the served model and the inference it calls
-        (GATE, "registry/served_accuracy.py", "correct = np.zeros(", "correct = np.ones("),
+        (
+            GATE,
+            "registry/served_accuracy.py",
+            "predicted == np.asarray(",
+            "predicted != np.asarray(",
+        ),
+        (GATE, "serving/answers.py", "int(self.label == POSITIVE)", "int(self.label != POSITIVE)"),
         (GATE, "model/inference.py", "def inference_outputs(", "def inference_outputs_("),
         (GATE, "serving/limits.py", "MAX_MC_SAMPLES = 100", "MAX_MC_SAMPLES = 99"),
     ],
