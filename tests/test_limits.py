@@ -11,7 +11,7 @@ import json
 import pytest
 
 from keras_variants.serving import limits
-from keras_variants.serving.server import ApiError, _parse
+from keras_variants.serving.http_edge import ApiError, parse_request
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,9 @@ def test_mc_samples_allowed(value: object, allowed: bool) -> None:
 def test_the_server_refuses_mc_samples_in_the_models_words(samples: object) -> None:
     body = json.dumps({"inputs": ["a"], "params": {"mc_samples": samples}}).encode()
     with pytest.raises(ApiError, match=f"from 0 to {limits.MAX_MC_SAMPLES}$"):
-        _parse(body)
+        parse_request(body)
     within = {"inputs": ["a"], "params": {"mc_samples": limits.MAX_MC_SAMPLES}}
-    assert _parse(json.dumps(within).encode()) == (["a"], within["params"])
+    assert parse_request(json.dumps(within).encode()) == (["a"], within["params"])
 
 
 def test_the_largest_image_file_scored_fits_the_served_limit_once_encoded() -> None:

@@ -49,7 +49,7 @@ def predict_lines(
     texts for imdb-sentiment, image files for mnist-classifier."""
     from keras_variants.registry.loading import load_version, resolve_version
     from keras_variants.registry.versions import REGISTERED_MODELS
-    from keras_variants.serving.pyfunc import BadRequest
+    from keras_variants.serving.requests import BadRequest
 
     version = resolve_version(client, model, version=version)
     if model == REGISTERED_MODELS["mnist"]:

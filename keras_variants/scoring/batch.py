@@ -22,7 +22,7 @@ import pandas as pd
 
 from keras_variants.scoring.inputs import Rejected
 from keras_variants.serving.answers import Answer, answers_frame, classes_and_confidence
-from keras_variants.serving.pyfunc import BadRequest
+from keras_variants.serving.requests import BadRequest
 
 REQUEST_ROWS = 1_000  # rows per predict call (the served limit is 10,000 per request)
 

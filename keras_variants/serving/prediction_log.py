@@ -26,7 +26,7 @@ import numpy as np
 from keras_variants.config.variants import SCORING_BATCH_ROWS
 from keras_variants.data.ragged import Ragged
 from keras_variants.serving.answers import Answer, Stored
-from keras_variants.serving.pyfunc import check_stop
+from keras_variants.serving.requests import check_stop
 
 LOG_FILE = "predictions.jsonl"
 MAX_LOG_BYTES = 64 * 2**20  # per file, then it rotates

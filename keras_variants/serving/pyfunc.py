@@ -10,16 +10,11 @@ saved and loaded (as code, never a pickle) is :mod:`keras_variants.serving.savin
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from keras_variants import compat
 from keras_variants.config.variants import DATASETS, SCORING_BATCH_ROWS, VariantConfig
@@ -37,60 +32,13 @@ from keras_variants.errors import InputError, VariantsError
 from keras_variants.serving.answers import Answer, Digit, Sentiment, Stored
 from keras_variants.serving.limits import (
     MAX_IMAGE_CHARS,
-    MAX_INPUTS,
     MAX_TEXT_CHARS,
     MC_SAMPLES_RULE,
     mc_samples_allowed,
 )
+from keras_variants.serving.requests import BadRequest, check_stop, checked_strings
 
 KERAS_MODEL, WORD_INDEX = "keras_model", "word_index"
-
-
-class BadRequest(MlflowException):
-    """A request the model cannot answer: HTTP 400 with one sentence naming the problem.
-
-    MLflow's scoring server prefixes the message of any MlflowException raised by
-    ``predict`` with the whole payload ("Failed to predict data '...'"); this one keeps its
-    own message, so a bad request never echoes what was sent.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
-
-    @property
-    def message(self) -> str:
-        return self._message
-
-    @message.setter
-    def message(self, value: str) -> None:
-        if not hasattr(self, "_message"):
-            self._message = value
-
-
-class Stopped(Exception):
-    """The caller asked the prediction to stop (its time ran out); raised between batches."""
-
-
-_REQUEST = threading.local()  # the stop event of the request this thread is answering
-
-
-@contextmanager
-def stopping(stop: threading.Event) -> Iterator[None]:
-    """Within it, this thread's predictions stop (raise :class:`Stopped`) at their next
-    batch once ``stop`` is set: a server's timeout ends the work, not only the answer."""
-    _REQUEST.stop = stop
-    try:
-        yield
-    finally:
-        _REQUEST.stop = None
-
-
-def check_stop() -> None:
-    """Raise :class:`Stopped` if this thread's request has been told to stop (see
-    :func:`stopping`); a no-op outside one. Called between batches of the work."""
-    stop = getattr(_REQUEST, "stop", None)
-    if stop is not None and stop.is_set():
-        raise Stopped
 
 
 class _KerasWithPreprocessing(compat.OwnInputChecks, mlflow.pyfunc.PythonModel):
@@ -213,7 +161,7 @@ class SentimentModel(_KerasWithPreprocessing):
         return keras_word_ids(ranks, self.variant.input_shape[0])
 
     def stored_inputs(self, model_input: list[str]) -> Ragged:
-        texts = _strings(model_input, "review text", MAX_TEXT_CHARS)
+        texts = checked_strings(model_input, "review text", MAX_TEXT_CHARS)
         try:
             return self.word_ids(texts)
         except InputError as exc:
@@ -242,8 +190,12 @@ class DigitModel(_KerasWithPreprocessing):
     """mnist-classifier: digit images in; digit, its probability and all ten out."""
 
     def stored_inputs(self, model_input: list[str]) -> np.ndarray:
-        images = _strings(model_input, "base64-encoded image", MAX_IMAGE_CHARS)
-        return np.stack([_pixels(i, image) for i, image in enumerate(images)])
+        images = checked_strings(model_input, "base64-encoded image", MAX_IMAGE_CHARS)
+        pixels = []
+        for index, image in enumerate(images):
+            check_stop()  # an image can take 0.1 s to decode: the request's bound covers it
+            pixels.append(_pixels(index, image))
+        return np.stack(pixels)
 
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
@@ -273,40 +225,6 @@ def served_model(config: dict[str, Any]) -> _KerasWithPreprocessing:
     its variant's data set. What the model's code file sets as the model
     (:mod:`keras_variants.serving.saving`)."""
     return MODELS[config["variant"]["dataset"]]()
-
-
-JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}
-
-
-def _strings(model_input: object, what: str, limit: int) -> list[str]:
-    """``model_input`` as a list of non-empty strings within the size limits, or BadRequest."""
-    if isinstance(model_input, np.ndarray):
-        model_input = model_input.tolist()
-    if not isinstance(model_input, list):
-        raise BadRequest(f'"inputs" must be a list of {what}s, not {_json_type(model_input)}')
-    if not model_input:
-        raise BadRequest(f'"inputs" is empty; send a list of {what}s')
-    if len(model_input) > MAX_INPUTS:
-        raise BadRequest(
-            f"{len(model_input):,} inputs is over the limit of {MAX_INPUTS:,} per request; "
-            "split the request"
-        )
-    for index, item in enumerate(model_input):
-        if not isinstance(item, str):
-            raise BadRequest(f"input {index} is {_json_type(item)}; send a {what}")
-        if not item.strip():
-            raise BadRequest(f"input {index} is an empty string; send a {what}")
-        if len(item) > limit:
-            raise BadRequest(
-                f"input {index} has {len(item):,} characters, over the limit of {limit:,}"
-            )
-    return model_input
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return "a " + JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _pixels(index: int, image: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -28,18 +28,22 @@ import numpy as np
 
 from keras_variants.data.preprocessing import png_base64
 from keras_variants.serving.answers import Answer, ServedModel, Stored
-from keras_variants.serving.limits import MC_SAMPLES_RULE, Limits, mc_samples_allowed
-from keras_variants.serving.pyfunc import BadRequest, Stopped, check_stop, stopping
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from keras_variants.serving.http_edge import (
+    ApiError,
+    Receive,
+    Scope,
+    Send,
+    parse_request,
+    read_body,
+    read_headers,
+    respond,
+)
+from keras_variants.serving.limits import Limits
+from keras_variants.serving.requests import BadRequest, Stopped, check_stop, stopping
 
 ACCESS_LOG = logging.getLogger("keras_variants.access")
 ROUTES = {"/invocations": "POST", "/ping": "GET", "/health": "GET", "/version": "GET"}
 OPEN_ROUTES = ("/ping", "/health")  # health checks need no token
-REQUEST_KEYS, PARAM_KEYS = {"inputs", "params"}, {"mc_samples"}
-MAX_ERROR_BYTES = 300
 
 
 @dataclass(frozen=True)
@@ -49,22 +53,6 @@ class ServedVersion:
     model: str
     version: str
     model_id: str | None = None
-
-
-class ApiError(Exception):
-    """An answer other than 200: the status, a code and one sentence of our own."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        body = json.dumps({"error_code": self.code, "message": self.message}).encode()
-        assert len(body) < MAX_ERROR_BYTES, self.code  # our own sentences stay short
-        return body
 
 
 # A predictor takes the checked inputs and params and returns the answers and what it
@@ -130,7 +118,7 @@ class ScoringApp:
             ACCESS_LOG.error("internal error %s", type(error).__name__)
             status, headers = 500, {}
             body = ApiError(500, "INTERNAL_ERROR", "the server failed; try again").body()
-        await _respond(send, status, body, headers)
+        await respond(send, status, body, headers)
         latency = (time.perf_counter() - started) * 1000
         ACCESS_LOG.info(
             "%s %s %s %s inputs=%s latency_ms=%.1f",
@@ -152,7 +140,7 @@ class ScoringApp:
                 405, "METHOD_NOT_ALLOWED", f"use {ROUTES[route]} for this path",
                 {"allow": ROUTES[route]},
             )  # fmt: skip
-        headers = _headers(scope)
+        headers = read_headers(scope)
         if route not in OPEN_ROUTES:
             self._authenticate(headers)
         if route in OPEN_ROUTES:
@@ -186,8 +174,8 @@ class ScoringApp:
         deadline = time.monotonic() + self.limits.timeout_s
         released = False
         try:
-            raw = await _read_body(headers, receive, self.limits.max_request_bytes, deadline)
-            inputs, params = _parse(raw)
+            raw = await read_body(headers, receive, self.limits.max_request_bytes, deadline)
+            inputs, params = parse_request(raw)
             del raw
             cost = len(inputs) * (1 + params.get("mc_samples", 0))
             if cost > self.limits.max_cost:
@@ -201,7 +189,7 @@ class ScoringApp:
                 self.workers, self._predict, inputs, params, stop
             )
             # Admission ends when the work has, not when the client got its answer.
-            future.add_done_callback(lambda _: self._release())
+            future.add_done_callback(self._finished)
             released = True
             try:
                 remaining = max(deadline - time.monotonic(), 0)
@@ -228,8 +216,14 @@ class ScoringApp:
             f"{self.limits.max_queue} waiting; retry after a second", {"retry-after": "1"},
         )  # fmt: skip
 
-    def _release(self) -> None:
-        self.admitted -= 1  # done callbacks run on the event loop
+    def _finished(self, work: asyncio.Future) -> None:
+        """The request's work has ended (done callbacks run on the event loop): its place
+        is free. Work that ended after its request was answered 504 ends in an error nobody
+        awaits; it is taken here, so asyncio logs no "exception was never retrieved" with a
+        traceback (the access log has the request's one line)."""
+        self.admitted -= 1
+        if not work.cancelled():
+            work.exception()
 
     def _predict(self, inputs: list[Any], params: dict[str, Any], stop: threading.Event) -> bytes:
         """In a worker thread: the answers as the response body, handed to the sink too
@@ -257,93 +251,3 @@ class ScoringApp:
                 self.workers.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return {name.lower(): value for name, value in scope["headers"]}
-
-
-async def _read_body(
-    headers: dict[bytes, bytes], receive: Receive, limit: int, deadline: float
-) -> bytes:
-    """The whole body, read chunk by chunk and refused (413) as soon as it passes ``limit``
-    bytes, whether it announced its length or came chunked."""
-    too_large = ApiError(
-        413, "REQUEST_TOO_LARGE",
-        f"the request body is over the limit of {limit:,} bytes; split the request",
-        {"connection": "close"},
-    )  # fmt: skip
-    length = headers.get(b"content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise ApiError(400, "MALFORMED_REQUEST", "the Content-Length header is not a number")
-        if int(length) > limit:
-            raise too_large
-    chunks, size = [], 0
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            message = await asyncio.wait_for(receive(), max(remaining, 0))
-        except TimeoutError:
-            raise ApiError(
-                408, "REQUEST_TIMEOUT", "the request body did not arrive in time",
-                {"connection": "close"},
-            ) from None  # fmt: skip
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "CLIENT_GONE", "the client closed the connection")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _parse(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
-    """The request's inputs and params, checked for shape only (the model checks each
-    input); the messages name the field, never the value sent."""
-    try:
-        request = json.loads(raw)
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep
-        raise ApiError(400, "MALFORMED_REQUEST", "the body is not valid JSON") from None
-    if not isinstance(request, dict):
-        raise ApiError(400, "MALFORMED_REQUEST", 'the body must be a JSON object with "inputs"')
-    if not set(request) <= REQUEST_KEYS:
-        raise ApiError(
-            400, "MALFORMED_REQUEST",
-            'the body has a key other than "inputs" and "params"; send only those',
-        )  # fmt: skip
-    if "inputs" not in request:
-        raise ApiError(400, "MALFORMED_REQUEST", 'the body has no "inputs"; send a list')
-    inputs = request["inputs"]
-    if not isinstance(inputs, list):
-        raise ApiError(400, "INVALID_PARAMETER_VALUE", '"inputs" must be a list')
-    params = request.get("params") or {}
-    if not isinstance(params, dict):
-        raise ApiError(400, "INVALID_PARAMETER_VALUE", '"params" must be a JSON object')
-    if not set(params) <= PARAM_KEYS:
-        raise ApiError(
-            400, "INVALID_PARAMETER_VALUE",
-            '"params" has a key other than "mc_samples"; send only that one',
-        )  # fmt: skip
-    samples = params.get("mc_samples", 0)
-    if not mc_samples_allowed(samples):
-        raise ApiError(400, "INVALID_PARAMETER_VALUE", MC_SAMPLES_RULE)
-    return inputs, {"mc_samples": samples}
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    content_type = b"text/plain" if body == b"\n" else b"application/json"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *((k.encode(), v.encode()) for k, v in headers.items()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
