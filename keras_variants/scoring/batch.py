@@ -20,7 +20,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from keras_variants.scoring.inputs import Rejected
+from keras_variants.scoring.rows import Rejected
 from keras_variants.serving.answers import Answer, answers_frame, classes_and_confidence
 from keras_variants.serving.requests import BadRequest
 

@@ -9,49 +9,25 @@ to do; a bad row is a :class:`Rejected` row, and the rest is scored.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from keras_variants.errors import InputError
-from keras_variants.serving.limits import MAX_IMAGE_BYTES, MAX_TEXT_CHARS  # checked per row
+from keras_variants.scoring.rows import (
+    Kind,
+    Rejected,
+    ScoringInput,
+    add_image,
+    add_text,
+    label_of,
+    missing,
+    not_an_image,
+)
+from keras_variants.serving.limits import MAX_IMAGE_BYTES
 
-Kind = Literal["text", "image"]
 TABLE_SUFFIXES = (".csv", ".parquet")
 KIND_OF_DATASET: dict[str, Kind] = {"imdb": "text", "mnist": "image"}
-SENTIMENT_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1}
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A row that was not scored: its id and why, in the user's terms."""
-
-    id: str
-    reason: str
-
-
-@dataclass
-class ScoringInput:
-    """One input, read and checked: the rows to send and the rows left out.
-
-    ``inputs[i]`` (a review text, or an image file base64-encoded) is row ``ids[i]``;
-    ``labels[i]`` is its label or None (``labels`` is None without a label column)."""
-
-    path: Path
-    kind: Kind
-    ids: list[str] = field(default_factory=list)
-    inputs: list[str] = field(default_factory=list)
-    labels: list[int | None] | None = None
-    rejected: list[Rejected] = field(default_factory=list)
-    sha256: str = ""  # of the file, or of every file read (a folder, a table's images)
-
-    @property
-    def rows_read(self) -> int:
-        return len(self.ids) + len(self.rejected)
 
 
 def check_input(path: Path, dataset: str, model: str) -> Kind:
@@ -143,7 +119,7 @@ def _first_image(folder: Path) -> None:
         raise InputError(f"{folder}: the folder has no files; put the images to score in it")
     for file in files:
         try:
-            if file.stat().st_size <= MAX_IMAGE_BYTES and _not_an_image(file.read_bytes()) is None:
+            if file.stat().st_size <= MAX_IMAGE_BYTES and not_an_image(file.read_bytes()) is None:
                 return
         except OSError:
             continue
@@ -182,49 +158,9 @@ def _read_folder(folder: Path) -> ScoringInput:
     for file in files:
         name = file.relative_to(folder).as_posix()
         digest.update(name.encode() + b"\0")
-        _add_image(read, name, file, digest)
+        add_image(read, name, file, digest)
     read.sha256 = digest.hexdigest()
     return read
-
-
-def _add_image(read: ScoringInput, row_id: str, file: Path, digest: hashlib._Hash) -> bool:
-    """Add ``file`` as row ``row_id``, or a rejected row saying why it cannot be sent."""
-    reason = None
-    try:
-        size = file.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            reason = f"the file has {size:,} bytes, over the limit of {MAX_IMAGE_BYTES:,}"
-        else:
-            data = file.read_bytes()
-            digest.update(data)
-            reason = _not_an_image(data)
-    except FileNotFoundError:
-        reason = "no such file"
-    except IsADirectoryError:
-        reason = f"{file} is a folder, not an image file"
-    except OSError as exc:
-        reason = f"cannot read the file ({exc.strerror or type(exc).__name__})"
-    if reason is not None:
-        read.rejected.append(Rejected(row_id, reason))
-        return False
-    read.ids.append(row_id)
-    read.inputs.append(base64.b64encode(data).decode("ascii"))
-    return True
-
-
-def _not_an_image(data: bytes) -> str | None:
-    """Why ``data`` is not an image the served model takes, or None. Reads the header only
-    (:func:`~keras_variants.data.preprocessing.opened_image`, the served model's own check):
-    the served model decodes the pixels (and rejects what it cannot)."""
-    from keras_variants.data.preprocessing import opened_image
-
-    if not data:
-        return "the file is empty"
-    try:
-        with opened_image(data):
-            return None
-    except InputError as exc:
-        return str(exc).replace("the bytes are not", "not")
 
 
 def _read_lines(path: Path) -> ScoringInput:
@@ -244,30 +180,8 @@ def _read_lines(path: Path) -> ScoringInput:
     if not lines:
         raise InputError(f"{path}: the file is empty; put one review per line in it")
     for number, line in enumerate(lines, start=1):
-        _add_text(read, str(number), line)
+        add_text(read, str(number), line)
     return read
-
-
-def _add_text(read: ScoringInput, row_id: str, text: object) -> bool:
-    reason = None
-    if _missing(text):
-        reason = "no text"
-    elif not isinstance(text, str):
-        reason = f"the text is a {type(text).__name__}, not a string"
-    elif not text.strip():
-        reason = "the text is empty"
-    elif len(text) > MAX_TEXT_CHARS:
-        reason = f"the text has {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
-    if reason is not None:
-        read.rejected.append(Rejected(row_id, reason))
-        return False
-    read.ids.append(row_id)
-    read.inputs.append(text)
-    return True
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _read_table(path: Path, kind: Kind, dataset: str) -> ScoringInput:
@@ -298,56 +212,31 @@ def _read_table(path: Path, kind: Kind, dataset: str) -> ScoringInput:
     for number, (value, row_id, label) in enumerate(
         zip(frame[column].tolist(), ids, labels, strict=True), start=1
     ):
-        if not _missing(row_id) and str(row_id).strip():
+        if not missing(row_id) and str(row_id).strip():
             name = str(row_id).strip()
         elif kind == "image" and isinstance(value, str) and value.strip():
             name = value
         else:
             name = str(number)
-        parsed, label_problem = _label(label, dataset) if has_labels else (None, None)
+        parsed, label_problem = label_of(label, dataset) if has_labels else (None, None)
         if label_problem:
             read.rejected.append(Rejected(name, label_problem))
             continue
         if kind == "text":
-            added = _add_text(read, name, value)
-        elif _missing(value) or not str(value).strip():
+            added = add_text(read, name, value)
+        elif missing(value) or not str(value).strip():
             read.rejected.append(Rejected(name, "no image path"))
             added = False
         else:
             file = Path(str(value)).expanduser()
             digest.update(str(value).encode() + b"\0")
-            added = _add_image(
+            added = add_image(
                 read, name, file if file.is_absolute() else path.parent / file, digest
             )
         if added and read.labels is not None:
             read.labels.append(parsed)
     read.sha256 = digest.hexdigest()
     return read
-
-
-def _label(value: object, dataset: str) -> tuple[int | None, str | None]:
-    """A label cell as a class (None when empty), or the reason it is not one."""
-    if _missing(value) or (isinstance(value, str) and not value.strip()):
-        return None, None
-    text = str(value).strip().lower()
-    if dataset == "imdb":
-        number = _whole(text)
-        key = str(number) if number is not None else text
-        if key in SENTIMENT_LABELS:
-            return SENTIMENT_LABELS[key], None
-        return None, "the label is not 0, 1, negative or positive"
-    number = _whole(text)
-    if number is not None and 0 <= number <= 9:
-        return number, None
-    return None, "the label is not a digit 0-9"
-
-
-def _whole(text: str) -> int | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else None
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from keras_variants.errors import InputError
 from keras_variants.scoring.batch import Scored, accuracy
 from keras_variants.scoring.drift import DRIFT_NOT_CHECKED, DriftOutcome
-from keras_variants.scoring.inputs import Rejected, ScoringInput
+from keras_variants.scoring.rows import Rejected, ScoringInput
 
 FILES = ("predictions.parquet", "predictions.csv", "rejected.csv", "summary.json")
 

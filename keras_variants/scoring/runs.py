@@ -22,7 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from keras_variants.config.pipeline import PipelineConfig
-from keras_variants.scoring.inputs import ScoringInput
+from keras_variants.scoring.rows import ScoringInput
 from keras_variants.tracking.datasets import dataset_input, file_dataset
 from keras_variants.tracking.store import (
     experiment_id,
