@@ -2,18 +2,18 @@
 (:mod:`keras_variants.serving.server`) on uvicorn, until Ctrl-C or SIGTERM.
 
 The options are checked before TensorFlow loads; then the version is loaded through the
-registry, the server binds, and every request is one access-log line on stderr.
+registry and verified, and :mod:`keras_variants.serving.run` serves it: every request is
+one access-log line on stderr.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,8 +21,10 @@ from keras_variants import runtime
 from keras_variants.cli.options import TrackingOption, check_model_choice
 from keras_variants.serving import limits as serving_limits
 
-MAX_CONNECTIONS = 256  # open connections at once; uvicorn answers 503 beyond
-GRACEFUL_SHUTDOWN_S = 8  # in-flight requests finish within it, then the process exits
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from keras_variants.serving.server import ScoringApp
 
 
 def serve(
@@ -92,8 +94,6 @@ def serve(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Serve a registered model over HTTP (MLflow's scoring protocol), every request bounded."""
-    from keras_variants.config.pipeline import build_config
-
     check_model_choice(model, alias, version)
     token = _token(token_env)
     limits = serving_limits.Limits(
@@ -103,19 +103,47 @@ def serve(
         max_queue=serving_limits.cores() if max_queue is None else max_queue,
         timeout_s=timeout,
     )
-    config = build_config(profile="full", data_dir=None, tracking_uri=tracking_uri)
-    from keras_variants.cli.preflight import check_store_exists
+    client, number = _version(model, alias, version, tracking_uri)
+    signal.signal(signal.SIGTERM, _stop)  # uvicorn's own handler takes over once it runs
+    runtime.import_tensorflow()
+    from keras_variants.serving.run import run_server
 
-    check_store_exists(config.tracking_uri)
+    app = _app(client, model, number, limits, token, log_predictions)
+    typer.echo(
+        f"serving {model} v{number} on http://{host}:{port}/invocations "
+        f"(body up to {max_request_mb:g} MiB, {limits.max_concurrent} at once and "
+        f"{limits.max_queue} waiting, cost up to {max_cost:,}, {timeout:g} s each"
+        f"{', token required' if token else ''}); Ctrl-C stops",
+        err=True,
+    )
+    if not run_server(app, host, port):
+        raise typer.BadParameter(f"cannot listen on {host}:{port}", param_hint="--port")
+
+
+def _version(
+    model: str, alias: str | None, version: str | None, tracking_uri: str | None
+) -> tuple[MlflowClient, str]:
+    """The store's client and the version to serve; one line when either is missing."""
+    from keras_variants.cli.preflight import check_store_exists
+    from keras_variants.config.pipeline import build_config
     from keras_variants.registry.loading import resolve_version
     from keras_variants.tracking.store import client_for
 
+    config = build_config(profile="full", data_dir=None, tracking_uri=tracking_uri)
+    check_store_exists(config.tracking_uri)
     client = client_for(config)
-    number = resolve_version(client, model, alias, version)
-    signal.signal(signal.SIGTERM, _stop)  # uvicorn's own handler takes over once it runs
-    runtime.import_tensorflow()
-    import uvicorn
+    return client, resolve_version(client, model, alias, version)
 
+
+def _app(
+    client: MlflowClient,
+    model: str,
+    number: str,
+    limits: serving_limits.Limits,
+    token: str | None,
+    log_predictions: Path | None,
+) -> ScoringApp:
+    """The scoring app around the loaded, verified version, with its prediction log."""
     from keras_variants.registry.loading import load_version, logged_model_id
     from keras_variants.serving.answers import served_model_of
     from keras_variants.serving.server import ScoringApp, ServedVersion, pyfunc_predictor
@@ -128,33 +156,7 @@ def serve(
         from keras_variants.serving.prediction_log import PredictionLog
 
         sink = PredictionLog(log_predictions, partial(input_features, python_model)).write
-    app = ScoringApp(pyfunc_predictor(python_model), served, limits, token, sink)
-    _access_log()
-    typer.echo(
-        f"serving {model} v{number} on http://{host}:{port}/invocations "
-        f"(body up to {max_request_mb:g} MiB, {limits.max_concurrent} at once and "
-        f"{limits.max_queue} waiting, cost up to "
-        f"{max_cost:,}, {timeout:g} s each{', token required' if token else ''}); "
-        "Ctrl-C stops",
-        err=True,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,  # it logs the query string: ours logs no request content
-            server_header=False,
-            limit_concurrency=MAX_CONNECTIONS,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            timeout_keep_alive=5,
-            lifespan="on",
-        )
-    )
-    server.run()
-    if not server.started:
-        raise typer.BadParameter(f"cannot listen on {host}:{port}", param_hint="--port")
+    return ScoringApp(pyfunc_predictor(python_model), served, limits, token, sink)
 
 
 def _token(variable: str | None) -> str | None:
@@ -173,15 +175,3 @@ def _stop(signum: int, frame: object) -> None:
     """SIGTERM: exit quietly (0). uvicorn re-raises the signal after its graceful stop."""
     typer.echo("stopped", err=True)
     sys.exit(0)
-
-
-def _access_log() -> None:
-    """One line per request on stderr (the server's, without payloads); uvicorn's own
-    errors (a port in use) too."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("keras_variants.access", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO if name == "keras_variants.access" else logging.WARNING)
-        logger.propagate = False

@@ -1,8 +1,10 @@
 """What is served: the registered MLflow pyfunc models, a Keras model and its preprocessing
-as one (``pyfunc``: how a served review becomes a prediction), with its request checks; the
-scoring server that answers HTTP requests with one of them, every request bounded
-(``server``, within what one request may hold and cost: ``limits``); and its prediction
-log (``prediction_log``).
+as one (``pyfunc``: how a served review becomes a prediction); the contract every caller
+reads a served model and its answers by (``answers``: ``ServedModel``, ``Sentiment``,
+``Digit``); what a request may hold and how its work is stopped (``requests``, within the
+limits written once in ``limits``); the scoring server that answers HTTP requests with one
+of them, every request bounded (``server``, its HTTP edge ``http_edge``, run on uvicorn by
+``run``); and its prediction log (``prediction_log``).
 
 Imports: ``model``, ``data``, ``config``, ``compat``, ``errors``; MLflow, uvicorn's ASGI
 conventions.
