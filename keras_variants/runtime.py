@@ -19,6 +19,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from keras_variants import memory, prefect_server
 from keras_variants.errors import VariantsError
@@ -221,3 +222,20 @@ def dask_setup(worker: object) -> None:
     prepare(os.environ.get(VERBOSE_ENV) == "1")
     start_prefect(early_server=False)
     import_tensorflow()
+
+
+def tool_command(tool: str) -> str:
+    """How the user types ``tool`` (a console script of this environment, e.g. ``mlflow``)
+    to run this environment's copy: its name when ``PATH`` finds that copy (an activated
+    environment), else its path, relative to the working folder when inside it
+    (``.venv/bin/mlflow`` right after ``make run``)."""
+    import shutil
+
+    here = Path(sys.executable).parent / tool
+    found = shutil.which(tool)
+    if found and Path(found).resolve() == here.resolve():
+        return tool
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)

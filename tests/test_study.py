@@ -200,7 +200,6 @@ def test_a_bad_set_fails_in_one_line_before_anything_starts(tmp_path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.slow
 def test_three_seed_smoke_study_logs_every_trial_and_the_aggregates(
     prefect_server, data_slices, tmp_path
 ) -> None:
@@ -298,3 +297,30 @@ def test_study_lecture_is_the_lectures_six_models_on_five_seeds_with_two_dropout
     dropouts = {t.variant.dropout for t in config.trials() if t.variant.name == "imdb_dropout"}
     assert dropouts == {0.2, 0.5}
     assert _study_overrides(None, 0, "0,7", None, "lecture")["seeds"] == (0, 7)
+
+
+def test_a_one_seed_report_says_once_what_the_claims_need() -> None:
+    """With fewer than 3 paired seeds no claim can be decided: the report says so once,
+    shows what the run measured without a verdict, and opens on the champions and the
+    variants, not on the claims."""
+    from keras_variants.reporting.findings import verdict_row
+    from keras_variants.reporting.report import Report
+    from keras_variants.reporting.report_pages import to_html, to_markdown
+    from keras_variants.studies.study import Decided
+
+    claims = [
+        verdict_row(Decided(Claim(n, f"Claim {n}.", "val/loss_min", "a", "b", "lower"),
+                            "inconclusive", 1, -0.01, float("nan"), float("nan"),
+                            "only 1 paired seed(s); at least 3 are needed"))
+        for n in ("1", "2a", "5")
+    ]  # fmt: skip
+    rows = {"imdb": [{"variant": "a", "test/accuracy": 0.8}, {"variant": "b"}]}
+    report = Report("t", rows, {}, {}, decisions=["imdb-sentiment v2: promoted"], claims=claims)
+    markdown = to_markdown(report)
+    assert markdown.count("at least 3 paired seeds") == 1 and "inconclusive" not in markdown
+    assert "| 2a. Claim 2a. | lowest validation loss: a - b (expected < 0) | -0.0100 |" in markdown
+    order = [markdown.index(h) for h in ("## Champions", "## Variants", "## Lecture claims")]
+    assert order == sorted(order)
+    page = to_html(report)
+    assert page.count("at least 3 paired seeds") == 1 and "inconclusive" not in page
+    assert page.index("Champions") < page.index("Variants") < page.index("Lecture claims")

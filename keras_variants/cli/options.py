@@ -83,7 +83,8 @@ OPTION_OF_FIELD = {
 def build(
     profile: str, data_dir: Path | None, tracking_uri: str | None, **overrides: object
 ) -> PipelineConfig:
-    """The typed config; a value it refuses is a usage error naming the option."""
+    """The typed config; a value it refuses is a usage error naming the option (and a bad
+    ``VARIANTS_MLFLOW_UI`` one line)."""
     from pydantic import ValidationError
 
     from keras_variants.config.pipeline import PROFILES, build_config
@@ -93,8 +94,10 @@ def build(
             f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}",
             param_hint="--profile",
         )
+    from keras_variants.tracking.ui_links import mlflow_ui_for
+
     try:
-        return build_config(
+        config = build_config(
             profile=profile, data_dir=data_dir, tracking_uri=tracking_uri, **overrides
         )
     except ValidationError as exc:
@@ -103,6 +106,8 @@ def build(
         option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
         message = error["msg"].removeprefix("Value error, ")
         raise typer.BadParameter(message, param_hint=option) from None
+    mlflow_ui_for(config.tracking_uri)  # a bad VARIANTS_MLFLOW_UI stops here, not after a run
+    return config
 
 
 def data_source(ctx: typer.Context) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from keras_variants.tracking.ui_links import experiment_runs_page, mlflow_ui_for
+from keras_variants import runtime
+from keras_variants.tracking.ui_links import experiment_runs_page, mlflow_ui_for, ui_host_port
 
 
 def progress_line(done: int, total: int, elapsed_seconds: float, failed: int = 0) -> str:
@@ -80,8 +81,10 @@ def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[s
     if tracking_uri.startswith(("http://", "https://")):
         lines = ["MLflow UI:"]
     else:
+        host, port = ui_host_port(base)
+        mlflow = runtime.tool_command("mlflow")
         lines = [
-            f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+            f"MLflow UI: {mlflow} ui --backend-store-uri {tracking_uri} --host {host} --port {port}"
         ]
     lines += [
         f"  {name} runs: {experiment_runs_page(base, eid)}" for name, eid in experiments.items()

@@ -13,6 +13,7 @@ from pathlib import Path
 from keras_variants.reporting import calibration_report, monitoring_report
 from keras_variants.reporting.plots import png_uri as _png_uri
 from keras_variants.reporting.report import OVERFIT_GAP, SPREAD, Report
+from keras_variants.studies.study import MIN_SEEDS
 
 COLUMNS = [
     ("variant", "variant"),
@@ -39,6 +40,13 @@ CLAIM_COLUMNS = [
     ("verdict", "verdict"),
     ("why", "why"),
 ]
+NEEDS_SEEDS = (
+    f"The lecture's claims are decided across seeds: each needs at least {MIN_SEEDS} paired "
+    "seeds, "
+    "and this run has fewer. Below is what this run measured, undecided; run "
+    "'variants run --seeds 3' (or '--study lecture') to decide them."
+)
+ONE_SEED_COLUMNS = [("claim", "claim"), ("measure", "measure"), ("this run", "difference")]
 NARROW_CLAIM_COLUMNS = [  # the Markdown table: a claim's number; the rest below the table
     ("claim", "number"),
     *(c for c in CLAIM_COLUMNS if c[1] in ("difference", "interval", "seeds", "verdict")),
@@ -81,41 +89,65 @@ def _verdict(text: str) -> str:
     return f"**{text}**"
 
 
+def decided_by_seeds(report: Report) -> bool:
+    """Whether any claim has the seeds a verdict needs (:data:`MIN_SEEDS`)."""
+    return any(row["seeds"].isdigit() and int(row["seeds"]) >= MIN_SEEDS
+               for row in report.claims)  # fmt: skip
+
+
+def _claims_markdown(report: Report) -> list[str]:
+    if not decided_by_seeds(report):
+        lines = ["## Lecture claims", "", NEEDS_SEEDS, ""]
+        lines.append("| " + " | ".join(h for h, _ in ONE_SEED_COLUMNS) + " |")
+        lines.append("|" + " --- |" * len(ONE_SEED_COLUMNS))
+        lines += ["| " + " | ".join(row[k] for _, k in ONE_SEED_COLUMNS) + " |"
+                  for row in report.claims]  # fmt: skip
+        return [*lines, ""]
+    # Prefect's artifact view clips a wide table: the table keeps the short cells, each
+    # claim's statement, measure and reason follow it.
+    lines = ["## Lecture claims", "", CLAIMS_INTRO, ""]
+    lines.append("| " + " | ".join(h for h, _ in NARROW_CLAIM_COLUMNS) + " |")
+    lines.append("|" + " --- |" * len(NARROW_CLAIM_COLUMNS))
+    lines += [
+        "| " + " | ".join(_verdict(row[k]) if k == "verdict" else row[k]
+                         for _, k in NARROW_CLAIM_COLUMNS) + " |"
+        for row in report.claims
+    ]  # fmt: skip
+    lines.append("")
+    lines += [
+        f"- **{row['claim']}** Measure (paired by seed): {row['measure']}; "
+        f"{row['verdict']}: {row['why']}."
+        for row in report.claims
+    ]
+    return [*lines, ""]
+
+
 def to_markdown(report: Report, embed_images: bool = True) -> str:
     """Markdown with the plots as data URIs (Prefect's UI shows those, not file names), or,
-    with ``embed_images=False``, referring to the PNG files written beside it."""
+    with ``embed_images=False``, referring to the PNG files written beside it. It opens on
+    the answer: the champions, then every variant's numbers, then the lecture's claims;
+    the curves and details per data set follow, and the data's fingerprints last."""
     lines = [f"# {report.title}", ""]
     lines += [f"- **{label}**: {text}" for label, text in report.about.items()]
-    lines += [f"- **{file}** SHA-256: `{digest}`" for file, digest in report.fingerprints.items()]
     if report.runs:
         links = ", ".join(f"[{dataset}]({url})" for dataset, url in report.runs.items())
         lines.append(f"- **MLflow runs**: {links}")
     lines.append("")
-    if report.claims:
-        # Prefect's artifact view clips a wide table: the table keeps the short cells, each
-        # claim's statement, measure and reason follow it.
-        lines += ["## Lecture claims", "", CLAIMS_INTRO, ""]
-        lines.append("| " + " | ".join(h for h, _ in NARROW_CLAIM_COLUMNS) + " |")
-        lines.append("|" + " --- |" * len(NARROW_CLAIM_COLUMNS))
-        lines += [
-            "| " + " | ".join(_verdict(row[k]) if k == "verdict" else row[k]
-                             for _, k in NARROW_CLAIM_COLUMNS) + " |"
-            for row in report.claims
-        ]  # fmt: skip
-        lines.append("")
-        lines += [
-            f"- **{row['claim']}** Measure (paired by seed): {row['measure']}; "
-            f"{row['verdict']}: {row['why']}."
-            for row in report.claims
-        ]
-        lines.append("")
+    if report.decisions:
+        lines += ["## Champions", "", *(f"- {d}" for d in report.decisions), ""]
+    lines += ["## Variants", ""]
     for dataset, rows in report.tables.items():
-        lines += [f"## {dataset}", ""]
         columns = _columns(rows)
+        lines += [f"**{dataset}**", ""]
         lines.append("| " + " | ".join(h for h, _ in columns) + " |")
         lines.append("|" + " --- |" * len(columns))
         lines += ["| " + " | ".join(_row_cell(row, k) for _, k in columns) + " |" for row in rows]
-        lines += ["", *(f"- {f}" for f in report.findings.get(dataset, [])), ""]
+        lines.append("")
+    if report.claims:
+        lines += _claims_markdown(report)
+    for dataset in report.tables:
+        lines += [f"## {dataset}: curves and details", ""]
+        lines += [*(f"- {f}" for f in report.findings.get(dataset, [])), ""]
         lines += [
             f"![{name}]({_png_uri(png) if embed_images else name})"
             for name, png in report.figures.items()
@@ -126,20 +158,49 @@ def to_markdown(report: Report, embed_images: bool = True) -> str:
             lines += calibration_report.to_markdown(report.calibration[dataset], embed_images)
         if dataset in report.monitoring:
             lines += monitoring_report.to_markdown(report.monitoring[dataset])
-    if report.decisions:
-        lines += ["## Registry decisions", "", *(f"- {d}" for d in report.decisions), ""]
+    if report.fingerprints:
+        lines += ["## Data", ""]
+        lines += [f"- **{f}** SHA-256: `{digest}`" for f, digest in report.fingerprints.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
+def _table_html(columns: list[tuple[str, str]], rows: list[dict], cell) -> list[str]:
+    parts = ["<table><tr>", *(f"<th>{html.escape(h)}</th>" for h, _ in columns), "</tr>"]
+    for row in rows:
+        parts.append("<tr>" + "".join(cell(row, k) for _, k in columns) + "</tr>")
+    return [*parts, "</table>"]
+
+
+def _claims_html(report: Report) -> list[str]:
+    def text(row: dict, key: str) -> str:
+        return f"<td class='text'>{html.escape(row[key])}</td>"
+
+    if not decided_by_seeds(report):
+        parts = [f"<h2>Lecture claims</h2><p class='note'>{html.escape(NEEDS_SEEDS)}</p>"]
+        return parts + _table_html(ONE_SEED_COLUMNS, report.claims, text)
+
+    def cell(row: dict, key: str) -> str:
+        if key == "verdict":
+            return f"<td class='verdict'><b>{html.escape(row[key])}</b></td>"
+        return text(row, key)
+
+    parts = [f"<h2>Lecture claims</h2><p>{html.escape(CLAIMS_INTRO)}</p>"]
+    return parts + _table_html(CLAIM_COLUMNS, report.claims, cell)
+
+
 def to_html(report: Report) -> str:
-    """One self-contained page: styles inline, plots embedded as data URIs."""
+    """One self-contained page (styles inline, plots embedded as data URIs), in
+    :func:`to_markdown`'s order: the answer first."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(report.title)}</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}",
-        "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;",
+        "table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;",
         "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
-        "td:first-child,td.text{text-align:left}",
+        "td:first-child,td.text{text-align:left}h3{margin:1rem 0 0}",
+        ".champions li{font-size:1.1rem;margin:.3rem 0}.note{background:#fff8e1;",
+        "padding:.5rem .8rem;border-left:4px solid #f0b400}",
         "img{max-width:100%;margin:.5rem 0}dl{display:grid;grid-template-columns:auto 1fr;",
         "gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1><dl>",
@@ -148,10 +209,6 @@ def to_html(report: Report) -> str:
         f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
         for label, text in report.about.items()
     ]
-    parts += [
-        f"<dt>{html.escape(file)} SHA-256</dt><dd><code>{html.escape(digest)}</code></dd>"
-        for file, digest in report.fingerprints.items()
-    ]
     if report.runs:
         links = ", ".join(
             f"<a href='{html.escape(url)}'>{html.escape(dataset)}</a>"
@@ -159,28 +216,20 @@ def to_html(report: Report) -> str:
         )
         parts.append(f"<dt>MLflow runs</dt><dd>{links}</dd>")
     parts.append("</dl>")
-    if report.claims:
-        parts.append(f"<h2>Lecture claims</h2><p>{html.escape(CLAIMS_INTRO)}</p><table><tr>")
-        parts += [f"<th>{html.escape(h)}</th>" for h, _ in CLAIM_COLUMNS]
-        parts.append("</tr>")
-        for row in report.claims:
-            cells = "".join(
-                f"<td class='{'verdict' if k == 'verdict' else 'text'}'>"
-                + (f"<b>{html.escape(row[k])}</b>" if k == "verdict" else html.escape(row[k]))
-                + "</td>"
-                for _, k in CLAIM_COLUMNS
-            )
-            parts.append(f"<tr>{cells}</tr>")
-        parts.append("</table>")
+    if report.decisions:
+        parts.append("<h2>Champions</h2><ul class='champions'>")
+        parts += [f"<li>{html.escape(d)}</li>" for d in report.decisions]
+        parts.append("</ul>")
+    parts.append("<h2>Variants</h2>")
     for dataset, rows in report.tables.items():
-        parts.append(f"<h2>{html.escape(dataset)}</h2><table><tr>")
-        columns = _columns(rows)
-        parts += [f"<th>{html.escape(h)}</th>" for h, _ in columns]
-        parts.append("</tr>")
-        for row in rows:
-            cells = "".join(f"<td>{html.escape(_row_cell(row, k))}</td>" for _, k in columns)
-            parts.append(f"<tr>{cells}</tr>")
-        parts.append("</table><ul>")
+        parts.append(f"<h3>{html.escape(dataset)}</h3>")
+        parts += _table_html(
+            _columns(rows), rows, lambda row, k: f"<td>{html.escape(_row_cell(row, k))}</td>"
+        )
+    if report.claims:
+        parts += _claims_html(report)
+    for dataset in report.tables:
+        parts.append(f"<h2>{html.escape(dataset)}: curves and details</h2><ul>")
         parts += [f"<li>{html.escape(f)}</li>" for f in report.findings.get(dataset, [])]
         parts.append("</ul>")
         for name, png in report.figures.items():
@@ -190,10 +239,13 @@ def to_html(report: Report) -> str:
             parts.append(calibration_report.to_html(report.calibration[dataset]))
         if dataset in report.monitoring:
             parts.append(monitoring_report.to_html(report.monitoring[dataset]))
-    if report.decisions:
-        parts.append("<h2>Registry decisions</h2><ul>")
-        parts += [f"<li>{html.escape(d)}</li>" for d in report.decisions]
-        parts.append("</ul>")
+    if report.fingerprints:
+        parts.append("<h2>Data</h2><dl>")
+        parts += [
+            f"<dt>{html.escape(file)} SHA-256</dt><dd><code>{html.escape(digest)}</code></dd>"
+            for file, digest in report.fingerprints.items()
+        ]
+        parts.append("</dl>")
     parts.append("</body></html>")
     return "".join(parts)
 

@@ -206,6 +206,9 @@ LECTURE_CLAIMS = (
 )  # fmt: skip
 
 
+MIN_SEEDS = 3  # paired seeds a claim needs before its interval can decide it
+
+
 def decide_claim(claim: Claim, by_seed: Mapping[str, Mapping[int, Mapping[str, float]]]) -> Decided:
     """The verdict from per-seed measures (label -> seed -> measure -> value).
 
@@ -228,9 +231,9 @@ def decide_claim(claim: Claim, by_seed: Mapping[str, Mapping[int, Mapping[str, f
     sign = 1 if claim.expected == "higher" else -1
     # The interval turned so that positive means "as claimed".
     low, high = sorted((sign * summary.low, sign * summary.high))
-    if n < 3:
+    if n < MIN_SEEDS:
         verdict: Verdict = "inconclusive"
-        why = f"only {n} paired seed(s); at least 3 are needed"
+        why = f"only {n} paired seed(s); at least {MIN_SEEDS} are needed"
     elif low == high == 0:
         verdict, why = "does not hold", "no difference on any seed"
     elif low > 0:

@@ -9,18 +9,38 @@ have no such view. Pure string building: no MLflow call.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+import os
+from urllib.parse import quote, urlsplit
 
-MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store (README)
+from keras_variants.errors import ConfigError
+
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+UI_ENV = "VARIANTS_MLFLOW_UI"  # another address for a local store's UI
 MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
 
 
 def mlflow_ui_for(tracking_uri: str) -> str:
-    """The MLflow UI of a store: a tracking server serves its own, a local store the
-    README's ``mlflow ui``."""
+    """The MLflow UI of a store: a tracking server serves its own; a local store's is where
+    the user serves it, ``$VARIANTS_MLFLOW_UI`` (``http://HOST:PORT``), by default
+    ``http://127.0.0.1:5000``."""
     if tracking_uri.startswith(("http://", "https://")):
         return tracking_uri.rstrip("/")
-    return MLFLOW_UI
+    configured = os.environ.get(UI_ENV, "").strip().rstrip("/")
+    if not configured:
+        return MLFLOW_UI
+    parts = urlsplit(configured)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+        raise ConfigError(
+            f"{UI_ENV} must be the MLflow UI's address like http://127.0.0.1:5000; "
+            "set it to one or unset it"
+        )
+    return configured
+
+
+def ui_host_port(mlflow_ui: str) -> tuple[str, int]:
+    """The host and port ``mlflow ui`` must listen on to serve ``mlflow_ui``."""
+    parts = urlsplit(mlflow_ui)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def experiment_runs_page(mlflow_ui: str, experiment_id: str) -> str:
