@@ -1,6 +1,7 @@
 # Two commands do all the set-up:
 #   make run    creates .venv if needed, installs, runs the pipeline on the data folder
 #   make test   the same environment, the test suite
+# And for what a run leaves: make ui (the MLflow UI of ./mlflow.db), make docs (the docs site).
 # The data folder is VARIANTS_DATA_DIR, else ../shared/data. Extra arguments go in ARGS:
 #   make run ARGS="--profile smoke"      make test ARGS='-m "not slow"'
 # Both install exactly the locked set (requirements.lock, with hashes); pyproject.toml keeps
@@ -18,7 +19,7 @@ VARIANTS_DATA_DIR ?= ../shared/data
 export VARIANTS_DATA_DIR
 ARGS ?=
 
-.PHONY: run test lint lock
+.PHONY: run test lint lock ui docs
 
 run: $(INSTALLED)
 	@$(VENV)/bin/variants run --data-dir "$(VARIANTS_DATA_DIR)" $(ARGS)
@@ -30,6 +31,18 @@ test: $(INSTALLED)
 	@$(VENV)/bin/python -m pytest $(ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
+
+# The MLflow UI of the local store, where every link the tool prints points
+# (VARIANTS_MLFLOW_UI, default http://127.0.0.1:5000).
+MLFLOW_UI_ADDRESS = $(or $(VARIANTS_MLFLOW_UI),http://127.0.0.1:5000)
+ui: $(INSTALLED)
+	@host_port=$$(echo "$(MLFLOW_UI_ADDRESS)" | sed -E 's#^https?://##; s#/.*$$##'); \
+	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--host "$${host_port%:*}" --port "$${host_port##*:}"
+
+# The documentation site on http://127.0.0.1:8000 (mkdocs build --strict is CI's check).
+docs: $(INSTALLED)
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 lint: $(INSTALLED)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -56,7 +56,7 @@ def schedule(
 ) -> None:
     """Serve the project's deployments against a Prefect server, until Ctrl-C.
 
-    It needs a running Prefect server: see the README's "Scheduled runs"."""
+    It needs a running Prefect server: see docs/schedules.md."""
     plan = Plan(name, cron, on_new_data, score_inbox, model, notify)
     check_plan(plan)
     config = selection.config()
