@@ -158,7 +158,7 @@ def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
     }
     return [
         *summary_table(rows),
-        "* best validation accuracy of its data set: the challenger registered for the gate"
+        "* best validation accuracy of its data set: the challenger, put to the gate below"
         if config.promote
         else "* best validation accuracy of its data set",
         *(decision.sentence() for decision in result.decisions),
