@@ -20,6 +20,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from keras_variants.data.preprocessing import IMAGE_LAYOUT
 from keras_variants.tracking.records import load_uncertainty
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ def card_markdown(facts: CardFacts) -> str:
         f"{f.decision}: {f.reason}" if f.decision else "not yet decided by the gate",
         "",
         "## How to call it",
+        *([f"Inputs: {IMAGE_LAYOUT}.", ""] if f.dataset == "mnist" else []),
         "```",
         f"variants predict --model {f.model} --version {f.version} <inputs>",
         f"variants serve --model {f.model} --version {f.version}",
