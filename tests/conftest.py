@@ -1,4 +1,19 @@
-"""Shared fixtures: slices of the real data, a Prefect test server, a tmp MLflow store."""
+"""Shared fixtures: slices of the real data, a Prefect test server, a tmp MLflow store; and
+the tiers, derived from the fixtures each test uses.
+
+Three tiers (README: "Tests"):
+
+- quick, ``pytest -m "not slow"``: pure functions and in-process pieces on small data;
+- middle, ``pytest -m "not system"``: besides, the session's Prefect test server and smoke
+  run, and every in-process pipeline and test server;
+- whole, ``pytest``: besides, the real command, servers and tools in subprocesses (faults,
+  schedules, concurrency, the team stack, the browser).
+
+No test says its tier: a fixture does, where it is defined (``@tier`` from tests/helpers.py),
+and a test is in the highest tier among the fixtures it uses, directly or through others. A
+test that starts a process itself uses the ``processes`` fixture, which stops what it
+started.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.helpers import SHARED, TIERS, Processes, tier
 
 if TYPE_CHECKING:
     from flows.pipeline import PipelineResult
@@ -103,6 +120,7 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+@tier("slow")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     """A real temporary Prefect server for the whole test session."""
     home = tmp_path_factory.mktemp("prefect-home")
@@ -130,11 +148,45 @@ def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
+@tier("slow", shared=True)
 def smoke_run(prefect_server, smoke_config: PipelineConfig) -> PipelineResult:
     """One smoke-profile pipeline run shared by the tracking, registry and report tests."""
     from flows.pipeline import pipeline
 
     return pipeline(smoke_config)
+
+
+@pytest.fixture
+@tier("system")
+def processes(tmp_path: Path):
+    """For a test that runs the real command, a server or a tool in a subprocess."""
+    started = Processes(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the tier its fixtures sort it into, and group the tests of a
+    shared fixture onto one xdist worker (``--dist loadgroup``)."""
+    for item in items:
+        written = [m.name for m in item.iter_markers() if m.name in ("slow", "system")]
+        if written:
+            raise pytest.UsageError(
+                f"{item.nodeid}: marked {written[0]!r} by hand; a test's tier comes from its "
+                "fixtures (tests/conftest.py): use the fixture that makes it slow, or "
+                "@tier on the fixture"
+            )
+        tiers = {TIERS[name] for name in item.fixturenames if name in TIERS}
+        if "system" in tiers:
+            item.add_marker(pytest.mark.system)
+        if tiers:
+            item.add_marker(pytest.mark.slow)
+        shared = [name for name in SHARED if name in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
 # Skips CI may have: what depends on the machine, not on a set-up step. Under .ci/run

@@ -3,6 +3,7 @@ tiers a fixture sorts its tests into."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -33,12 +34,14 @@ def tier(name: str, shared: bool = False) -> Callable:
         raise ValueError(f"tier {name!r}: use 'slow' or 'system'")
 
     def sort(fixture: Callable) -> Callable:
-        if TIERS.setdefault(fixture.__name__, name) != name:
+        known = fixture.__name__ in TIERS
+        if known and (TIERS[fixture.__name__] != name or shared or fixture.__name__ in SHARED):
             raise ValueError(
-                f"fixture {fixture.__name__!r} is in tier {TIERS[fixture.__name__]!r} "
-                f"elsewhere, {name!r} here: name one of them differently"
+                f"fixture {fixture.__name__!r} is sorted elsewhere too: its tests would go "
+                "with the other one's; name one of them differently"
             )
-        if shared and fixture.__name__ not in SHARED:
+        TIERS[fixture.__name__] = name
+        if shared:
             SHARED.append(fixture.__name__)
         return fixture
 
@@ -130,10 +133,8 @@ class Processes:
     def stop_all(self) -> None:
         for proc in self.started:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
                     stop_group(proc)
-                except ProcessLookupError:
-                    pass  # it ended meanwhile
 
 
 def process_wide_mlflow_uri(monkeypatch, uri: str) -> None:

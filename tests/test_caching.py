@@ -32,7 +32,6 @@ def _validate(config) -> dict[str, str]:
     return _task_states(state.state_details.flow_run_id)
 
 
-@pytest.mark.slow
 def test_rerun_uses_cache_until_a_file_changes(
     prefect_server, broken_dir: Path, tmp_path, monkeypatch
 ):

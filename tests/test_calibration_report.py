@@ -188,7 +188,6 @@ def test_uncertainty_json_is_read_from_the_run_a_reused_run_stands_for(tmp_path)
     assert found == {trained: document, reused: document, older: None, reused_older: None}
 
 
-@pytest.mark.slow
 def test_section_rows_are_the_mlflow_metrics(smoke_run, smoke_config) -> None:
     client = client_for(smoke_config)
     report = build_report(load_pipeline(client, smoke_run.parent_run_ids["imdb"]))
@@ -207,7 +206,6 @@ def test_section_rows_are_the_mlflow_metrics(smoke_run, smoke_config) -> None:
         assert section.rows[0]["variant"] in page
 
 
-@pytest.mark.slow
 def test_section_figures_are_embedded_and_written(smoke_run) -> None:
     page = smoke_run.report.read_text()
     markdown = (smoke_run.report.parent / "report.md").read_text()
@@ -223,7 +221,6 @@ def test_section_figures_are_embedded_and_written(smoke_run) -> None:
         assert page.index(f"<h2>{dataset}</h2>") < page.index(f"<img alt='{names[0]}'")
 
 
-@pytest.mark.slow
 def test_section_rows_hold_each_runs_values_and_the_page_formats_them() -> None:
     plain = _record(
         "imdb_dense",

@@ -29,7 +29,7 @@ from keras_variants.reporting.progress import (
     progress_line,
     summary_table,
 )
-from tests.helpers import BIN, subprocess_env
+from tests.helpers import BIN, Processes, subprocess_env, tier
 
 HEAVY = ("tensorflow", "keras", "prefect", "mlflow")
 IMPORTED_TOO_EARLY = 99
@@ -374,6 +374,7 @@ def test_quiet_console(record: logging.LogRecord, shown: bool) -> None:
 
 
 @pytest.fixture(scope="module")
+@tier("system", shared=True)
 def quiet_run(data_slices: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Done]:
     """One quiet smoke run of two variants through the command, in its own folder."""
     workdir = tmp_path_factory.mktemp("cli-run")
@@ -392,7 +393,6 @@ def quiet_run(data_slices: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     return workdir, done
 
 
-@pytest.mark.slow
 def test_the_command_never_imports_tensorflow_itself(quiet_run: tuple[Path, Done]) -> None:
     """Training ran in lane processes: the orchestrating process stayed lean."""
     workdir, done = quiet_run
@@ -403,7 +403,6 @@ def test_the_command_never_imports_tensorflow_itself(quiet_run: tuple[Path, Done
     assert "prefect.server.api.server" not in modules  # the temporary server loads it alone
 
 
-@pytest.mark.slow
 def test_the_temporary_prefect_server_ends_with_the_command(quiet_run: tuple[Path, Done]) -> None:
     """The command started Prefect's temporary server in its folder; none is left there."""
     workdir, done = quiet_run
@@ -419,7 +418,6 @@ def test_the_temporary_prefect_server_ends_with_the_command(quiet_run: tuple[Pat
     assert left == []
 
 
-@pytest.mark.slow
 def test_each_trained_run_records_what_it_cost_the_host(quiet_run: tuple[Path, Done]) -> None:
     """MLflow's system metrics (the host's CPU and memory) on every trained run, however
     short it was: the run page shows what each trial cost (sampled by the command's own
@@ -456,7 +454,6 @@ NOISE = [
 ]
 
 
-@pytest.mark.slow
 def test_a_run_is_quiet_and_ends_on_its_summary(quiet_run: tuple[Path, Done]) -> None:
     workdir, done = quiet_run
     assert done.code == 0, done.text
@@ -477,7 +474,6 @@ def test_a_run_is_quiet_and_ends_on_its_summary(quiet_run: tuple[Path, Done]) ->
     assert len(tail) == 10
 
 
-@pytest.mark.slow
 def test_report_needs_neither_tensorflow_nor_prefect(
     quiet_run: tuple[Path, Done], heavy_stubs: Path
 ) -> None:
@@ -490,9 +486,8 @@ def test_report_needs_neither_tensorflow_nor_prefect(
     assert done.lines == [f"report: {first.lines[-4].removeprefix('report: ')}"]
 
 
-@pytest.mark.slow
 def test_a_bad_file_found_while_loading_is_one_error_line(
-    data_slices: Path, tmp_path: Path
+    data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """A file that opens but holds a broken review: found inside the flow, still no
     traceback, no Prefect failure lines, the error line last."""
@@ -501,7 +496,7 @@ def test_a_bad_file_found_while_loading_is_one_error_line(
         arrays = {k: npz[k] for k in npz.files}
     arrays["x_train"][3] = "not a review"
     np.savez(folder / "imdb.npz", **arrays)
-    done = variants("run", "--profile", "smoke", "--data-dir", str(folder), cwd=tmp_path)
+    done = variants("run", "--profile", "smoke", "--data-dir", str(folder), cwd=processes.folder)
     assert done.code == 1, done.text
     assert "Traceback" not in done.text and "Finished in state" not in done.text
     assert done.lines[-1] == (
@@ -511,7 +506,6 @@ def test_a_bad_file_found_while_loading_is_one_error_line(
     assert len(done.lines) <= 4, done.text
 
 
-@pytest.mark.slow
 def test_promote_dry_run_force_and_rollback(
     quiet_run: tuple[Path, Done], data_slices: Path, tmp_path: Path
 ) -> None:

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.registry.versions import REGISTERED_MODELS, register_challenger
 from keras_variants.tracking.records import load_pipeline
-from tests.helpers import BIN, subprocess_env
+from tests.helpers import BIN, subprocess_env, tier
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults]
+pytestmark = pytest.mark.faults
 
 MODEL = REGISTERED_MODELS["imdb"]
 
@@ -70,6 +70,7 @@ def _test_accuracy(client: MlflowClient, version) -> float:
 
 
 @pytest.fixture(scope="module")
+@tier("system", shared=True)
 def two_runs(data_slices: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two smoke pipelines started together on one new store, each with two IMDb variants.
 

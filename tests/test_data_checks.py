@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 from data_checks.checks import validate_dataset
 from keras_variants.data.datasets import load_dataset
 from tests.conftest import rewrite_npz
+from tests.helpers import Processes
 
 
 def _failures(data_dir: Path, name: str) -> str:
@@ -165,7 +164,6 @@ def test_imdb_check_fails_on_broken_file(broken_dir: Path, breaks, message: str)
     assert re.search(message, _failures(broken_dir, "imdb"))
 
 
-@pytest.mark.slow  # starts a Prefect test server
 def test_validate_flow_passes_on_real_slices(prefect_server, data_slices: Path, tmp_path) -> None:
     from flows.validate import validate_data
     from keras_variants.config.pipeline import build_config
@@ -178,18 +176,11 @@ def test_validate_flow_passes_on_real_slices(prefect_server, data_slices: Path, 
     assert Path(summaries["mnist"]["results"]).is_file()
 
 
-@pytest.mark.slow  # the real command: Prefect's temporary server and the checks
-def test_cli_validate_fails_clearly(broken_dir: Path, tmp_path: Path) -> None:
+def test_cli_validate_fails_clearly(broken_dir: Path, tmp_path: Path, processes: Processes) -> None:
     path = broken_dir / "mnist.npz"
     np.savez(path, **labels_out_of_range(_mnist(path)))
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    env.pop("PREFECT_API_URL", None)
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-m", "keras_variants", "validate", "--data-dir", str(broken_dir)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 1

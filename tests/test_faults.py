@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import BIN, free_port, subprocess_env
+from tests.helpers import BIN, Processes, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults]
+pytestmark = pytest.mark.faults
 
 
 def _client(workdir: Path) -> MlflowClient:
@@ -35,15 +35,12 @@ def _runs(workdir: Path) -> list:
     return client.search_runs(experiments) if experiments else []
 
 
-def _start(workdir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+def _start(processes: Processes, *args: str) -> subprocess.Popen:
+    return processes.start(
         [str(BIN / "variants"), "run", *args],
-        cwd=workdir,
-        env=subprocess_env(workdir),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,
     )
 
 
@@ -69,8 +66,10 @@ def _versions(workdir: Path) -> list:
     return list(_client(workdir).search_model_versions())
 
 
-def test_sigterm_during_training_ends_runs_killed(real_data_dir: Path, tmp_path: Path) -> None:
-    proc = _start(tmp_path, "--data-dir", str(real_data_dir), "--variants", "mnist_dense")
+def test_sigterm_during_training_ends_runs_killed(
+    real_data_dir: Path, tmp_path: Path, processes: Processes
+) -> None:
+    proc = _start(processes, "--data-dir", str(real_data_dir), "--variants", "mnist_dense")
     try:
         _wait_for_training(proc)
         proc.send_signal(signal.SIGTERM)
@@ -86,14 +85,14 @@ def test_sigterm_during_training_ends_runs_killed(real_data_dir: Path, tmp_path:
 
 
 def test_sigkill_then_next_run_sweeps_and_keeps_champion(
-    real_data_dir: Path, data_slices: Path, tmp_path: Path
+    real_data_dir: Path, data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     smoke = ["--profile", "smoke", "--data-dir", str(data_slices), "--variants", "mnist_dense"]
-    first = _start(tmp_path, *smoke)
+    first = _start(processes, *smoke)
     assert first.wait(timeout=300) == 0, first.stdout.read()[-3000:]
     champion = _client(tmp_path).get_model_version_by_alias("mnist-classifier", "champion")
 
-    doomed = _start(tmp_path, "--data-dir", str(real_data_dir), "--variants", "mnist_dense")
+    doomed = _start(processes, "--data-dir", str(real_data_dir), "--variants", "mnist_dense")
     try:
         _wait_for_training(doomed)
     finally:
@@ -102,7 +101,7 @@ def test_sigkill_then_next_run_sweeps_and_keeps_champion(
     killed = {r.info.run_id for r in _runs(tmp_path) if r.info.status == "RUNNING"}
     assert len(killed) == 2  # the parent and its variant
 
-    rerun = _start(tmp_path, *smoke, "--margin", "1.0")
+    rerun = _start(processes, *smoke, "--margin", "1.0")
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read()[-3000:]
     by_id = {r.info.run_id: r for r in _runs(tmp_path)}
     for run_id in killed:
@@ -130,7 +129,7 @@ def _lane_processes(pid: int) -> list[int]:
 
 
 def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
-    data_slices: Path, tmp_path: Path
+    data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """The default runner (processes), one lane: the lane killed as by the out-of-memory
     killer while it trains the first trial. The user reads one error line in the tool's
@@ -139,7 +138,7 @@ def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
     registers them. (One lane: with two, the other trial may finish before the kill.)"""
     smoke = ["--profile", "smoke", "--data-dir", str(data_slices), "--max-parallel", "1"]
     both = ["--variants", "mnist_dense,imdb_reduced"]
-    proc = _start(tmp_path, *smoke, *both)
+    proc = _start(processes, *smoke, *both)
     try:
         seen = _wait_for_training(proc)
         lanes = _lane_processes(proc.pid)
@@ -165,7 +164,7 @@ def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
     assert _versions(tmp_path) == []
     assert not any(Path(f"/proc/{pid}").exists() for pid in lanes)
 
-    rerun = _start(tmp_path, *smoke, *both)
+    rerun = _start(processes, *smoke, *both)
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output[-3000:]
     failed = {r.info.run_id for r in runs}
@@ -179,10 +178,12 @@ def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
     assert registered == {r.info.run_id for r in fresh if r.data.tags["role"] == "variant"}
 
 
-def test_unreachable_tracking_store_fails_clearly(data_slices: Path, tmp_path: Path) -> None:
+def test_unreachable_tracking_store_fails_clearly(
+    data_slices: Path, tmp_path: Path, processes: Processes
+) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
     proc = _start(
-        tmp_path, "--profile", "smoke", "--data-dir", str(data_slices), "--tracking-uri", uri
+        processes, "--profile", "smoke", "--data-dir", str(data_slices), "--tracking-uri", uri
     )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1
@@ -190,16 +191,18 @@ def test_unreachable_tracking_store_fails_clearly(data_slices: Path, tmp_path: P
     assert "train-" not in output  # no variant task ever started
 
 
-def test_locked_tracking_store_fails_clearly(data_slices: Path, tmp_path: Path) -> None:
+def test_locked_tracking_store_fails_clearly(
+    data_slices: Path, tmp_path: Path, processes: Processes
+) -> None:
     """Another process holds SQLite's write lock on the store for the whole run."""
     _client(tmp_path).search_experiments()  # create the store
-    holder = subprocess.Popen(
+    holder = processes.start(
         [sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "mlflow.db")],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
-        proc = _start(tmp_path, "--profile", "smoke", "--data-dir", str(data_slices))
+        proc = _start(processes, "--profile", "smoke", "--data-dir", str(data_slices))
         output, _ = proc.communicate(timeout=300)
     finally:
         holder.kill()
@@ -251,20 +254,18 @@ def _private_tmpfs_works(tmp_path: Path) -> bool:
     return unshare is not None and subprocess.run(command, capture_output=True).returncode == 0
 
 
-def test_disk_full_while_writing_artifacts(data_slices: Path, tmp_path: Path) -> None:
+def test_disk_full_while_writing_artifacts(
+    data_slices: Path, tmp_path: Path, processes: Processes
+) -> None:
     """Artifacts go to an 8 MB tmpfs; the first run fits, then the disk is filled."""
     if not _private_tmpfs_works(tmp_path):
         pytest.skip("cannot mount a private tmpfs here (needs unshare and user namespaces)")
-    env = subprocess_env(
-        tmp_path,
+    env = processes.env(
         SMOKE=f"--profile smoke --data-dir {data_slices}",
         LOAD_CHAMPION=LOAD_CHAMPION,
         PATH=f"{BIN}:{os.environ['PATH']}",
     )
-    done = subprocess.run(
-        ["unshare", "-Urm", "bash", "-c", DISK_FULL_SCRIPT],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = processes.run(["unshare", "-Urm", "bash", "-c", DISK_FULL_SCRIPT], env=env)
     assert done.returncode == 0, (tmp_path / "first.log").read_text()[-3000:] + done.stderr
 
     second = (tmp_path / "second.log").read_text()

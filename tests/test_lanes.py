@@ -33,7 +33,6 @@ def test_a_failure_in_a_lane_reaches_the_caller_and_the_lane_goes_on(tmp_path: P
         lanes.close(interrupted=False)
 
 
-@pytest.mark.slow
 def test_lanes_and_this_process_train_the_same_models(smoke_run, data_slices, tmp_path) -> None:
     """The session's smoke run trains in lanes; the same trials here, with the threads
     runner, give the same results: equal up to float rounding, since a lane runs one

@@ -113,7 +113,6 @@ def test_a_card_that_cannot_be_written_never_fails_its_caller(tmp_path: Path, ca
     assert len(warnings) == 1 and "no-such-model v1" in warnings[0].getMessage()
 
 
-@pytest.mark.slow
 def test_champions_carry_their_card(smoke_run, smoke_config, tmp_path: Path) -> None:
     from keras_variants.tracking.store import client_for
 

@@ -21,9 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import BIN, free_port, subprocess_env, wait_for
-
-pytestmark = pytest.mark.slow
+from tests.helpers import BIN, Processes, free_port, tier, wait_for
 
 CANARY = "zqxcanary7731"  # no word of the vocabulary: a review of it alone is refused
 TOKEN = "s3cret-token-for-tests"
@@ -45,22 +43,19 @@ class Server:
         )
 
 
-def start(tmp_path: Path, config, *options: str, env_extra: dict | None = None) -> Server:
+def start(processes: Processes, config, *options: str, env_extra: dict | None = None) -> Server:
     port = free_port()
-    log = tmp_path / f"serve-{port}.log"
-    predictions = tmp_path / f"predictions-{port}"
-    env = subprocess_env(
-        tmp_path, MLFLOW_TRACKING_URI=config.tracking_uri, SERVE_TOKEN=TOKEN, **(env_extra or {})
+    log = processes.folder / f"serve-{port}.log"
+    predictions = processes.folder / f"predictions-{port}"
+    env = processes.env(
+        MLFLOW_TRACKING_URI=config.tracking_uri, SERVE_TOKEN=TOKEN, **(env_extra or {})
     )
     args = [
         str(BIN / "variants"), "serve", "--model", "imdb-sentiment", "--port", str(port),
         "--token-env", "SERVE_TOKEN", "--log-predictions", str(predictions), *options,
     ]  # fmt: skip
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            args, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        proc = processes.start(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, log, predictions)
 
     def up() -> bool:
@@ -83,16 +78,18 @@ def stop(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
+@tier("system", shared=True)
 def server(smoke_run, smoke_config, tmp_path_factory) -> Iterator[Server]:
     """One worker and one place in the queue, a 1 MiB body, a cost of 2,000 passes, 3 s
     per request."""
-    tmp_path = tmp_path_factory.mktemp("served")
+    processes = Processes(tmp_path_factory.mktemp("served"))
     running = start(
-        tmp_path, smoke_config, "--max-request-mb", "1", "--max-concurrent", "1",
+        processes, smoke_config, "--max-request-mb", "1", "--max-concurrent", "1",
         "--max-queue", "1", "--max-cost", "2000", "--timeout", "3",
     )  # fmt: skip
     yield running
     stop(running)
+    processes.stop_all()
 
 
 def test_it_answers_the_mlflow_scoring_protocol(server: Server, smoke_config) -> None:
@@ -334,8 +331,8 @@ def test_other_positions_are_not_echoed_and_nothing_reaches_the_logs(server: Ser
     assert last["features"]["length"] == 10 and last["features"]["unknown_share"] >= 0.1
 
 
-def test_a_timeout_stops_the_work_not_only_the_answer(smoke_run, smoke_config, tmp_path):
-    server = start(tmp_path, smoke_config, "--timeout", "0.05", "--max-request-mb", "16")
+def test_a_timeout_stops_the_work_not_only_the_answer(smoke_run, smoke_config, processes):
+    server = start(processes, smoke_config, "--timeout", "0.05", "--max-request-mb", "16")
     try:
         long_review = " ".join([REVIEW] * 3)
         answer = server.post({"inputs": [long_review] * 10_000})
@@ -349,9 +346,9 @@ def test_a_timeout_stops_the_work_not_only_the_answer(smoke_run, smoke_config, t
 
 
 def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits(
-    smoke_run, smoke_config, tmp_path
+    smoke_run, smoke_config, processes
 ) -> None:
-    server = start(tmp_path, smoke_config)
+    server = start(processes, smoke_config)
     body = json.dumps({"inputs": [REVIEW] * 50}).encode()
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as in_flight:

@@ -138,7 +138,6 @@ def _unseen_rows(real: Path, dataset: str, rows: int) -> tuple[list[str], np.nda
     return picked["text"].tolist(), picked["label"].to_numpy()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["mnist", "imdb"])
 def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
     smoke_run, smoke_config, real_data_dir: Path, dataset: str
@@ -201,7 +200,6 @@ def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
         assert step["sizes"]["100"]["alarm_rate"] >= 0.9  # the registration measured it
 
 
-@pytest.mark.slow
 def test_a_version_without_a_profile_is_not_checked(smoke_run, smoke_config) -> None:
     from keras_variants.monitoring.check import monitor
     from keras_variants.monitoring.stored import PROFILE_SHA_TAG, PROFILE_TAG

@@ -16,8 +16,6 @@ from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs
 from keras_variants.tracking.store import client_for
 from tests.conftest import rewrite_npz
 
-pytestmark = pytest.mark.slow
-
 
 def _client(config: PipelineConfig) -> MlflowClient:
     return client_for(config)

@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
-
-pytestmark = pytest.mark.slow
+from tests.helpers import BIN, free_port, process, subprocess_env, tier, wait_for
 
 
 @pytest.mark.parametrize(
@@ -38,6 +36,7 @@ def test_prefect_listing_commands_work_against_a_real_server(
 
 
 @pytest.fixture(scope="module")
+@tier("system", shared=True)
 def prefect_cli_server(tmp_path_factory: pytest.TempPathFactory):
     """A real Prefect server on a free loopback port; yields the environment that uses it."""
     folder = tmp_path_factory.mktemp("prefect-cli")

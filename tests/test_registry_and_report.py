@@ -22,8 +22,6 @@ from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import load_pipeline
 from keras_variants.tracking.store import client_for
 
-pytestmark = pytest.mark.slow
-
 
 def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
     try:

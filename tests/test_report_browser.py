@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.helpers import tier
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extras")
 
 SYSTEM_CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
@@ -27,6 +28,7 @@ def chromium_executable(playwright: sync_api.Playwright) -> str | None:
 
 
 @pytest.fixture(scope="module")
+@tier("system")
 def browser() -> Iterator[sync_api.Browser]:
     with sync_api.sync_playwright() as playwright:
         executable = chromium_executable(playwright)

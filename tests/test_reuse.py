@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from keras_variants.config.pipeline import PROFILES, build_config
 from keras_variants.config.variants import VARIANTS
@@ -40,7 +39,6 @@ def test_the_trial_key_changes_with_every_input() -> None:
     assert _key(settings={"precision": "mixed_bfloat16"}) != key
 
 
-@pytest.mark.slow
 def test_a_rerun_reuses_and_changed_inputs_retrain(prefect_server, data_slices, tmp_path):
     from flows.pipeline import pipeline
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from flows.pipeline import run_pipeline
 from keras_variants.config.pipeline import build_config
 from keras_variants.registry.versions import alias_version, model_path
 from keras_variants.serving.saving import load_served
 from keras_variants.tracking.store import client_for
-from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
-
-pytestmark = pytest.mark.slow
+from tests.helpers import BIN, Processes, free_port, process, wait_for
 
 
 def test_smoke_profile_on_a_two_worker_dask_cluster(prefect_server, data_slices, tmp_path):
@@ -39,7 +36,9 @@ def test_smoke_profile_on_a_two_worker_dask_cluster(prefect_server, data_slices,
         assert outcome.test_metrics == result.variants[name].test_metrics
 
 
-def test_smoke_profile_against_an_mlflow_server(prefect_server, data_slices, tmp_path: Path):
+def test_smoke_profile_against_an_mlflow_server(
+    prefect_server, data_slices, tmp_path: Path, processes: Processes
+):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = [
@@ -47,7 +46,7 @@ def test_smoke_profile_against_an_mlflow_server(prefect_server, data_slices, tmp
         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
     ]  # fmt: skip
-    with process(args, subprocess_env(tmp_path), tmp_path, tmp_path / "mlflow.log"):
+    with process(args, processes.env(), tmp_path, tmp_path / "mlflow.log"):
         wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "mlflow server")
         config = build_config(
             profile="smoke",
@@ -68,7 +67,9 @@ def test_smoke_profile_against_an_mlflow_server(prefect_server, data_slices, tmp
         assert model.metadata.signature is not None
 
 
-def test_the_command_prints_no_mlflow_run_links_with_lanes_or_dask(data_slices, tmp_path: Path):
+def test_the_command_prints_no_mlflow_run_links_with_lanes_or_dask(
+    data_slices, tmp_path: Path, processes: Processes
+):
     """``variants run`` against an MLflow server, with the default lanes and with a local
     Dask cluster (whose worker processes share the command's terminal): MLflow's own "View
     run ... at" and "View experiment at" lines, printed when a run ends, stay hidden; the
@@ -82,7 +83,7 @@ def test_the_command_prints_no_mlflow_run_links_with_lanes_or_dask(data_slices, 
         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
     ]  # fmt: skip
-    with process(args, subprocess_env(tmp_path), tmp_path, tmp_path / "mlflow.log"):
+    with process(args, processes.env(), tmp_path, tmp_path / "mlflow.log"):
         wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "mlflow server")
         for runner in ("processes", "dask"):
             done = subprocess.run(
@@ -91,7 +92,7 @@ def test_the_command_prints_no_mlflow_run_links_with_lanes_or_dask(data_slices, 
                     str(data_slices), "--variants", "imdb_reduced", "--tracking-uri", url,
                     "--runner", runner, "--force",
                 ],
-                env=subprocess_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                env=processes.env(), cwd=tmp_path, capture_output=True, text=True,
                 timeout=600,
             )  # fmt: skip
             printed = done.stdout + done.stderr

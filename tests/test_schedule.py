@@ -21,12 +21,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from tests.conftest import rewrite_npz
-from tests.helpers import BIN, free_port, process, stop_group, subprocess_env, wait_for
-
-pytestmark = pytest.mark.slow
+from tests.helpers import BIN, Processes, free_port, process, stop_group, wait_for
 
 
 @contextmanager
@@ -65,10 +62,12 @@ def _when(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def test_new_data_trains_one_run_at_a_time_and_notifies(broken_dir: Path, tmp_path: Path) -> None:
+def test_new_data_trains_one_run_at_a_time_and_notifies(
+    broken_dir: Path, tmp_path: Path, processes: Processes
+) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    env = processes.env(PREFECT_API_URL=api)
     server_log, schedule_log = tmp_path / "server.log", tmp_path / "schedule.log"
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     mnist = broken_dir / "mnist.npz"
@@ -158,7 +157,7 @@ def test_new_data_trains_one_run_at_a_time_and_notifies(broken_dir: Path, tmp_pa
 
 
 def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_completes(
-    data_slices: Path, tmp_path: Path
+    data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """The Prefect server (SQLite, in the schedule's PREFECT_HOME) stopped with SIGTERM while
     ``variants schedule --cron`` serves, and started again 40 s later on the same port and
@@ -168,7 +167,7 @@ def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_co
     completes. No run ends otherwise."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    env = processes.env(PREFECT_API_URL=api)
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     schedule = [
         str(BIN / "variants"), "schedule", "--cron", "* * * * *", "--profile", "smoke",
@@ -222,7 +221,7 @@ def test_a_restarted_prefect_server_is_reconnected_and_the_next_scheduled_run_co
 
 
 def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
-    data_slices: Path, tmp_path: Path
+    data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """The Prefect server stopped for good under ``variants schedule``: once the runner's
     polls have failed :data:`SERVER_POLL_FAILURES` times in a row (about a minute), it
@@ -230,7 +229,7 @@ def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
     dump nor any traceback."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    env = processes.env(PREFECT_API_URL=api)
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     schedule = [
         str(BIN / "variants"), "schedule", "--cron", "0 0 1 1 *", "--profile", "smoke",

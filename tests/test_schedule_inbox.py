@@ -11,12 +11,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
-from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
+from tests.helpers import BIN, Processes, free_port, process, wait_for
 from tests.test_schedule import _when, receiver
-
-pytestmark = pytest.mark.slow
 
 
 def _digits(folder: Path, images: np.ndarray) -> Path:
@@ -29,7 +26,7 @@ def _digits(folder: Path, images: np.ndarray) -> Path:
 
 
 def test_inbox_scores_each_input_once_one_run_at_a_time_and_notifies(
-    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """Three inputs dropped at once (digits, digits turned 90 degrees, a text file that is no
     input for the digit model): never two scoring runs at once; the good ones scored into
@@ -40,7 +37,7 @@ def test_inbox_scores_each_input_once_one_run_at_a_time_and_notifies(
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    env = processes.env(PREFECT_API_URL=api)
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     inbox, staging = tmp_path / "inbox", tmp_path / "staging"
     inbox.mkdir()
@@ -119,7 +116,7 @@ def test_inbox_scores_each_input_once_one_run_at_a_time_and_notifies(
 
 
 def test_an_unreachable_notify_url_neither_fails_nor_slows_a_run(
-    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """``--notify`` at a closed port: the schedule says so once when it starts and serves as
     usual; a refused input fails its run by itself (the server's webhook action fails and
@@ -127,7 +124,7 @@ def test_an_unreachable_notify_url_neither_fails_nor_slows_a_run(
     shutil.copy(smoke_config.tracking_uri.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
     port, closed = free_port(), free_port()  # nothing listens on the second
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    env = processes.env(PREFECT_API_URL=api)
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     inbox = tmp_path / "inbox"
     inbox.mkdir()

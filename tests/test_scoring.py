@@ -19,7 +19,7 @@ from keras_variants.errors import InputError
 from keras_variants.scoring import batch, outputs
 from keras_variants.scoring.drift import not_checked
 from keras_variants.scoring.inputs import check_input, read_input
-from tests.helpers import declared_png
+from tests.helpers import Processes, declared_png
 
 REVIEWS = ["A wonderful film, I loved every minute.", "Dull, slow and far too long."]
 
@@ -263,16 +263,15 @@ def test_accuracy_counts_labelled_rows_only() -> None:
 # --- the command, end to end ----------------------------------------------------------------
 
 
-def _variants(config, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _variants(config, *args: str, processes: Processes) -> subprocess.CompletedProcess[str]:
+    return processes.run(
         [str(Path(sys.executable).parent / "variants"), "score", *args,
          "--tracking-uri", config.tracking_uri],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
     )  # fmt: skip
 
 
 def test_variants_score_reviews_and_digits_end_to_end(
-    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     from keras_variants.tracking.store import client_for
 
@@ -281,7 +280,9 @@ def test_variants_score_reviews_and_digits_end_to_end(
     table.loc[5, "text"] = "   "
     table.to_csv(tmp_path / "reviews.csv", index=False)
     # Drift is the next test's subject: whatever it finds here, the scoring exits 0.
-    done = _variants(smoke_config, "reviews.csv", "--model", "imdb-sentiment", cwd=tmp_path)
+    done = _variants(
+        processes, smoke_config, "reviews.csv", "--model", "imdb-sentiment", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     line, files = done.stdout.strip().splitlines()
     assert line.startswith("59 rows scored, 1 rejected; estimated accuracy ")
@@ -327,7 +328,7 @@ def test_variants_score_reviews_and_digits_end_to_end(
     labels = _digits(tmp_path / "digits", 30, data_slices)
     (tmp_path / "digits" / "scan.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     done = _variants(smoke_config, "digits", "--model", "mnist-classifier", "--version", "1",
-                     "--out", "digits-scores", cwd=tmp_path)  # fmt: skip
+                     "--out", "digits-scores", processes=processes)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("30 rows scored, 1 rejected; ")
     predictions = pd.read_csv(tmp_path / "digits-scores" / "predictions.csv")
@@ -338,7 +339,7 @@ def test_variants_score_reviews_and_digits_end_to_end(
 
 
 def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
-    smoke_run, smoke_config, tmp_path: Path
+    smoke_run, smoke_config, tmp_path: Path, processes: Processes
 ) -> None:
     """A version whose model folder lost its Keras file: the run ends FAILED, no folder."""
     from keras_variants.registry.versions import alias_version, model_path
@@ -353,7 +354,7 @@ def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
     version = client.create_model_version("imdb-sentiment", source=broken.as_uri())
     (tmp_path / "reviews.txt").write_text(REVIEWS[0] + "\n")
     done = _variants(smoke_config, "reviews.txt", "--model", "imdb-sentiment", "--version",
-                     str(version.version), "--out", "out", cwd=tmp_path)  # fmt: skip
+                     str(version.version), "--out", "out", processes=processes)  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in done.stderr
@@ -367,7 +368,7 @@ def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
 
 
 def test_clean_digits_show_no_drift_and_one_class_does(
-    smoke_run, smoke_config, data_slices: Path, tmp_path: Path
+    smoke_run, smoke_config, data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """Against the champion's reference profile (written at registration from the test
     rows): the clean test digits raise no signal; digits of one class only shift the
@@ -376,7 +377,7 @@ def test_clean_digits_show_no_drift_and_one_class_does(
 
     _digits(tmp_path / "clean", 500, data_slices)
     done = _variants(smoke_config, "clean", "--model", "mnist-classifier", "--fail-on-drift",
-                     "--out", "clean-scores", cwd=tmp_path)  # fmt: skip
+                     "--out", "clean-scores", processes=processes)  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "clean-scores" / "summary.json").read_text())
     assert summary["drift"]["checked"] and not summary["drift"]["detected"], summary["drift"]
@@ -390,7 +391,7 @@ def test_clean_digits_show_no_drift_and_one_class_does(
     for i, image in enumerate(images[labels == 1]):
         Image.fromarray(image).save(tmp_path / "ones" / f"{i:04d}.png")
     done = _variants(smoke_config, "ones", "--model", "mnist-classifier", "--fail-on-drift",
-                     "--out", "ones-scores", cwd=tmp_path)  # fmt: skip
+                     "--out", "ones-scores", processes=processes)  # fmt: skip
     assert done.returncode == DRIFT_EXIT_CODE, done.stderr
     summary = json.loads((tmp_path / "ones-scores" / "summary.json").read_text())
     drifted = [s["name"] for s in summary["drift"]["signals"] if s["drifted"]]

@@ -26,7 +26,7 @@ from keras_variants.registry import gate, integrity, served_accuracy
 from keras_variants.registry.versions import REGISTERED_MODELS, files_record
 from keras_variants.serving import saving
 from tests.conftest import REPO, npz_with_member
-from tests.helpers import process_wide_mlflow_uri
+from tests.helpers import Processes, process_wide_mlflow_uri
 
 OBJECT_HEADER = {"descr": "|O", "fortran_order": False, "shape": (1,)}
 
@@ -208,15 +208,17 @@ def test_a_tampered_version_is_refused_before_loading(registered, tmp_path, how)
     assert not marker.exists()
 
 
-def test_predict_and_serve_refuse_a_tampered_version(registered, tmp_path: Path) -> None:
+def test_predict_and_serve_refuse_a_tampered_version(
+    registered, tmp_path: Path, processes: Processes
+) -> None:
     import subprocess
 
-    from tests.helpers import BIN, free_port, subprocess_env
+    from tests.helpers import BIN, free_port
 
     client, folder = registered
     marker = tmp_path / "pwned"
     problem = _tamper(folder, "changed", marker)
-    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=client.tracking_uri)
+    env = processes.env(MLFLOW_TRACKING_URI=client.tracking_uri)
     for command in (
         ["predict", "--model", "imdb-sentiment", "A fine film."],
         ["serve", "--model", "imdb-sentiment", "--port", str(free_port())],
@@ -229,14 +231,16 @@ def test_predict_and_serve_refuse_a_tampered_version(registered, tmp_path: Path)
     assert not marker.exists()
 
 
-def test_a_version_registered_before_hashes_is_refused_until_trusted(registered, tmp_path) -> None:
+def test_a_version_registered_before_hashes_is_refused_until_trusted(
+    registered, tmp_path, processes
+) -> None:
     """A version from before file hashes were recorded: every load says how to vouch for it;
     `variants trust` records its files as they are, and from then on a change is refused."""
     import subprocess
 
     from keras_variants.errors import VariantsError
     from keras_variants.registry.loading import load_version
-    from tests.helpers import BIN, subprocess_env
+    from tests.helpers import BIN
 
     client, folder = registered
     name = REGISTERED_MODELS["imdb"]
@@ -244,7 +248,7 @@ def test_a_version_registered_before_hashes_is_refused_until_trusted(registered,
     hint = f"variants trust --model {name} --version 1"
     with pytest.raises(VariantsError, match=re.escape(hint)):
         load_version(client, name, "1")
-    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=client.tracking_uri)
+    env = processes.env(MLFLOW_TRACKING_URI=client.tracking_uri)
 
     def trust() -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "variants"), "trust", "--model", name, "--version", "1"],
@@ -330,7 +334,9 @@ def test_a_version_saved_as_a_pickle_loads_without_reading_it(tmp_path, data_sli
     assert not marker.exists()
 
 
-def test_a_version_saved_as_code_answers_predict_and_serve(registered, tmp_path: Path) -> None:
+def test_a_version_saved_as_code_answers_predict_and_serve(
+    registered, tmp_path: Path, processes: Processes
+) -> None:
     """``variants predict`` and ``variants serve`` load the registered version (a Python
     that writes bytecode) and answer; neither adds a file to its folder."""
     import json
@@ -338,17 +344,17 @@ def test_a_version_saved_as_code_answers_predict_and_serve(registered, tmp_path:
     from types import SimpleNamespace
 
     from keras_variants.registry.loading import load_version
-    from tests.helpers import BIN, subprocess_env
+    from tests.helpers import BIN
     from tests.test_model_server import REVIEW, start, stop
 
     client, folder = registered
-    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=client.tracking_uri)
+    env = processes.env(MLFLOW_TRACKING_URI=client.tracking_uri)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run([str(BIN / "variants"), "predict", "--model", "imdb-sentiment", REVIEW],
                           env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "positive" in done.stdout or "negative" in done.stdout
-    server = start(tmp_path, SimpleNamespace(tracking_uri=client.tracking_uri),
+    server = start(processes, SimpleNamespace(tracking_uri=client.tracking_uri),
                    env_extra={"PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
     try:
         answer = server.post({"inputs": [REVIEW]})

@@ -9,9 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import BIN, free_port, process, subprocess_env, wait_for
-
-pytestmark = pytest.mark.slow
+from tests.helpers import BIN, Processes, free_port, process, wait_for
 
 
 def _last_error(log: Path) -> str:
@@ -23,12 +21,14 @@ def _last_error(log: Path) -> str:
     return f"{log.name}, last error: " + "\n".join(lines[max(marks[-1] - 1, 0) : marks[-1] + 1])
 
 
-def test_cron_schedule_fires_and_its_run_completes(data_slices: Path, tmp_path: Path) -> None:
+def test_cron_schedule_fires_and_its_run_completes(
+    data_slices: Path, tmp_path: Path, processes: Processes
+) -> None:
     """The server's scheduler, not the test, creates the run: a cron schedule that comes due
     within a minute yields an auto-scheduled flow run that the served deployment completes."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
+    env = processes.env(PREFECT_API_URL=api)
     server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     serve = [
@@ -70,7 +70,9 @@ def test_cron_schedule_fires_and_its_run_completes(data_slices: Path, tmp_path: 
     assert (tmp_path / "reports" / "latest.html").is_file()
 
 
-def test_mlflow_server_shows_runs_metrics_and_aliases(smoke_run, smoke_config, tmp_path) -> None:
+def test_mlflow_server_shows_runs_metrics_and_aliases(
+    smoke_run, smoke_config, tmp_path, processes
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     mlflow_bin = shutil.which("mlflow", path=str(BIN)) or "mlflow"
@@ -79,7 +81,7 @@ def test_mlflow_server_shows_runs_metrics_and_aliases(smoke_run, smoke_config, t
         "--backend-store-uri", smoke_config.tracking_uri, "--workers", "1",
     ]  # fmt: skip
     with (
-        process(args, subprocess_env(tmp_path), tmp_path, tmp_path / "mlflow.log"),
+        process(args, processes.env(), tmp_path, tmp_path / "mlflow.log"),
         httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=10) as http,
     ):
         wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "mlflow server")
@@ -102,12 +104,14 @@ def test_mlflow_server_shows_runs_metrics_and_aliases(smoke_run, smoke_config, t
         assert alias["model_version"]["name"] == "mnist-classifier"
 
 
-def test_temporary_servers_started_at_once_on_a_new_home_all_start(tmp_path: Path) -> None:
+def test_temporary_servers_started_at_once_on_a_new_home_all_start(
+    tmp_path: Path, processes: Processes
+) -> None:
     """Commands started together (two schedules, two users) each start Prefect's temporary
     server on one new Prefect home; each server creates the shared database only once the
     one before it has, so all of them answer (one database created three times at once
     fails with 'duplicate column name')."""
-    env = subprocess_env(tmp_path)
+    env = processes.env()
     ports = [free_port() for _ in range(3)]
     with contextlib.ExitStack() as servers:
         for port in ports:

@@ -37,7 +37,7 @@ from keras_variants.serving import pyfunc
 from keras_variants.serving.answers import Sentiment
 from keras_variants.serving.saving import load_served, requirements, save_model
 from keras_variants.tracking.store import client_for
-from tests.helpers import BIN, declared_png, free_port, process, subprocess_env, wait_for
+from tests.helpers import BIN, declared_png, free_port, process, wait_for
 
 
 def _word_index(folder: Path) -> dict[str, int]:
@@ -198,13 +198,11 @@ def _post(url: str, body: object) -> httpx.Response:
 
 
 def test_mlflow_models_serve_answers_text_png_and_bad_requests(
-    smoke_run, smoke_config, data_slices, tmp_path
+    smoke_run, smoke_config, data_slices, tmp_path, processes
 ) -> None:
     """The stock scoring server on the registered champions, as the README runs it (writing
     no bytecode into the model's folder, so that variants still loads it afterwards)."""
-    env = subprocess_env(
-        tmp_path, MLFLOW_TRACKING_URI=smoke_config.tracking_uri, PYTHONDONTWRITEBYTECODE="1"
-    )
+    env = processes.env(MLFLOW_TRACKING_URI=smoke_config.tracking_uri, PYTHONDONTWRITEBYTECODE="1")
     digit = load_dataset("mnist", data_slices).test.inputs[0]
     client = client_for(smoke_config)
 
@@ -251,10 +249,12 @@ def test_mlflow_models_serve_answers_text_png_and_bad_requests(
         assert verified_path(client, model, champion)  # its files are still as registered
 
 
-def test_variants_predict_prints_label_and_probability(smoke_run, smoke_config, tmp_path):
+def test_variants_predict_prints_label_and_probability(
+    smoke_run, smoke_config, tmp_path, processes
+):
     digit = tmp_path / "digit.png"
     digit.write_bytes(_png(np.full((28, 28), 255, np.uint8)))
-    env = subprocess_env(tmp_path, MLFLOW_TRACKING_URI=smoke_config.tracking_uri)
+    env = processes.env(MLFLOW_TRACKING_URI=smoke_config.tracking_uri)
     variants = str(BIN / "variants")
     text = subprocess.run(
         [variants, "predict", "--model", "imdb-sentiment", "A wonderful film, I loved it."],

@@ -17,9 +17,7 @@ from mlflow.tracking import MlflowClient
 from keras_variants.registry.versions import REGISTERED_MODELS
 from keras_variants.tracking.store import SWEPT_TAG
 from tests.conftest import REPO
-from tests.helpers import BIN, free_port, subprocess_env
-
-pytestmark = pytest.mark.slow
+from tests.helpers import BIN, free_port, subprocess_env, tier
 
 STACK = REPO / "scripts" / "stack"
 MODEL = REGISTERED_MODELS["imdb"]
@@ -71,6 +69,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
+@tier("system", shared=True)
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The whole stack, started and stopped by the script a user runs, on free ports."""
     root = tmp_path_factory.mktemp("stack")
@@ -124,7 +123,7 @@ def test_the_servers_refuse_requests_without_credentials_and_foreign_hosts(stack
 
 
 @pytest.fixture(scope="module")
-def two_runs(stack: Stack, data_slices: Path):
+def two_stack_runs(stack: Stack, data_slices: Path):
     """Two smoke pipelines started together on the stack, each with two IMDb variants."""
     smoke = ["run", "--profile", "smoke", "--data-dir", str(data_slices)]
     sides = [("a", "imdb_dense,imdb_l2"), ("b", "imdb_dropout,imdb_reduced")]
@@ -137,9 +136,9 @@ def two_runs(stack: Stack, data_slices: Path):
 
 
 def test_two_runs_at_once_on_the_stack_end_with_the_better_champion(
-    stack: Stack, two_runs, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, two_stack_runs, monkeypatch: pytest.MonkeyPatch
 ):
-    for proc, out, err in two_runs:
+    for proc, out, err in two_stack_runs:
         assert proc.returncode == 0, (out + err)[-3000:]
         for secret in stack.secrets():  # credentials come from the environment, never shown
             assert secret not in out + err
@@ -168,14 +167,14 @@ def test_two_runs_at_once_on_the_stack_end_with_the_better_champion(
 
 
 def test_no_secret_in_the_output_prefect_logs_runs_or_stack_logs(
-    stack: Stack, two_runs, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, two_stack_runs, monkeypatch: pytest.MonkeyPatch
 ):
     """The MLflow password and the Prefect auth string reach neither the command's output,
     nor Prefect's logs, flow and task runs (parameters included), nor the MLflow runs'
     params and tags, nor the servers' and workers' logs."""
     import json
 
-    places = {f"run {i} output": out + err for i, (_, out, err) in enumerate(two_runs)}
+    places = {f"run {i} output": out + err for i, (_, out, err) in enumerate(two_stack_runs)}
     prefect = stack.client["PREFECT_API_URL"]
     user, _, password = stack.client["PREFECT_API_AUTH_STRING"].partition(":")
     for kind in ("logs", "flow_runs", "task_runs"):
@@ -204,7 +203,7 @@ def test_no_secret_in_the_output_prefect_logs_runs_or_stack_logs(
 
 
 def test_a_run_after_postgresql_restarted_needs_no_manual_step(
-    stack: Stack, two_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, two_stack_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
 ):
     for command in (["down", "postgres"], ["up", "postgres"]):
         subprocess.run([str(STACK), *command], env=stack.env, check=True, capture_output=True)
@@ -222,7 +221,7 @@ def test_a_run_after_postgresql_restarted_needs_no_manual_step(
 
 
 def test_report_promote_score_and_serve_work_against_the_stack(
-    stack: Stack, two_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, two_stack_runs, data_slices: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A 3-seed smoke study on the stack, then the commands after a run, pointed at the
     tracking server (a smoke check each)."""
