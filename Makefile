@@ -3,7 +3,7 @@
 #   make test   the same environment, the test suite
 # And for what a run leaves: make ui (the MLflow UI of ./mlflow.db), make docs (the docs site).
 # The data folder is VARIANTS_DATA_DIR, else ../shared/data. Extra arguments go in ARGS:
-#   make run ARGS="--profile smoke"      make test ARGS='-m "not slow"'
+#   make run ARGS="--profile smoke"      make test ARGS='-m "not slow"' (docs/development.md: tiers)
 # Both install exactly the locked set (requirements.lock, with hashes); pyproject.toml keeps
 # the ranges the package promises. make lock rewrites the lock from pyproject.toml.
 
@@ -26,9 +26,13 @@ run: $(INSTALLED)
 
 # pytest exits 5 when it collected no test: a failure too, said plainly. scripts/system-packages
 # installs the browser the report's test drives (as root with apt-get; otherwise it says how).
+# The suite runs in TEST_WORKERS processes (pytest-xdist): most of its time is waiting on
+# servers and subprocesses, so more workers than cores pay; the tests of one shared fixture
+# go to one worker (--dist loadgroup, the groups derived in tests/conftest.py).
+TEST_WORKERS ?= 3
 test: $(INSTALLED)
 	@scripts/system-packages || echo "make test: going on without it; its tests are skipped" >&2
-	@$(VENV)/bin/python -m pytest $(ARGS); status=$$?; \
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
 

@@ -148,7 +148,7 @@ def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
-@tier("slow", shared=True)
+@tier("slow")  # not shared: a smoke run (about a minute) on each worker that needs one
 def smoke_run(prefect_server, smoke_config: PipelineConfig) -> PipelineResult:
     """One smoke-profile pipeline run shared by the tracking, registry and report tests."""
     from flows.pipeline import pipeline
@@ -170,7 +170,8 @@ def processes(tmp_path: Path):
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with the tier its fixtures sort it into, and group the tests of a
-    shared fixture onto one xdist worker (``--dist loadgroup``)."""
+    shared fixture onto one xdist worker (``--dist loadgroup``, whose scheduler hands out
+    the largest groups first, then the tests in this order)."""
     for item in items:
         written = [m.name for m in item.iter_markers() if m.name in ("slow", "system")]
         if written:
@@ -187,6 +188,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         shared = [name for name in SHARED if name in item.fixturenames]
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
+    if config.getoption("dist", "no") != "no":  # longest first: no long test starts last
+        items.sort(key=_longest_first)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    return 0 if "system" in item.keywords else 1 if "slow" in item.keywords else 2
 
 
 # Skips CI may have: what depends on the machine, not on a set-up step. Under .ci/run
