@@ -22,7 +22,13 @@ from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking.store import is_local_store, lost_server
 from tasks.registry import promote_best, write_comparison_report
-from tasks.train import VariantOutcome, prepare_tracking, summarize_study, train_variant
+from tasks.train import (
+    VariantOutcome,
+    expected_times,
+    prepare_tracking,
+    summarize_study,
+    train_variant,
+)
 
 
 class PipelineResult(BaseModel):
@@ -87,20 +93,23 @@ def _pipeline(config: PipelineConfig) -> PipelineResult:
         store = prepare_tracking.with_options(retries=retries).submit(config)
         _, datasets = ingest_and_validate(config, lane)
         store.result()
+        trials = longest_first(config.trials())
+        times = expected_times(config)
         with tracking.parent_runs(config, datasets) as parents:
             started = time.monotonic()
-            futures = [
+            futures = {
                 train_variant.submit(
                     config, t, datasets[t.variant.dataset], parents[t.variant.dataset], lane
-                )
-                for t in longest_first(config.trials())
-            ]
-            tally = Tally(len(futures))
+                ): t.run_name
+                for t in trials
+            }
+            expected = {t.run_name: times[t.label] for t in trials if t.label in times}
+            tally = Tally(list(futures.values()), config.max_parallel, expected)
             try:
-                for future in as_completed(futures):
+                for future in as_completed(list(futures)):
                     future.wait()  # its final state, not the API's view of it
                     elapsed = time.monotonic() - started
-                    logger.info(tally.add(future.state.is_completed(), elapsed))
+                    logger.info(tally.add(futures[future], future.state.is_completed(), elapsed))
             except BaseException:  # interrupted: tell training to stop, not finish
                 request_stop()
                 raise

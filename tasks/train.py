@@ -21,6 +21,7 @@ from keras_variants.registry.served_accuracy import gate_inputs
 from keras_variants.studies.study import aggregate, run_measures, summary_metrics
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking import store
+from keras_variants.tracking.records import trial_seconds
 from keras_variants.tracking.system_metrics import system_metrics
 from keras_variants.tracking.trial_key import trial_key_for
 
@@ -47,6 +48,14 @@ def prepare_tracking(config: PipelineConfig) -> list[str]:
     if swept:
         get_run_logger().warning("marked %d stale run(s) FAILED: %s", len(swept), swept)
     return swept
+
+
+@task(name="expected-times", cache_policy=NO_CACHE)
+def expected_times(config: PipelineConfig) -> dict[str, float]:
+    """How long each trial (by label) took in this store's earlier runs of the profile:
+    what the progress line's estimate is made of."""
+    datasets = sorted({t.variant.dataset for t in config.trials()})
+    return trial_seconds(store.client_for(config), datasets, config.profile.name)
 
 
 @task(name="train-and-evaluate", task_run_name="train-{trial.run_name}", cache_policy=NO_CACHE)

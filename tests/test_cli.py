@@ -27,6 +27,7 @@ from keras_variants.reporting.progress import (
     Tally,
     mlflow_ui_lines,
     progress_line,
+    seconds_left,
     summary_table,
 )
 from tests.helpers import BIN, Processes, subprocess_env, tier
@@ -240,28 +241,42 @@ def test_no_command_shows_help(tmp_path: Path, heavy_stubs: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("done", "failed", "elapsed", "line"),
+    ("done", "failed", "elapsed", "left", "line"),
     [
-        (1, 0, 10.0, "1/6 runs done, ~50 s left"),
-        (3, 0, 30.0, "3/6 runs done, ~30 s left"),
-        (5, 0, 50.4, "5/6 runs done, ~10 s left"),
-        (6, 0, 61.6, "6/6 runs done in 62 s"),
-        (1, 1, 20.0, "1/6 runs done, 1 failed, ~40 s left"),
-        (4, 2, 61.6, "4/6 runs done, 2 failed in 62 s"),
+        (1, 0, 10.0, 50.4, "1/6 runs done, ~50 s left by this machine's earlier runs"),
+        (3, 0, 30.0, None, "3/6 runs done"),  # a run never measured here: no guess
+        (6, 0, 61.6, None, "6/6 runs done in 62 s"),
+        (1, 1, 20.0, 40.0, "1/6 runs done, 1 failed, ~40 s left by this machine's earlier runs"),
+        (4, 2, 61.6, 5.0, "4/6 runs done, 2 failed in 62 s"),
     ],
 )
-def test_progress_line(done: int, failed: int, elapsed: float, line: str) -> None:
-    assert progress_line(done, 6, elapsed, failed) == line
+def test_progress_line(done: int, failed: int, elapsed: float, left, line: str) -> None:
+    assert progress_line(done, 6, elapsed, failed, left) == line
 
 
-def test_a_tally_counts_failed_runs_apart() -> None:
-    tally = Tally(3)
-    lines = [tally.add(True, 10.0), tally.add(False, 20.0), tally.add(True, 30.4)]
+@pytest.mark.parametrize(
+    ("unfinished", "lanes", "left"),
+    [
+        ([150.0, 20.0, 20.0], 2, 150.0),  # the CNN bounds it: the others fit beside it
+        ([20.0, 20.0, 20.0, 20.0], 2, 40.0),  # four equal runs on two lanes
+        ([20.0, None], 2, None),  # one never trained here
+        ([], 2, 0.0),
+    ],
+)
+def test_seconds_left_from_each_runs_measured_time(unfinished, lanes, left) -> None:
+    assert seconds_left(unfinished, lanes) == left
+
+
+def test_a_tally_counts_failed_runs_apart_and_estimates_from_the_rest() -> None:
+    tally = Tally(["cnn", "dense", "l2"], lanes=2, expected={"cnn": 150.0, "l2": 20.0})
+    lines = [tally.add("dense", True, 10.0), tally.add("l2", False, 20.0)]
+    lines.append(tally.add("cnn", True, 160.4))
     assert lines == [
-        "1/3 runs done, ~20 s left",
-        "1/3 runs done, 1 failed, ~10 s left",
-        "2/3 runs done, 1 failed in 30 s",
+        "1/3 runs done, ~150 s left by this machine's earlier runs",
+        "1/3 runs done, 1 failed, ~150 s left by this machine's earlier runs",
+        "2/3 runs done, 1 failed in 160 s",
     ]
+    assert Tally(["a", "b"]).add("a", True, 5.0) == "1/2 runs done"  # nothing measured yet
 
 
 def test_summary_marks_the_best_validation_accuracy_per_data_set() -> None:

@@ -6,38 +6,62 @@ Pure formatting; the flow and the command line pass in the numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from keras_variants import runtime
 from keras_variants.tracking.ui_links import experiment_runs_page, mlflow_ui_for, ui_host_port
 
 
-def progress_line(done: int, total: int, elapsed_seconds: float, failed: int = 0) -> str:
-    """'3/6 runs done, ~40 s left' (one run per variant and seed): the rest estimated
-    at the pace so far; runs that failed are counted apart ('2/6 runs done, 1 failed')."""
+def progress_line(
+    done: int, total: int, elapsed_seconds: float, failed: int = 0, left: float | None = None
+) -> str:
+    """'3/6 runs done, ~40 s left by this machine's earlier runs' (one run per variant and
+    seed), the time left as :func:`seconds_left` expects it, or no estimate when it is None;
+    runs that failed are counted apart ('2/6 runs done, 1 failed')."""
     finished = done + failed
     count = f"{done}/{total} runs done" + (f", {failed} failed" if failed else "")
     if finished >= total:
         return f"{count} in {elapsed_seconds:.0f} s"
-    left = elapsed_seconds / max(finished, 1) * (total - finished)
-    return f"{count}, ~{left:.0f} s left"
+    if left is None:
+        return count
+    return f"{count}, ~{left:.0f} s left by this machine's earlier runs"
+
+
+def seconds_left(unfinished: Sequence[float | None], lanes: int) -> float | None:
+    """The time the unfinished runs still need, from each one's expected training time
+    (None: never measured here): their total shared by the lanes, but no less than the
+    longest one. None when any is unmeasured: a guess from other runs' pace was off by
+    minutes, since the CNN takes several times as long as a dense model."""
+    if any(seconds is None for seconds in unfinished):
+        return None
+    times = [float(s) for s in unfinished if s is not None]
+    return max([0.0, *times, sum(times) / max(lanes, 1)])
 
 
 @dataclass
 class Tally:
-    """The runs of a pipeline as they end: how many are done and how many failed."""
+    """The runs of a pipeline as they end: how many are done and how many failed, and the
+    time left by each unfinished run's expected time (``expected``: run name -> seconds,
+    from this machine's earlier runs)."""
 
-    total: int
+    names: list[str]
+    lanes: int = 1
+    expected: Mapping[str, float] = field(default_factory=dict)
     done: int = 0
     failed: int = 0
 
-    def add(self, completed: bool, elapsed_seconds: float) -> str:
-        """Count one more run that ended (completed, or failed); its progress line."""
+    def __post_init__(self) -> None:
+        self.unfinished = list(self.names)
+
+    def add(self, name: str, completed: bool, elapsed_seconds: float) -> str:
+        """Count the run ``name`` as ended (completed, or failed); its progress line."""
         if completed:
             self.done += 1
         else:
             self.failed += 1
-        return progress_line(self.done, self.total, elapsed_seconds, self.failed)
+        self.unfinished.remove(name)
+        left = seconds_left([self.expected.get(n) for n in self.unfinished], self.lanes)
+        return progress_line(self.done, len(self.names), elapsed_seconds, self.failed, left)
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,31 @@ def load_uncertainty(client: MlflowClient, run: Run) -> dict | None:
         return json.loads(
             Path(client.download_artifacts(source, UNCERTAINTY_FILE, folder)).read_text()
         )
+
+
+RECENT_TRIALS = 5  # earlier runs of a trial whose duration sets its expected time
+
+
+def trial_seconds(client: MlflowClient, datasets: list[str], profile: str) -> dict[str, float]:
+    """How long each trial (by label, e.g. ``imdb_l2 l2:0.01``) took in this store's recent
+    finished runs of ``profile``: the median duration (start to end of its MLflow run:
+    training, evaluation and logging) of its last :data:`RECENT_TRIALS` trained (not
+    reused) runs, the machine's own measured pace. Labels never trained here are missing."""
+    ids = [e.experiment_id for d in datasets if (e := client.get_experiment_by_name(d))]
+    if not ids:
+        return {}
+    runs = client.search_runs(
+        ids,
+        f"tags.profile = '{profile}' and attributes.status = 'FINISHED'",
+        max_results=500,
+        order_by=["attributes.start_time DESC"],
+    )
+    seen: dict[str, list[float]] = {}
+    for run in runs:
+        label = run.data.tags.get("label")
+        if label is None or REUSED_FROM_TAG in run.data.tags or not run.info.end_time:
+            continue
+        times = seen.setdefault(label, [])
+        if len(times) < RECENT_TRIALS:
+            times.append((run.info.end_time - run.info.start_time) / 1000)
+    return {label: sorted(t)[len(t) // 2] for label, t in seen.items()}
