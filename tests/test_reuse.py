@@ -71,14 +71,14 @@ def test_a_rerun_reuses_and_changed_inputs_retrain(prefect_server, data_slices, 
     assert "<td>imdb_dense</td>" in page and "<td>mnist_dense</td>" in page
     # Its registry decisions are this run's own, as the terminal printed them, not the
     # first run's, whose report still has its own.
-    decisions = page.split("<h2>Registry decisions</h2>")[1]
+    decisions = page.split("<h2>Champions</h2>")[1].split("</ul>")[0]
     decided = re.findall(r"<li>([^<]*)</li>", decisions)
     assert sorted(decided) == sorted(
         f"{model} v{version}: not promoted: identical to v{version} (the champion); "
         "nothing registered"
         for model, version in versions.items()
     )
-    first_decisions = first.report.read_text().split("<h2>Registry decisions</h2>")[1]
+    first_decisions = first.report.read_text().split("<h2>Champions</h2>")[1].split("</ul>")[0]
     for model, version in versions.items():
         assert f"<li>{model} v{version}: promoted to champion: first champion (" in first_decisions
 

@@ -125,6 +125,9 @@ def card_markdown(facts: CardFacts) -> str:
     lines = [
         f"# {f.model} v{f.version}: {f.label}",
         "",
+        "## Registry decision",
+        f"{f.decision}: {f.reason}" if f.decision else "not yet decided by the gate",
+        "",
         "## What it is",
         f"- variant `{f.variant}` ({f.architecture}), {f.parameter_count} parameters, "
         f"trained in run `{f.run_id}`",
@@ -149,9 +152,6 @@ def card_markdown(facts: CardFacts) -> str:
     lines += ["", "## Away from its data", *_far_from_data_lines(f)]
     lines += ["", "## Limitations", *(f"- {s}" for s in limitations(f) or ["none measured"])]
     lines += [
-        "",
-        "## Registry decision",
-        f"{f.decision}: {f.reason}" if f.decision else "not yet decided by the gate",
         "",
         "## How to call it",
         *([f"Inputs: {IMAGE_LAYOUT}.", ""] if f.dataset == "mnist" else []),
