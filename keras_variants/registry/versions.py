@@ -23,6 +23,7 @@ from keras_variants.registry.model_card import try_write_card
 from keras_variants.tracking.records import VariantRecord
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
+FILTER_METRICS = ("test/accuracy", "test/loss", "test/auc", "val/accuracy")
 
 
 def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
@@ -35,7 +36,9 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
         "run_id": record.run_id,
         "git_commit": record.tags.get("git_commit", "unknown"),
         "profile": record.tags.get("profile", ""),
-        **{k: f"{v:.6g}" for k, v in record.metrics.items() if k.startswith(("val/", "test/"))},
+        # The headline numbers a person filters versions on; every other measure is on the
+        # run and in the model card, not in a row of tags on the version's page.
+        **{k: f"{record.metrics[k]:.6g}" for k in FILTER_METRICS if k in record.metrics},
         **{k: v for k, v in record.tags.items() if k.startswith("data.")},
     }
     try:
