@@ -55,7 +55,10 @@ def free_port() -> int:
 
 
 def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+    """``check()``'s first true result, asked again after 0.1 s, then less often (1 s at
+    most): a server that answers in 2 s is seen in about 2 s, not 3."""
     deadline = time.monotonic() + timeout
+    pause = 0.1
     while time.monotonic() < deadline:
         try:
             result = check()
@@ -63,7 +66,8 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
             result = None
         if result:
             return result
-        time.sleep(1)
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
