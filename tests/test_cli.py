@@ -307,16 +307,47 @@ def test_summary_prints_a_mean_epoch_as_the_report_does() -> None:
 ML = "workflowType=machine_learning"
 
 
-def test_mlflow_ui_lines() -> None:
-    local = mlflow_ui_lines("sqlite:////w/mlflow.db", {"mnist": "1", "imdb": "2"})
+def test_mlflow_ui_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command to type (this environment's mlflow, by path when PATH does not find it),
+    at the configured address, and a link per data set to the pipeline's variants."""
+    from keras_variants import runtime
+
+    compare = (
+        "runs?workflowType=machine_learning&searchFilter=tags.%60keras_variants.pipeline_id%60"
+        "%20%3D%20%27p1%27%20and%20tags.label%20%21%3D%20%27%27&orderByKey=metrics.%60test%2F"
+        "accuracy%60&orderByAsc=false&compareRunsMode=CHART"
+    )
+    monkeypatch.setattr(runtime, "tool_command", lambda tool: f".venv/bin/{tool}")
+    monkeypatch.setenv("VARIANTS_MLFLOW_UI", "http://127.0.0.1:5055")
+    local = mlflow_ui_lines("sqlite:////w/mlflow.db", {"mnist": "1", "imdb": "2"}, "p1")
     assert local == [
-        "MLflow UI: mlflow ui --backend-store-uri sqlite:////w/mlflow.db --host 127.0.0.1 "
-        "--port 5000",
-        f"  mnist runs: http://127.0.0.1:5000/#/experiments/1/runs?{ML}",
-        f"  imdb runs: http://127.0.0.1:5000/#/experiments/2/runs?{ML}",
+        "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:////w/mlflow.db "
+        "--host 127.0.0.1 --port 5055",
+        f"  mnist variants: http://127.0.0.1:5055/#/experiments/1/{compare}",
+        f"  imdb variants: http://127.0.0.1:5055/#/experiments/2/{compare}",
     ]
-    server = mlflow_ui_lines("http://mlflow:5000/", {"imdb": "7"})
-    assert server == ["MLflow UI:", f"  imdb runs: http://mlflow:5000/#/experiments/7/runs?{ML}"]
+    server = mlflow_ui_lines("http://mlflow:5000/", {"imdb": "7"}, "p1")
+    assert server == [
+        "MLflow UI:",
+        f"  imdb variants: http://mlflow:5000/#/experiments/7/{compare}",
+    ]
+
+
+def test_the_mlflow_command_is_typed_as_this_environment_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from keras_variants import runtime
+
+    here = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", str(here))
+    assert runtime.tool_command("mlflow") == "mlflow"  # an activated environment
+    monkeypatch.setenv("PATH", str(tmp_path))  # not activated: by path
+    monkeypatch.chdir(here.parent)
+    assert runtime.tool_command("mlflow") == f"{here.name}/mlflow"
+    monkeypatch.chdir(tmp_path)
+    assert runtime.tool_command("mlflow") == str(here / "mlflow")
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,7 @@ def _mean(values: Iterable[float]) -> float:
 def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
     """The run's last lines: the variants, the registry decisions, the report, the UI."""
     from keras_variants.reporting.progress import SummaryRow, mlflow_ui_lines, summary_table
-    from keras_variants.tracking.store import client_for
+    from keras_variants.tracking.store import TOOL_TAG, client_for
 
     client = client_for(config)
     by_label: dict[str, list] = {}
@@ -152,10 +152,9 @@ def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
         )
         for label, runs in by_label.items()
     ]
-    experiments = {
-        dataset: client.get_run(run_id).info.experiment_id
-        for dataset, run_id in result.parent_run_ids.items()
-    }
+    parents = {dataset: client.get_run(run_id) for dataset, run_id in result.parent_run_ids.items()}
+    experiments = {dataset: run.info.experiment_id for dataset, run in parents.items()}
+    pipeline_id = next(iter(parents.values())).data.tags[TOOL_TAG]
     return [
         *summary_table(rows),
         "* best validation accuracy of its data set: the challenger, put to the gate below"
@@ -163,7 +162,7 @@ def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
         else "* best validation accuracy of its data set",
         *(decision.sentence() for decision in result.decisions),
         f"report: {result.report}",
-        *mlflow_ui_lines(config.tracking_uri, experiments),
+        *mlflow_ui_lines(config.tracking_uri, experiments, pipeline_id),
     ]
 
 

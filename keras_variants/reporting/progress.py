@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from keras_variants import runtime
-from keras_variants.tracking.ui_links import experiment_runs_page, mlflow_ui_for, ui_host_port
+from keras_variants.tracking.ui_links import mlflow_ui_for, pipeline_compare_page, ui_host_port
 
 
 def progress_line(
@@ -97,10 +97,12 @@ def summary_table(rows: Sequence[SummaryRow]) -> list[str]:
     return lines
 
 
-def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[str]:
+def mlflow_ui_lines(
+    tracking_uri: str, experiments: Mapping[str, str], pipeline_id: str
+) -> list[str]:
     """How to open the runs in MLflow's UI: the command for a local store, then one link
-    per data set (``experiments``: data set -> experiment id), in the UI's model-training
-    view."""
+    per data set (``experiments``: data set -> experiment id) that opens this pipeline
+    run's variants side by side, best test accuracy first."""
     base = mlflow_ui_for(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         lines = ["MLflow UI:"]
@@ -111,7 +113,8 @@ def mlflow_ui_lines(tracking_uri: str, experiments: Mapping[str, str]) -> list[s
             f"MLflow UI: {mlflow} ui --backend-store-uri {tracking_uri} --host {host} --port {port}"
         ]
     lines += [
-        f"  {name} runs: {experiment_runs_page(base, eid)}" for name, eid in experiments.items()
+        f"  {name} variants: {pipeline_compare_page(base, eid, pipeline_id)}"
+        for name, eid in experiments.items()
     ]
     return lines
 

@@ -19,7 +19,6 @@ from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.errors import TrackingStoreError
 from keras_variants.tracking.locks import store_lock
 
-TOOL_TAG = "keras_variants.pipeline_id"  # marks every run this tool starts
 OWNER_HOST_TAG = "keras_variants.host"
 OWNER_PID_TAG = "keras_variants.pid"
 OWNER_STARTED_TAG = "keras_variants.pid_started"

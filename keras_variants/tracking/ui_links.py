@@ -10,13 +10,14 @@ have no such view. Pure string building: no MLflow call.
 from __future__ import annotations
 
 import os
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from keras_variants.errors import ConfigError
 
 MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 UI_ENV = "VARIANTS_MLFLOW_UI"  # another address for a local store's UI
 MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+TOOL_TAG = "keras_variants.pipeline_id"  # every run this tool starts: its pipeline run's id
 
 
 def mlflow_ui_for(tracking_uri: str) -> str:
@@ -46,6 +47,24 @@ def ui_host_port(mlflow_ui: str) -> tuple[str, int]:
 def experiment_runs_page(mlflow_ui: str, experiment_id: str) -> str:
     """The runs of an experiment, in the UI's model-training view."""
     return f"{mlflow_ui}/#/experiments/{experiment_id}/runs{MODEL_TRAINING_VIEW}"
+
+
+def pipeline_compare_page(mlflow_ui: str, experiment_id: str, pipeline_id: str) -> str:
+    """One pipeline run's variant runs of an experiment side by side in the UI's chart
+    view (a chart per metric, test accuracy and loss among them), listed best test accuracy
+    first. The filter and the order are the URL's own parameters; MLflow keeps the table's
+    columns in the browser, not in the URL, so a link cannot choose them."""
+    query = urlencode(
+        {
+            "workflowType": "machine_learning",
+            "searchFilter": f"tags.`{TOOL_TAG}` = '{pipeline_id}' and tags.label != ''",
+            "orderByKey": "metrics.`test/accuracy`",
+            "orderByAsc": "false",
+            "compareRunsMode": "CHART",
+        },
+        quote_via=quote,
+    )
+    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs?{query}"
 
 
 def run_page(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
