@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_variants.registry.gate import pack_correct, unpack_correct
+from keras_variants.registry.gate_memo import pack_correct, recall, sealed, unpack_correct
 from keras_variants.registry.promotion_rule import Evidence, decide, paired, reason
 
 
@@ -88,3 +88,35 @@ def test_per_input_correctness_is_remembered_as_packed_bits() -> None:
     assert pack_correct(correct) == "9:sIA="  # bytes 0b10110000 0b10000000
     assert unpack_correct("9:sIA=").tolist() == correct.tolist()
     assert len(pack_correct(np.ones(25_000, bool))) == 6 + 4_168  # "25000:" + 3,125 bytes
+
+
+FILES = '{"MLmodel":"a1","served_model.py":"b2"}'  # a version's files.sha256 record
+OTHER_FILES = '{"MLmodel":"a1","served_model.py":"c3"}'
+ANSWERS = np.array([1, 0, 1, 1, 0, 0, 0, 0, 1], bool)
+MEMO = sealed(FILES, "k1", ANSWERS)
+ALL_RIGHT = sealed(FILES, "k1", np.ones(9, bool))
+
+
+@pytest.mark.parametrize(
+    ("tags", "key", "trusted"),
+    [
+        ({"files.sha256": FILES, "gate.correct.k1": MEMO}, "k1", True),
+        # The bits edited, the seal kept: not this version's answers.
+        ({"files.sha256": FILES, "gate.correct.k1": "9:/4A=:" + MEMO[-32:]}, "k1", False),
+        # Written for other files (the version's files were replaced and re-recorded).
+        ({"files.sha256": OTHER_FILES, "gate.correct.k1": MEMO}, "k1", False),
+        # Copied under another scorer's key (other inputs, labels or scoring code).
+        ({"files.sha256": FILES, "gate.correct.k2": MEMO}, "k2", False),
+        # Written before memos were sealed, or by hand.
+        ({"files.sha256": FILES, "gate.correct.k1": "9:sIA="}, "k1", False),
+        ({"files.sha256": FILES, "gate.correct.k1": "garbage"}, "k1", False),
+        ({"gate.correct.k1": MEMO}, "k1", False),  # no file record to bind it to
+        ({"files.sha256": FILES}, "k1", False),  # nothing remembered
+    ],
+)
+def test_a_memo_is_trusted_only_under_its_seal(tags: dict, key: str, trusted: bool) -> None:
+    found = recall(tags, key)
+    assert (found is not None) is trusted
+    if trusted:
+        assert found.tolist() == ANSWERS.tolist()
+    assert recall({"files.sha256": FILES, "gate.correct.k1": ALL_RIGHT}, "k1").all()

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from flows.report import comparison_report
 from keras_variants.data.datasets import load_dataset, make_splits
-from keras_variants.registry import gate, served_accuracy
+from keras_variants.monitoring.stored import store_profile
+from keras_variants.registry import gate, gate_memo, served_accuracy
 from keras_variants.registry.versions import register_challenger
 from keras_variants.reporting.report import build_report
 from keras_variants.reporting.report_pages import to_markdown
@@ -218,14 +219,14 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     assert remembered.startswith(f"{len(rows)}:")  # one bit per test input
     again = gate.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
     assert again.reason == "is already the champion" and not again.promoted
-    assert gate.unpack_correct(remembered).mean() == again.challenger_accuracy
+    assert gate_memo.unpack_correct(remembered).mean() == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
     assert (
         served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows[:100])).key
         != scorer.key
     )
-    # The gate trusts the remembered answers instead of loading the model again.
-    client.set_model_version_tag(name, champion, memo, gate.pack_correct(np.arange(500) < 250))
+    # The gate trusts remembered answers, sealed to the files, instead of loading the model.
+    gate_memo.remember(client, name, champion, scorer.key, np.arange(500) < 250)
     decision = gate.promote(client, name, champion, scorer, dry_run=True)
     assert decision.challenger_accuracy == 0.5
     client.set_model_version_tag(name, champion, memo, remembered)
@@ -251,10 +252,11 @@ def test_gate_promotes_on_paired_evidence_not_on_a_gain(smoke_run, smoke_config)
         answers = champion_right.copy()
         answers[:c] = False
         answers[400 : 400 + b] = True
-        client.set_model_version_tag(name, challenger, scorer.memo, gate.pack_correct(answers))
+        gate_memo.remember(client, name, challenger, scorer.key, answers)
 
     try:
-        client.set_model_version_tag(name, champion, scorer.memo, gate.pack_correct(champion_right))
+        gate_memo.remember(client, name, champion, scorer.key, champion_right)
+        store_profile(client, name, challenger, b"a stand-in", {})  # monitored, as the gate's
         challenger_answers(8, 5)
         noise = gate.promote(client, name, challenger, scorer, dry_run=True)
         assert not noise.promoted and noise.champion_accuracy == 0.8

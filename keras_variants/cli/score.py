@@ -12,7 +12,9 @@ import typer
 from keras_variants import prefect_server, runtime
 from keras_variants.cli.options import TrackingOption, check_model_choice
 
-DRIFT_EXIT_CODE = 3  # with --fail-on-drift, as `variants promote` exits 3 when it refuses
+# With --fail-on-drift, when drift is detected or could not be checked (as `variants promote`
+# exits 3 when it refuses).
+DRIFT_EXIT_CODE = 3
 
 
 def score(
@@ -39,7 +41,11 @@ def score(
         typer.Option("--out", help="New folder for the files (default: scores/<run id>/)."),
     ] = None,
     fail_on_drift: Annotated[
-        bool, typer.Option("--fail-on-drift", help="Exit with code 3 when drift is detected.")
+        bool,
+        typer.Option(
+            "--fail-on-drift",
+            help="Exit with code 3 when drift is detected, or when it could not be checked.",
+        ),
     ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
@@ -77,5 +83,9 @@ def score(
         prefect_server.stop()
     typer.echo(result.line)
     typer.echo(f"files: {result.folder}/ (MLflow run {result.run_id})")
+    drift = result.summary["drift"]
+    if fail_on_drift and not drift.get("checked", False):
+        typer.echo(f"error: drift could not be checked: {drift.get('reason')}", err=True)
+        raise typer.Exit(code=DRIFT_EXIT_CODE)
     if fail_on_drift and result.drift_detected:
         raise typer.Exit(code=DRIFT_EXIT_CODE)

@@ -13,8 +13,6 @@ digit images, so what is promoted is exactly what is served.
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,15 +25,16 @@ from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
+from keras_variants.registry.gate_memo import remember, remembered
 from keras_variants.registry.loading import verified_path
 from keras_variants.registry.model_card import try_write_card
 from keras_variants.registry.promotion_rule import decide, paired, reason
-from keras_variants.registry.served_accuracy import (
-    ServedAccuracy,
-    gate_inputs,
-    score_and_profile,
-    score_served,
+from keras_variants.registry.reference_profile import (
+    NEVER_UNMONITORED,
+    build_profile,
+    unmonitored,
 )
+from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs, score_served
 from keras_variants.registry.versions import (
     REGISTERED_MODELS,
     alias_version,
@@ -87,51 +86,20 @@ def select_challenger(records: list[VariantRecord]) -> VariantRecord:
 
 
 def _score(
-    client: MlflowClient, name: str, version: str, scorer: Scorer, remember: bool, call: Call
+    client: MlflowClient, name: str, version: str, scorer: Scorer, remember_it: bool, call: Call
 ) -> np.ndarray:
-    """Whether the version is right on each test input, computed through ``call``;
-    remembered on the version as packed bits (a tag per input digest), since a version and
-    the test inputs are both immutable, so a champion is scored once."""
-    tags = client.get_model_version(name, version).tags
-    memo = f"gate.correct.{scorer.key}" if hasattr(scorer, "key") else None
-    if memo in tags:
-        return unpack_correct(tags[memo])
-    correct = np.asarray(call(score_served, verified_path(client, name, version), scorer), bool)
-    if memo and remember:
-        client.set_model_version_tag(name, version, memo, pack_correct(correct))
+    """Whether the version is right on each test input, computed through ``call`` from its
+    files once they are checked to be the files registered; remembered on the version
+    (:mod:`~keras_variants.registry.gate_memo`: sealed to those files and the scorer), since
+    a version and the test inputs are both immutable, so a champion is scored once."""
+    folder = verified_path(client, name, version)
+    key = getattr(scorer, "key", None)
+    if key is not None and (found := remembered(client, name, version, key)) is not None:
+        return found
+    correct = np.asarray(call(score_served, folder, scorer), bool)
+    if key is not None and remember_it:
+        remember(client, name, version, key, correct)
     return correct
-
-
-def pack_correct(correct: np.ndarray) -> str:
-    """Per-input correctness as ``"<count>:<base64 of the packed bits>"`` (25,000 test
-    reviews take 4,174 characters)."""
-    bits = np.packbits(np.asarray(correct, bool))
-    return f"{correct.size}:{base64.b64encode(bits.tobytes()).decode()}"
-
-
-def unpack_correct(packed: str) -> np.ndarray:
-    count, bits = packed.split(":", 1)
-    return np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=int(count))
-
-
-def _profile(
-    client: MlflowClient, name: str, version: str, scorer: ServedAccuracy, seed: int, call: Call
-) -> None:
-    """Score a newly registered version through the served path once: whether it is right
-    on each test input (remembered for the gate) and its reference profile with the
-    measurement of its monitors (stored with the version). A version that does not load is
-    left to the gate."""
-    from keras_variants.monitoring.stored import store_profile
-
-    try:
-        correct, profile, measurement = call(
-            score_and_profile, verified_path(client, name, version), scorer, seed
-        )
-    except Exception as exc:  # promote() scores it again and records why it fails
-        logging.getLogger(__name__).warning("%s v%s: no reference profile (%s)", name, version, exc)
-        return
-    store_profile(client, name, version, profile, measurement)
-    client.set_model_version_tag(name, version, f"gate.correct.{scorer.key}", pack_correct(correct))
 
 
 def gate(
@@ -152,8 +120,10 @@ def gate(
     Registers ``challenger`` first when given, else takes ``version`` (default: the version
     aliased ``challenger``); scores it and the champion through the served path on
     ``data``'s test rows for ``config``'s profile and seed, loading models through ``call``
-    (in a lane, for a pipeline run); switches aliases if it passes. One promotion of a
-    registered model at a time, across this host's processes.
+    (in a lane, for a pipeline run); switches aliases if it passes. A version without a
+    reference profile gets one first (kept unless ``dry_run``); one that cannot get one is
+    not promoted. One promotion of a registered model at a time, across processes and
+    machines (:func:`~keras_variants.tracking.locks.promotion_lock`).
     """
     name = REGISTERED_MODELS[data.name]
     margin = config.promotion_margin if margin is None else margin
@@ -170,9 +140,18 @@ def gate(
                 raise VariantsError(f"{name} has no 'challenger' version; pass --version N")
         test_rows = split_rows(data, config.profile, config.seed)["test"]
         scorer = ServedAccuracy(gate_inputs(data, test_rows))
-        if challenger is not None and not dry_run:
-            _profile(client, name, version, scorer, config.seed, call)
-        return promote(client, name, version, scorer, margin, significance, dry_run, force, call)
+        profiled = None
+        if unmonitored(client, name, version) is not None:
+            try:
+                profiled = build_profile(
+                    client, name, version, scorer, config.seed, call, store=not dry_run
+                )
+            except Exception as exc:
+                why = f"building its reference profile failed ({type(exc).__name__}: {exc})"
+                return _record(client, _not_monitored(name, version, why), dry_run)
+        return promote(
+            client, name, version, scorer, margin, significance, dry_run, force, call, profiled
+        )
 
 
 def _identical(client: MlflowClient, name: str, version: str) -> Decision:
@@ -195,16 +174,25 @@ def promote(
     dry_run: bool = False,
     force: bool = False,
     call: Call = call_here,
+    profiled: np.ndarray | None = None,
 ) -> Decision:
     """Score ``name`` version ``version`` and the champion (through ``call``), apply
     :func:`~keras_variants.registry.promotion_rule.decide`, and switch aliases if it says
-    so. Callers hold the promotion lock (see :func:`gate`)."""
+    so; ``profiled``: the version's answers, from building its reference profile just now.
+    A version without a readable reference profile is never promoted, even with ``force``.
+    Callers hold the promotion lock (see :func:`gate`)."""
     version = str(version)  # MLflow hands out versions as int or str
     try:
-        correct = _score(client, name, version, scorer, not dry_run, call)
+        if profiled is None:
+            correct = _score(client, name, version, scorer, not dry_run, call)
+        else:
+            correct = profiled
     except Exception as exc:
         decision = Decision(name, version, False, f"does not load or predict ({exc})")
         return _record(client, decision, dry_run)
+    why = unmonitored(client, name, version) if profiled is None else None
+    if why is not None:
+        return _record(client, _not_monitored(name, version, why), dry_run)
     accuracy = float(correct.mean()) if correct.size else 0.0
     for _ in range(3):  # re-read the champion right before switching: never downgrade
         champion = alias_version(client, name, "champion")
@@ -240,6 +228,10 @@ def promote(
     raise VariantsError(f"{name}: the champion kept changing during promotion; try again")
 
 
+def _not_monitored(name: str, version: str, why: str) -> Decision:
+    return Decision(name, version, False, f"not monitored: {why}; {NEVER_UNMONITORED}")
+
+
 def _record(client: MlflowClient, decision: Decision, dry_run: bool) -> Decision:
     if dry_run:
         return decision
@@ -260,12 +252,20 @@ def _record(client: MlflowClient, decision: Decision, dry_run: bool) -> Decision
 
 
 def rollback(client: MlflowClient, tracking_uri: str, name: str) -> Decision:
-    """Make ``previous`` the champion again; the demoted version is tagged as rolled back."""
+    """Make ``previous`` the champion again; the demoted version is tagged as rolled back.
+    A ``previous`` that is not monitored is refused."""
     with promotion_lock(tracking_uri, name):
         previous = alias_version(client, name, "previous")
         champion = alias_version(client, name, "champion")
         if previous is None:
             raise VariantsError(f"{name} has no 'previous' version to roll back to")
+        why = unmonitored(client, name, previous)
+        if why is not None:
+            raise VariantsError(
+                f"{name} v{previous} ('previous') is not monitored: {why}; {NEVER_UNMONITORED}. "
+                f"'variants promote --model {name} --version {previous}' builds its profile "
+                "and runs the gate"
+            )
         client.set_registered_model_alias(name, "champion", previous)
         client.delete_registered_model_alias(name, "previous")
         if champion:
