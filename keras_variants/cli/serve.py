@@ -3,7 +3,9 @@
 
 The options are checked before TensorFlow loads; then the version is loaded through the
 registry and verified, and :mod:`keras_variants.serving.run` serves it: every request is
-one access-log line on stderr.
+one access-log line on stderr. Served by an alias (``champion`` by default), it follows the
+alias (:mod:`keras_variants.serving.follow`): a new version is loaded and verified beside
+the old one and switched to at once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,12 +22,14 @@ import typer
 
 from keras_variants import runtime
 from keras_variants.cli.options import TrackingOption, check_model_choice
+from keras_variants.serving import follow as serving_follow
 from keras_variants.serving import limits as serving_limits
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from keras_variants.serving.server import ScoringApp
+    from keras_variants.serving.follow import Follower
+    from keras_variants.serving.server import ScoringApp, Served
 
 
 def serve(
@@ -82,6 +87,19 @@ def serve(
             "require as 'Authorization: Bearer <token>'.",
         ),
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--no-follow",
+            help="Served by an alias: switch to the version it names when it moves (loaded "
+            "and verified beside the old one first); --no-follow keeps the version it started "
+            "with. A --version is never followed.",
+        ),
+    ] = True,
+    follow_every: Annotated[
+        float,
+        typer.Option("--follow-every", min=0.1, help="Seconds between looks at the alias."),
+    ] = serving_follow.POLL_S,
     log_predictions: Annotated[
         Path | None,
         typer.Option(
@@ -108,15 +126,20 @@ def serve(
     runtime.import_tensorflow()
     from keras_variants.serving.run import run_server
 
-    app = _app(client, model, number, limits, token, log_predictions)
+    load = partial(_served, client, model, log_predictions)
+    app = _app(load(number), limits, token)
+    follower = None
+    if follow and version is None:
+        follower = _follower(app, client, model, alias or "champion", load, follow_every)
+    following = f"; follows '{follower.alias}' every {follow_every:g} s" if follower else ""
     typer.echo(
         f"serving {model} v{number} on http://{host}:{port}/invocations "
         f"(body up to {max_request_mb:g} MiB, {limits.max_concurrent} at once and "
         f"{limits.max_queue} waiting, cost up to {max_cost:,}, {timeout:g} s each"
-        f"{', token required' if token else ''}); Ctrl-C stops",
+        f"{', token required' if token else ''}){following}; Ctrl-C stops",
         err=True,
     )
-    if not run_server(app, host, port):
+    if not run_server(app, host, port, follower):
         raise typer.BadParameter(f"cannot listen on {host}:{port}", param_hint="--port")
 
 
@@ -135,18 +158,12 @@ def _version(
     return client, resolve_version(client, model, alias, version)
 
 
-def _app(
-    client: MlflowClient,
-    model: str,
-    number: str,
-    limits: serving_limits.Limits,
-    token: str | None,
-    log_predictions: Path | None,
-) -> ScoringApp:
-    """The scoring app around the loaded, verified version, with its prediction log."""
+def _served(client: MlflowClient, model: str, log_predictions: Path | None, number: str) -> Served:
+    """A version loaded once its files are verified, answering once already, with its
+    prediction log: what the app serves, at the start and after each switch."""
     from keras_variants.registry.loading import load_version, logged_model_id
     from keras_variants.serving.answers import served_model_of
-    from keras_variants.serving.server import ScoringApp, ServedVersion, pyfunc_predictor
+    from keras_variants.serving.server import Served, ServedVersion, pyfunc_predictor
 
     python_model = served_model_of(load_version(client, model, number))
     served = ServedVersion(model, number, logged_model_id(client, model, number))
@@ -156,7 +173,28 @@ def _app(
         from keras_variants.serving.prediction_log import PredictionLog
 
         sink = PredictionLog(log_predictions, partial(input_features, python_model)).write
-    return ScoringApp(pyfunc_predictor(python_model), served, limits, token, sink)
+    return Served(pyfunc_predictor(python_model), served, sink)
+
+
+def _app(served: Served, limits: serving_limits.Limits, token: str | None) -> ScoringApp:
+    from keras_variants.serving.server import ScoringApp
+
+    return ScoringApp(served.predictor, served.version, limits, token, served.sink)
+
+
+def _follower(
+    app: ScoringApp,
+    client: MlflowClient,
+    model: str,
+    alias: str,
+    load: Callable[[str], Served],
+    every: float,
+) -> Follower:
+    """The thread that switches ``app`` to the version ``alias`` names when it moves."""
+    from keras_variants.registry.loading import resolve_version
+    from keras_variants.serving.follow import Follower
+
+    return Follower(app, alias, partial(resolve_version, client, model, alias), load, every)
 
 
 def _token(variable: str | None) -> str | None:

@@ -4,7 +4,8 @@ reads a served model and its answers by (``answers``: ``ServedModel``, ``Sentime
 ``Digit``); what a request may hold and how its work is stopped (``requests``, within the
 limits written once in ``limits``); the scoring server that answers HTTP requests with one
 of them, every request bounded (``server``, its HTTP edge ``http_edge``, run on uvicorn by
-``run``); and its prediction log (``prediction_log``).
+``run``), switched to the version its alias names when the alias moves (``follow``); and its
+prediction log (``prediction_log``).
 
 Imports: ``model``, ``data``, ``config``, ``compat``, ``errors``; MLflow, uvicorn's ASGI
 conventions.

@@ -3,8 +3,11 @@ request bounded (size, cost, time, concurrency), answered in its own words and l
 without its payload.
 
 ``POST /invocations`` takes ``{"inputs": [...], "params": {"mc_samples": N}}`` and answers
-``{"predictions": [...]}``, as ``mlflow models serve`` does; ``GET /ping`` and ``/health``
-say it is up, ``GET /version`` which model version it serves. A plain ASGI app (uvicorn
+``{"predictions": [...]}``, as ``mlflow models serve`` does, with the header
+``X-Model-Version`` naming the version that answered; ``GET /ping`` and ``/health`` say it is
+up, ``GET /version`` which model version it serves. The version can change while it serves
+(:meth:`ScoringApp.swap`, called by :mod:`keras_variants.serving.follow`): each request is
+answered whole by the version that was served when it arrived. A plain ASGI app (uvicorn
 runs it; :mod:`keras_variants.cli.serve` starts it), so that the body is read chunk by
 chunk and refused past the limit before it is held in memory. Every error is a short JSON
 ``{"error_code": ..., "message": ...}`` that never repeats what the client sent.
@@ -44,6 +47,7 @@ from keras_variants.serving.requests import BadRequest, Stopped, check_stop, sto
 ACCESS_LOG = logging.getLogger("keras_variants.access")
 ROUTES = {"/invocations": "POST", "/ping": "GET", "/health": "GET", "/version": "GET"}
 OPEN_ROUTES = ("/ping", "/health")  # health checks need no token
+VERSION_HEADER = "x-model-version"  # on /invocations and /version: the version that answered
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,16 @@ Predictor = Callable[[list[Any], dict[str, Any]], tuple[Sequence[Answer], Stored
 PredictionSink = Callable[[list[Any], Stored | None, Sequence[Answer], float], None]
 
 
+@dataclass(frozen=True)
+class Served:
+    """One loaded version as the app answers with it: its predictor, what ``/version``
+    says, and where its answered requests go (its prediction log)."""
+
+    predictor: Predictor
+    version: ServedVersion
+    sink: PredictionSink | None = None
+
+
 def pyfunc_predictor(python_model: ServedModel) -> Predictor:
     """The served pyfunc model's own ``predict`` (its input checks included): what
     ``mlflow models serve`` would call, without MLflow's schema step. It has answered once
@@ -81,7 +95,8 @@ def pyfunc_predictor(python_model: ServedModel) -> Predictor:
 
 class ScoringApp:
     """The ASGI app. ``token`` (when set) is required as ``Authorization: Bearer`` on
-    every route but the health checks; ``sink`` receives each answered request."""
+    every route but the health checks; ``sink`` receives each answered request. What it
+    serves is :attr:`current`, replaced whole by :meth:`swap`."""
 
     def __init__(
         self,
@@ -91,14 +106,26 @@ class ScoringApp:
         token: str | None = None,
         sink: PredictionSink | None = None,
     ) -> None:
-        self.predictor, self.served, self.limits = predictor, served, limits
+        self.current = Served(predictor, served, sink)
+        self.limits = limits
         self.token = token.encode() if token else None
-        self.sink = sink
         # Its own queue is the waiting line: a worker takes the next prediction as it
         # finishes one, without a turn of the event loop (which waits for the GIL).
         self.workers = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="predict")
         # Requests reading their body, waiting or predicting; on the event loop only.
         self.admitted = 0
+
+    @property
+    def served(self) -> ServedVersion:
+        return self.current.version
+
+    def swap(self, served: Served) -> Served:
+        """Answer every request that arrives from now on with ``served`` (loaded, verified
+        and warmed up by the caller); the requests already admitted finish with the version
+        they started with, which is released once they have. One assignment, so no request
+        waits for it nor sees half of each. Returns the version replaced."""
+        replaced, self.current = self.current, served
+        return replaced
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -145,9 +172,12 @@ class ScoringApp:
             self._authenticate(headers)
         if route in OPEN_ROUTES:
             return None, 200, b"\n" if route == "/ping" else b'{"status": "ok"}', {}
+        current = self.current  # this request's version, whatever is swapped in meanwhile
+        answered_by = {VERSION_HEADER: current.version.version}
         if route == "/version":
-            return None, 200, json.dumps(asdict(self.served)).encode(), {}
-        return await self._invocations(headers, receive)
+            return None, 200, json.dumps(asdict(current.version)).encode(), answered_by
+        inputs, status, body = await self._invocations(headers, receive, current)
+        return inputs, status, body, answered_by
 
     def _authenticate(self, headers: dict[bytes, bytes]) -> None:
         if self.token is None:
@@ -161,8 +191,8 @@ class ScoringApp:
             )  # fmt: skip
 
     async def _invocations(
-        self, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[int | None, int, bytes, dict[str, str]]:
+        self, headers: dict[bytes, bytes], receive: Receive, current: Served
+    ) -> tuple[int, int, bytes]:
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media != b"application/json":
             raise ApiError(
@@ -186,7 +216,7 @@ class ScoringApp:
                 )  # fmt: skip
             stop = threading.Event()
             future = asyncio.get_running_loop().run_in_executor(
-                self.workers, self._predict, inputs, params, stop
+                self.workers, self._predict, inputs, params, stop, current
             )
             # Admission ends when the work has, not when the client got its answer.
             future.add_done_callback(self._finished)
@@ -204,7 +234,7 @@ class ScoringApp:
             except asyncio.CancelledError:
                 stop.set()
                 raise
-            return len(inputs), 200, body, {}
+            return len(inputs), 200, body
         finally:
             if not released:
                 self.admitted -= 1
@@ -225,16 +255,25 @@ class ScoringApp:
         if not work.cancelled():
             work.exception()
 
-    def _predict(self, inputs: list[Any], params: dict[str, Any], stop: threading.Event) -> bytes:
-        """In a worker thread: the answers as the response body, handed to the sink too
-        (within the request's time: a stopped request logs nothing)."""
+    def _predict(
+        self,
+        inputs: list[Any],
+        params: dict[str, Any],
+        stop: threading.Event,
+        current: Served | None = None,
+    ) -> bytes:
+        """In a worker thread: the answers of ``current`` (the request's version; default
+        the one served now) as the response body, handed to its sink too (within the
+        request's time: a stopped request logs nothing)."""
+        current = current or self.current
         started = time.perf_counter()
         try:
             with stopping(stop):
                 check_stop()  # its time ran out while it waited: nothing of it runs
-                answers, stored = self.predictor(inputs, params)
-                if self.sink is not None:
-                    self.sink(inputs, stored, answers, (time.perf_counter() - started) * 1000)
+                answers, stored = current.predictor(inputs, params)
+                if current.sink is not None:
+                    latency = (time.perf_counter() - started) * 1000
+                    current.sink(inputs, stored, answers, latency)
             return json.dumps({"predictions": [a.model_dump() for a in answers]}).encode()
         except BadRequest as error:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", error.message) from None
