@@ -29,8 +29,9 @@ from keras_variants.reporting.calibration_report import (
 from keras_variants.reporting.report import build_report
 from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import UNCERTAINTY_FILE, VariantRecord, load_pipeline
-from keras_variants.tracking.store import TOOL_TAG, client_for
+from keras_variants.tracking.store import client_for
 from keras_variants.tracking.trial_key import REUSED_FROM_TAG
+from keras_variants.tracking.ui_links import TOOL_TAG
 
 FIGURES = {
     "imdb": ["imdb_reliability.png", "imdb_far_from_data.png"],

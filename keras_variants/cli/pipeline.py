@@ -132,7 +132,8 @@ def _mean(values: Iterable[float]) -> float:
 def _summary(config: PipelineConfig, result: PipelineResult) -> list[str]:
     """The run's last lines: the variants, the registry decisions, the report, the UI."""
     from keras_variants.reporting.progress import SummaryRow, mlflow_ui_lines, summary_table
-    from keras_variants.tracking.store import TOOL_TAG, client_for
+    from keras_variants.tracking.store import client_for
+    from keras_variants.tracking.ui_links import TOOL_TAG
 
     client = client_for(config)
     by_label: dict[str, list] = {}

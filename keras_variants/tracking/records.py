@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.config.variants import HISTORY_KEYS
 from keras_variants.errors import VariantsError
-from keras_variants.tracking.store import TOOL_TAG
 from keras_variants.tracking.trial_key import REUSED_FROM_TAG
+from keras_variants.tracking.ui_links import TOOL_TAG
 
 CURVES = tuple(HISTORY_KEYS.values())
 UNCERTAINTY_FILE = "uncertainty.json"  # uncertainty.uncertainty_summary, logged by tracking

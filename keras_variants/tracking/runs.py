@@ -35,7 +35,6 @@ from keras_variants.tracking.datasets import dataset_input, test_dataset, traini
 from keras_variants.tracking.logged_models import artifact_writes, log_served_model
 from keras_variants.tracking.store import (
     SWEPT_TAG,
-    TOOL_TAG,
     client_for,
     experiment_id,
     git_commit,
@@ -43,6 +42,7 @@ from keras_variants.tracking.store import (
     server_unreachable,
 )
 from keras_variants.tracking.trial_key import REUSED_FROM_TAG, TRIAL_KEY_TAG
+from keras_variants.tracking.ui_links import TOOL_TAG
 
 TEST_CONTEXT = "testing"  # the dataset input that test metrics are linked to
 
