@@ -16,7 +16,7 @@ from keras_variants.config.trials import longest_first
 from keras_variants.errors import VariantsError
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.lanes import pool as lanes
-from keras_variants.lanes.cluster import lost_cluster
+from keras_variants.lanes.cluster import check_security, lost_cluster
 from keras_variants.registry.gate import Decision
 from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
@@ -47,6 +47,7 @@ def task_runner_for(config: PipelineConfig) -> TaskRunner:
 
         runtime.quiet_dask_client()
         if config.dask_address:
+            check_security(config.dask_address)  # a certificate it lacks, before the run
             return DaskTaskRunner(address=config.dask_address)
         workers = {
             "n_workers": config.max_parallel,

@@ -1,10 +1,12 @@
-"""The team stack started by ``scripts/stack`` (README: "More than one machine"): a real
-PostgreSQL, MLflow and Prefect servers on it with their authentication, a Dask scheduler and
-two worker processes; the ``variants`` command on it, its security, and faults at its seams."""
+"""The team stack started by ``scripts/stack`` (docs/team-stack.md): a real PostgreSQL,
+MLflow and Prefect servers on it with their authentication, a Dask scheduler and two worker
+processes talking TLS; the ``variants`` command on it, its security, and faults at its
+seams."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -60,6 +62,10 @@ class Stack:
             monkeypatch.setenv(name, self.client[name])
         uri = self.client["MLFLOW_TRACKING_URI"]
         return MlflowClient(uri, registry_uri=uri)
+
+    def dask(self):
+        """A Dask client of the stack's scheduler, with the stack's client certificate."""
+        return dask_client(self.client)
 
     def secrets(self) -> list[str]:
         return [
@@ -279,10 +285,8 @@ def _started(stack: Stack, workdir: Path, *args: str) -> subprocess.Popen:
 
 def _training_worker(stack: Stack, client: MlflowClient, since_ms: int) -> str:
     """The address of a Dask worker in a trial, once that trial's MLflow run exists."""
-    from distributed import Client
-
     deadline = time.monotonic() + 300
-    with Client(stack.client["VARIANTS_DASK_ADDRESS"], timeout=30) as dask:
+    with stack.dask() as dask:
         while time.monotonic() < deadline:
             busy = [w for w, keys in dask.processing().items() if any("train" in k for k in keys)]
             if busy and _runs_since(client, since_ms, "RUNNING", role="variant"):
@@ -309,8 +313,6 @@ def test_a_lost_dask_scheduler_fails_clearly_and_a_killed_worker_reruns_its_tria
     SIGKILL of a worker mid-trial (the next run, after the scheduler is back): Dask runs the
     trial again on a worker, the run finishes, and the lost attempt's run ends FAILED."""
     import signal
-
-    from distributed import Client
 
     client = stack.mlflow(monkeypatch)
     smoke = ["run", "--profile", "smoke", "--data-dir", str(data_slices), "--force"]
@@ -341,7 +343,7 @@ def test_a_lost_dask_scheduler_fails_clearly_and_a_killed_worker_reruns_its_tria
     since = int(time.time() * 1000)
     proc = _started(stack, stack.root / "worker-lost", *smoke, "--variants", "imdb_l2")
     worker = _training_worker(stack, client, since)
-    with Client(address, timeout=30) as dask:
+    with stack.dask() as dask:
         os.kill(dask.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, (out + err)[-3000:]
@@ -473,3 +475,138 @@ def _champion(client: MlflowClient) -> str | None:
         return client.get_model_version_by_alias(MODEL, "champion").version
     except MlflowException:  # no champion yet
         return None
+
+
+# --- Dask's wires: TLS with certificates of the stack's own CA -----------------------------
+
+
+def dask_client(settings: dict[str, str]):
+    """A Dask client of the scheduler that ``settings`` (what ``scripts/stack env`` prints)
+    name, with the certificate they name."""
+    from distributed import Client
+    from distributed.security import Security
+
+    security = Security(
+        tls_ca_file=settings["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"],
+        tls_client_cert=settings["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"],
+        tls_client_key=settings["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"],
+        require_encryption=True,
+    )
+    return Client(settings["VARIANTS_DASK_ADDRESS"], security=security, timeout=30)
+
+
+@pytest.fixture(scope="module")
+@tier("system")
+def dask_part(tmp_path_factory: pytest.TempPathFactory):
+    """The stack's Dask part alone (its scheduler and one worker), started by the script."""
+    root = tmp_path_factory.mktemp("dask-part")
+    env = subprocess_env(root, STACK_DIR=str(root / "state"), STACK_BIN=str(BIN),
+                         STACK_DASK_PORT=str(free_port()), STACK_WORKERS="1",
+                         STACK_WORKER_MEMORY="1GiB")  # fmt: skip
+    command = [str(STACK), "up", "scheduler", "workers"]
+    up = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "TLS" in up.stdout
+        printed = subprocess.run(
+            [str(STACK), "env"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        client = dict(
+            line.removeprefix("export ").split("=", 1) for line in printed.splitlines() if line
+        )
+        yield root, client
+    finally:
+        subprocess.run([str(STACK), "down"], env=env, capture_output=True, timeout=300)
+
+
+def test_the_dask_scheduler_admits_only_holders_of_the_stacks_certificate(dask_part) -> None:
+    """With the stack's client certificate: admitted, and the worker (admitted with its own)
+    runs a task. Refused: plain TCP, TLS that trusts the CA but shows no certificate, and a
+    certificate of another CA."""
+    import socket
+    import ssl
+
+    from distributed import Client
+    from distributed.security import Security
+
+    _, settings = dask_part
+    address = settings["VARIANTS_DASK_ADDRESS"]
+    assert address.startswith("tls://127.0.0.1:")
+    with dask_client(settings) as dask:
+        workers = dask.scheduler_info(n_workers=-1)["workers"]
+        assert len(workers) == 1 and all(w.startswith("tls://") for w in workers)
+        assert dask.submit(sum, [1, 2]).result() == 3
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    with pytest.raises(OSError):
+        Client(f"tcp://{host}:{port}", timeout=10)
+    trusting = ssl.create_default_context(cafile=settings["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"])
+    trusting.check_hostname = False
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"),
+        trusting.wrap_socket(raw) as wrapped,
+    ):
+        wrapped.sendall(b"\0" * 8)
+        wrapped.recv(8)
+    with pytest.raises(OSError):
+        Client(address, security=Security.temporary(), timeout=10)  # another CA's
+
+
+def test_a_run_without_the_certificate_is_one_clear_error(dask_part, data_slices: Path) -> None:
+    root, settings = dask_part
+    address = settings["VARIANTS_DASK_ADDRESS"]
+    workdir = root / "no-certificate"
+    workdir.mkdir()
+    done = subprocess.run(
+        [str(BIN / "variants"), "run", "--profile", "smoke", "--data-dir", str(data_slices),
+         "--variants", "imdb_reduced", "--runner", "dask", "--dask-address", address],
+        env=subprocess_env(workdir), cwd=workdir, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith(
+        f"error: the Dask scheduler {address} talks TLS and admits only holders of a "
+        "certificate of its CA, and DASK_DISTRIBUTED__COMM__TLS__CA_FILE is not set here"
+    ), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "settings", "problem"),
+    [
+        ("tcp://h:8786", {}, None),
+        (None, {"distributed.comm.require-encryption": True}, None),
+        ("tcp://h:8786", {"distributed.comm.require-encryption": True},
+         "would be reached without encryption"),
+        ("h:8786", {"distributed.comm.require-encryption": True},
+         "would be reached without encryption"),
+        ("tls://h:8786", {}, "DASK_DISTRIBUTED__COMM__TLS__CA_FILE is not set here"),
+        ("tls://h:8786", {"distributed.comm.tls.ca-file": "CA"},
+         "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT is not set here"),
+        ("tls://h:8786", {"distributed.comm.tls.ca-file": "CA",
+                          "distributed.comm.tls.client.cert": "CERT",
+                          "distributed.comm.tls.client.key": "KEY"}, None),
+        ("tls://h:8786", {"distributed.comm.tls.ca-file": "/nowhere/ca.pem"},
+         "DASK_DISTRIBUTED__COMM__TLS__CA_FILE=/nowhere/ca.pem: no such file"),
+    ],
+)  # fmt: skip
+def test_what_a_machine_lacks_to_join_the_cluster(
+    address, settings: dict, problem: str | None, tmp_path: Path
+) -> None:
+    import dask.config
+
+    from keras_variants.errors import ClusterError
+    from keras_variants.lanes.cluster import check_security
+
+    for name in ("CA", "CERT", "KEY"):
+        (tmp_path / name).write_text("a PEM file")
+    settings = {k: str(tmp_path / v) if v in ("CA", "CERT", "KEY") else v
+                for k, v in settings.items()}  # fmt: skip
+    keys = ["distributed.comm.require-encryption", "distributed.comm.tls.ca-file",
+            "distributed.comm.tls.client.cert", "distributed.comm.tls.client.key"]  # fmt: skip
+    empty = dict.fromkeys(keys)
+    with dask.config.set(empty | settings):
+        if problem is None:
+            check_security(address)
+        else:
+            with pytest.raises(ClusterError, match=re.escape(problem)):
+                check_security(address)

@@ -2,10 +2,13 @@
 
 A run's best variant per data set (by final validation accuracy) is registered as a new
 version with the alias ``challenger``. It becomes ``champion`` only if it loads back and
-answers through the served path and is better than the current champion on the same test
-inputs beyond chance and by more than ``margin`` (the rule, a paired test on per-input
-correctness, is :mod:`keras_variants.registry.promotion_rule`). The replaced champion keeps
-the alias ``previous``. Every decision is written onto the version as tags.
+answers through the served path, has its reference profile (so that its drift can be
+checked: :mod:`keras_variants.registry.reference_profile`), and is better than the current
+champion on the same test inputs beyond chance and by more than ``margin`` (the rule, a
+paired test on per-input correctness, is :mod:`keras_variants.registry.promotion_rule`). The
+replaced champion keeps the alias ``previous``. Every decision is written onto the version
+as tags. Promotions of one model take turns, across machines too
+(:func:`keras_variants.tracking.locks.promotion_lock`).
 
 The gate scores what users call: the registered pyfunc model, fed review texts or PNG
 digit images, so what is promoted is exactly what is served.
