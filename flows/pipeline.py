@@ -12,16 +12,18 @@ from pydantic import BaseModel
 from flows.validate import ingest_and_validate
 from keras_variants import runtime
 from keras_variants.config.pipeline import PipelineConfig
-from keras_variants.config.trials import longest_first
+from keras_variants.config.trials import Trial, longest_first
+from keras_variants.data.datasets import Dataset
 from keras_variants.errors import VariantsError
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.lanes import pool as lanes
-from keras_variants.lanes.cluster import check_security, lost_cluster
+from keras_variants.lanes.cluster import lost_cluster
 from keras_variants.registry.gate import Decision
 from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
 from keras_variants.tracking.store import is_local_store, lost_server
 from tasks.registry import promote_best, write_comparison_report
+from tasks.study import more_seeds
 from tasks.train import (
     VariantOutcome,
     expected_times,
@@ -47,7 +49,6 @@ def task_runner_for(config: PipelineConfig) -> TaskRunner:
 
         runtime.quiet_dask_client()
         if config.dask_address:
-            check_security(config.dask_address)  # a certificate it lacks, before the run
             return DaskTaskRunner(address=config.dask_address)
         workers = {
             "n_workers": config.max_parallel,
@@ -84,9 +85,38 @@ def pipeline(config: PipelineConfig) -> PipelineResult:
         raise lost from exc
 
 
+def _train(
+    config: PipelineConfig,
+    trials: list[Trial],
+    datasets: dict[str, Dataset],
+    parents: dict[str, str],
+    lane: lanes.Lane,
+    times: dict[str, float],
+) -> list[VariantOutcome]:
+    """Train ``trials`` side by side (``max_parallel`` at a time), a progress line each."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    futures = {
+        train_variant.submit(
+            config, t, datasets[t.variant.dataset], parents[t.variant.dataset], lane
+        ): t.run_name
+        for t in trials
+    }
+    expected = {t.run_name: times[t.label] for t in trials if t.label in times}
+    tally = Tally(list(futures.values()), config.max_parallel, expected)
+    try:
+        for future in as_completed(list(futures)):
+            future.wait()  # its final state, not the API's view of it
+            elapsed = time.monotonic() - started
+            logger.info(tally.add(futures[future], future.state.is_completed(), elapsed))
+    except BaseException:  # interrupted: tell training to stop, not finish
+        request_stop()
+        raise
+    return [f.result() for f in futures]
+
+
 def _pipeline(config: PipelineConfig) -> PipelineResult:
     clear_stop_request()  # a stop asked for in an earlier run of this process is over
-    logger = get_run_logger()
     with lanes.opened(config) as lane:  # lane processes start when first needed
         # Against a server, MLflow's own HTTP retries bound the wait; task retries (for a
         # locked SQLite file) would only repeat it.
@@ -97,24 +127,10 @@ def _pipeline(config: PipelineConfig) -> PipelineResult:
         trials = longest_first(config.trials())
         times = expected_times(config)
         with tracking.parent_runs(config, datasets) as parents:
-            started = time.monotonic()
-            futures = {
-                train_variant.submit(
-                    config, t, datasets[t.variant.dataset], parents[t.variant.dataset], lane
-                ): t.run_name
-                for t in trials
-            }
-            expected = {t.run_name: times[t.label] for t in trials if t.label in times}
-            tally = Tally(list(futures.values()), config.max_parallel, expected)
-            try:
-                for future in as_completed(list(futures)):
-                    future.wait()  # its final state, not the API's view of it
-                    elapsed = time.monotonic() - started
-                    logger.info(tally.add(futures[future], future.state.is_completed(), elapsed))
-            except BaseException:  # interrupted: tell training to stop, not finish
-                request_stop()
-                raise
-            outcomes = [f.result() for f in futures]
+            outcomes: list[VariantOutcome] = []
+            while trials:  # one batch; with --seeds auto, more until the claims are decided
+                outcomes += _train(config, trials, datasets, parents, lane, times)
+                trials = longest_first(more_seeds(config, outcomes))
             summarize_study(config, parents, outcomes)
         promotions = [
             promote_best.submit(config, datasets[name], run_id, lane)

@@ -138,6 +138,7 @@ def test_report_header_names_date_profile_seed_data_and_runs(
     assert report.about == {
         "date": datetime.fromtimestamp(started, tz=UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "profile": "smoke",
+        "protocol": "lecture: validates on rows held out of the training data (every number below)",
         "seed": str(smoke_config.seed),
     }
     assert {"mnist.npz", "imdb.npz"} <= set(report.fingerprints)

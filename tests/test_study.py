@@ -13,15 +13,8 @@ import pytest
 from keras_variants.config.trials import trials
 from keras_variants.errors import ConfigError
 from keras_variants.registry.gate import select_challenger
-from keras_variants.studies.study import (
-    LECTURE_CLAIMS,
-    Claim,
-    decide_claim,
-    parse_seeds,
-    parse_sweeps,
-    run_measures,
-    summarize,
-)
+from keras_variants.studies.claims import LECTURE_CLAIMS, Claim, decide_claim
+from keras_variants.studies.study import parse_seeds, parse_sweeps, run_measures, summarize
 from keras_variants.tracking.records import VariantRecord
 from tests.helpers import BIN
 
@@ -128,7 +121,10 @@ VERDICTS = [
     # baseline a, subject b, verdict
     ([4, 3, 4, 5, 4], [8, 9, 8, 9, 10], "holds"),
     ([8, 9, 8, 9, 10], [4, 3, 4, 5, 4], "does not hold"),
-    ([4, 6, 4, 6, 5], [5, 5, 5, 5, 5], "inconclusive"),  # differences +1 -1 +1 -1 0
+    ([4, 8, 4, 8, 6], [6, 6, 6, 6, 6], "inconclusive"),  # differences +2 -2 +2 -2 0
+    # differences +0.2 -0.2 +0.2 -0.2 0: the 90% interval, 0 +- 2.132 * 0.1581 / sqrt(5)
+    # = +-0.151, lies within the one-epoch margin: practically nil (TOST)
+    ([4.8, 5.2, 4.8, 5.2, 5], [5, 5, 5, 5, 5], "does not hold"),
     ([4, 4], [9, 9], "inconclusive"),  # two seeds only
     ([4, 4, 4], [4, 4, 4], "does not hold"),  # no difference at all
     ([4, 4, 4], [6, 6, 6], "holds"),  # the same difference on every seed
@@ -141,6 +137,25 @@ def test_claim_verdicts(a: list[float], b: list[float], verdict: str) -> None:
     assert decided.verdict == verdict
     assert decided.n == min(len(a), len(b))
     assert decided.mean_difference == pytest.approx(sum(b) / len(b) - sum(a) / len(a))
+
+
+def test_practically_nil_says_so_and_names_the_test() -> None:
+    decided = decide_claim(LATER, _table([4.8, 5.2, 4.8, 5.2, 5], [5, 5, 5, 5, 5]))
+    assert decided.why.startswith("no practical difference: the 90% interval")
+    assert decided.why.endswith("lies within +-1 (TOST)")
+    wide = decide_claim(LATER, _table([4, 8, 4, 8, 6], [6] * 5))
+    assert wide.why == "the 95% interval spans zero and reaches past +-1"
+
+
+def test_a_smaller_alpha_widens_the_interval_that_decides() -> None:
+    """Differences +1 +2 +1 +2 +1.5 (mean 1.5, sd 0.5): at alpha 0.05 the interval
+    1.5 +- 2.776 * 0.5 / sqrt(5) = [0.879, 2.121] holds; at alpha 0.0001 it is
+    1.5 +- 15.544 * 0.2236 = [-1.976, 4.976] and spans zero."""
+    table = _table([4, 4, 4, 4, 4], [5, 6, 5, 6, 5.5])
+    assert decide_claim(LATER, table).verdict == "holds"
+    strict = decide_claim(LATER, table, alpha=0.0001)
+    assert strict.verdict == "inconclusive" and strict.level == pytest.approx(0.9999)
+    assert (strict.low, strict.high) == pytest.approx((-1.976, 4.976), abs=0.01)
 
 
 def test_a_lower_is_better_claim_and_missing_seeds() -> None:
@@ -246,13 +261,14 @@ def test_three_seed_smoke_study_logs_every_trial_and_the_aggregates(
         for measure in ("val/loss_min", "validation_loss_min_epoch", "val/loss_last"):
             assert f"{label}/{measure}/ci95_high" in metrics
     html = result.report.read_text()
-    assert "Lecture claims" in html and "4a. Dropout is slightly better" in html
+    assert "Lecture claims" in html and "4a. Dropout (0.5) is &quot;slightly better&quot;" in html
+    assert "Lecture, book and ours" in html
     assert "imdb_dropout: the best lowest validation loss came with" in html
 
 
 def test_claim_rows_print_epoch_differences_as_epochs() -> None:
     from keras_variants.reporting.findings import verdict_row
-    from keras_variants.studies.study import Decided
+    from keras_variants.studies.claims import Decided
 
     epochs = Claim("9", "stops later", "validation_loss_min_epoch", "a", "b", "higher")
     row = verdict_row(Decided(epochs, "holds", 3, 15.0, 12.5, 17.25, "why"))
@@ -268,7 +284,7 @@ def test_markdown_claims_table_is_narrow_with_the_verdict_in_it() -> None:
     from keras_variants.reporting.findings import verdict_row
     from keras_variants.reporting.report import Report
     from keras_variants.reporting.report_pages import to_markdown
-    from keras_variants.studies.study import Decided
+    from keras_variants.studies.claims import Decided
 
     claim = Claim("9", "Stops later.", "validation_loss_min_epoch", "a", "b", "higher")
     row = verdict_row(Decided(claim, "holds", 3, 15.0, 12.5, 17.25, "the reason"))
@@ -306,7 +322,7 @@ def test_a_one_seed_report_says_once_what_the_claims_need() -> None:
     from keras_variants.reporting.findings import verdict_row
     from keras_variants.reporting.report import Report
     from keras_variants.reporting.report_pages import to_html, to_markdown
-    from keras_variants.studies.study import Decided
+    from keras_variants.studies.claims import Decided
 
     claims = [
         verdict_row(Decided(Claim(n, f"Claim {n}.", "val/loss_min", "a", "b", "lower"),

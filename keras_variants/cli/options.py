@@ -46,7 +46,17 @@ SeedsOption = Annotated[
     str | None,
     typer.Option(
         "--seeds",
-        help="Train every variant once per seed: a count (5 means seeds 0-4) or a list (0,3,7).",
+        help="Train every variant once per seed: a count (5 means seeds 0-4) or a list "
+        "(0,3,7); or 'auto': seeds 0-4, then 5 more at a time for the variants of the "
+        "lecture claims still undecided, until all are decided or 20 seeds ('auto:N': N).",
+    ),
+]
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        help="'lecture' (validation rows held out of the training data) or 'book' "
+        "(train on all training rows, validate on the test rows, as the book's notebooks).",
     ),
 ]
 SetOption = Annotated[
@@ -120,7 +130,8 @@ def data_source(ctx: typer.Context) -> str:
 class Selection:
     """What a pipeline run trains, as the commands that start one (``variants run``,
     ``variants schedule``) take it: the data, the profile, the store, the variants, seeds,
-    sweeps and study. Declared once; :func:`with_selection` gives a command these options."""
+    sweeps, study and protocol. Declared once; :func:`with_selection` gives a command these
+    options."""
 
     data_dir: DataDirOption = None
     profile: ProfileOption = "full"
@@ -130,16 +141,18 @@ class Selection:
     seeds: SeedsOption = None
     sweep: SetOption = None
     study: StudyOption = None
+    protocol: ProtocolOption = "lecture"
 
     def config(self, **overrides: object) -> PipelineConfig:
         """The typed config of this selection and the command's own ``overrides``."""
         chosen = study_overrides(self.variants, self.seed, self.seeds, self.sweep, self.study)
+        chosen["protocol"] = self.protocol
         return build(self.profile, self.data_dir, self.tracking_uri, **chosen, **overrides)
 
 
 def with_selection(command: Callable[..., None]) -> Callable[..., None]:
     """``command`` with :class:`Selection`'s options in place of its ``selection``
-    parameter: Typer sees the eight options, the command gets one typed value."""
+    parameter: Typer sees its options, the command gets one typed value."""
     hints = inspect.get_annotations(Selection, eval_str=True)
     shared = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
@@ -194,7 +207,7 @@ def study_overrides(
     named study's settings, each replaced by the options given with it."""
     from keras_variants.config.pipeline import STUDIES
     from keras_variants.errors import ConfigError
-    from keras_variants.studies.study import parse_seeds, parse_sweeps
+    from keras_variants.studies.study import parse_seed_plan, parse_seeds, parse_sweeps
 
     overrides = _variant_overrides(variants, seed)
     try:
@@ -212,7 +225,10 @@ def study_overrides(
             del overrides["seed"]
         if seeds is not None:
             overrides.pop("seed", None)
-            overrides["seeds"] = parse_seeds(seeds)
+            plan = parse_seed_plan(seeds)
+            overrides["seeds"] = tuple(range(plan.first)) if plan else parse_seeds(seeds)
+            if plan is not None:
+                overrides["seed_plan"] = plan
         if sweeps:
             overrides["sweeps"] = dict(overrides.get("sweeps", {})) | parse_sweeps(sweeps)
     except ConfigError as exc:

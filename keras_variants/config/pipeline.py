@@ -6,6 +6,7 @@ builds a :class:`PipelineConfig` from its options and passes it to the flow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,11 @@ class Profile(_Frozen):
     test_rows: int | None = Field(None, description="cap on test rows")
     validation_rows: int = Field(10_000, description="training rows held out for validation")
     max_epochs: int | None = Field(None, description="cap on every variant's epochs")
+    validation: Literal["held_out", "test"] = Field(
+        "held_out",
+        description="held_out: validation_rows of the training data; test: the test rows "
+        "(every training row trains), as the book's notebooks do; set by the protocol",
+    )
 
     def epochs_for(self, variant: VariantConfig) -> int:
         return min(variant.epochs, self.max_epochs or variant.epochs)
@@ -78,6 +84,38 @@ STUDIES: dict[str, Study] = {
 }
 
 
+# How each protocol validates (the book's, as its notebook 4.4: "we will be using the IMDB
+# test set as our validation set"); keras_variants/studies/sources.toml says the same.
+PROTOCOLS: dict[str, Literal["held_out", "test"]] = {"lecture": "held_out", "book": "test"}
+
+
+MAX_SEEDS = 100  # the most seeds --seeds auto:N may add up to
+
+
+class SeedPlan(_Frozen):
+    """``--seeds auto``: seeds 0 to ``first``-1, then ``batch`` more at a time, for the
+    variants of the lecture claims still undecided, until all are decided or ``cap``."""
+
+    first: int = Field(5, ge=3, description="seeds of the first look")
+    batch: int = Field(5, ge=1, description="seeds added at each later look")
+    cap: int = Field(20, ge=4, le=MAX_SEEDS, description="seeds at the last look")
+
+    @model_validator(mode="after")
+    def _cap_after_first(self) -> SeedPlan:
+        if self.cap <= self.first:
+            raise ValueError(f"auto: the cap ({self.cap}) must exceed the first {self.first} seeds")
+        return self
+
+    def params(self) -> dict[str, str]:
+        """As the parent runs' params, from which a report rebuilds the looks."""
+        return {
+            "seeds.rule": "auto",
+            "seeds.first": str(self.first),
+            "seeds.batch": str(self.batch),
+            "seeds.cap": str(self.cap),
+        }
+
+
 class PipelineConfig(_Frozen):
     """Everything one pipeline run needs; the flow's single parameter."""
 
@@ -87,6 +125,14 @@ class PipelineConfig(_Frozen):
     artifact_root: Path
     reports_dir: Path
     seeds: tuple[NonNegativeInt, ...] = Field((0,), min_length=1, description="one run each")
+    seed_plan: SeedPlan | None = Field(
+        None, description="add seeds until the lecture's claims are decided (--seeds auto)"
+    )
+    protocol: Literal["lecture", "book"] = Field(
+        "lecture",
+        description="lecture: validation rows held out of the training data; book: the test "
+        "rows validate, as the book's notebooks do",
+    )
     variants: tuple[str, ...] = DEFAULT_VARIANTS
     sweeps: dict[str, dict[str, tuple[Any, ...]]] = Field(
         default_factory=dict, description="variant -> field -> values, every combination run"
@@ -130,6 +176,26 @@ class PipelineConfig(_Frozen):
             values["seeds"] = (values.pop("seed"),)
         return values
 
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_validates(cls, values: Any) -> Any:
+        """The profile validates as the protocol says (:data:`PROTOCOLS`)."""
+        if not isinstance(values, dict) or values.get("protocol", "lecture") not in PROTOCOLS:
+            return values
+        values = dict(values)
+        profile = values.get("profile", PROFILES["full"])
+        if isinstance(profile, dict):
+            profile = Profile.model_validate(profile)
+        update = {"validation": PROTOCOLS[values.get("protocol", "lecture")]}
+        values["profile"] = profile.model_copy(update=update)
+        return values
+
+    @model_validator(mode="after")
+    def _plan_starts_at_zero(self) -> PipelineConfig:
+        if self.seed_plan is not None and self.seeds != tuple(range(self.seed_plan.first)):
+            raise ValueError(f"auto starts from seeds 0-{self.seed_plan.first - 1}")
+        return self
+
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -156,10 +222,10 @@ class PipelineConfig(_Frozen):
     def selected(self) -> list[VariantConfig]:
         return [VARIANTS[name] for name in self.variants]
 
-    def trials(self) -> list[Trial]:
-        """Every selected variant x sweep point x seed: one training run each."""
-
-        return trials(self.variants, self.seeds, self.sweeps)
+    def trials(self, seeds: Sequence[int] | None = None) -> list[Trial]:
+        """Every selected variant x sweep point x seed (``seeds``, default the config's):
+        one training run each."""
+        return trials(self.variants, self.seeds if seeds is None else seeds, self.sweeps)
 
     def datasets(self) -> list[str]:
         """The data sets the selected variants need, in a stable order."""

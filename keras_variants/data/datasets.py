@@ -71,8 +71,9 @@ class Splits:
 
 
 def split_rows(dataset: Dataset, profile: Profile, seed: int) -> dict[str, np.ndarray]:
-    """Row positions of the train, validation (both in the file's train split) and test
-    splits: validation rows held out from training, the profile's row caps applied."""
+    """Row positions of the train, validation and test splits, the profile's row caps
+    applied: validation rows held out from the file's train split, or, when the profile
+    validates on the test rows (the book's protocol), the test rows themselves."""
     rng = np.random.default_rng(seed)
     holdout = DATASETS[dataset.name].validation_holdout
     rows = np.arange(len(dataset.train))
@@ -81,7 +82,9 @@ def split_rows(dataset: Dataset, profile: Profile, seed: int) -> dict[str, np.nd
     if profile.train_rows is not None:
         rows = rows[: profile.train_rows]
     n_validation = min(profile.validation_rows, len(rows) // 2)
-    if holdout == "last":
+    if profile.validation == "test":
+        train_rows, validation_rows = rows, None
+    elif holdout == "last":
         train_rows, validation_rows = rows[:-n_validation], rows[-n_validation:]
     else:
         validation_rows, train_rows = rows[:n_validation], rows[n_validation:]
@@ -89,15 +92,18 @@ def split_rows(dataset: Dataset, profile: Profile, seed: int) -> dict[str, np.nd
     if profile.test_rows is not None and profile.test_rows < len(test_rows):
         # A random subset, since a test split may be sorted by label.
         test_rows = np.sort(rng.choice(test_rows, profile.test_rows, replace=False))
+    if validation_rows is None:  # positions in the test split, not the train split
+        validation_rows = test_rows
     return {"train": train_rows, "validation": validation_rows, "test": test_rows}
 
 
 def make_splits(dataset: Dataset, profile: Profile, seed: int) -> Splits:
     """The examples at :func:`split_rows`."""
     rows = split_rows(dataset, profile, seed)
+    validating = dataset.test if profile.validation == "test" else dataset.train
     return Splits(
         train=dataset.train.take(rows["train"]),
-        validation=dataset.train.take(rows["validation"]),
+        validation=validating.take(rows["validation"]),
         test=dataset.test.take(rows["test"]),
         test_rows=rows["test"],
     )

@@ -7,18 +7,23 @@ Pure functions of :class:`~keras_variants.tracking.records.VariantRecord` lists;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from keras_variants.studies.study import (
+from keras_variants.studies.claims import (
+    ALPHA,
     LECTURE_CLAIMS,
+    MARGINS,
     MEASURES,
     Claim,
     Decided,
     decide_claim,
-    run_measures,
 )
+from keras_variants.studies.sequential import RULE, decide_sequentially, look_sizes, spent_alpha
+from keras_variants.studies.sources import load_sources
+from keras_variants.studies.study import run_measures
 from keras_variants.tracking.records import VariantRecord
 
 BASELINE = {"imdb": "imdb_dense", "mnist": "mnist_dense"}
@@ -115,14 +120,48 @@ def seed_table(records: list[VariantRecord]) -> dict[str, dict[int, dict[str, fl
     return table
 
 
-def lecture_verdicts(records: list[VariantRecord]) -> list[Decided]:
-    """Every lecture claim whose two variants were run, decided from the paired seeds."""
+def looks_of(params: Mapping[str, str]) -> tuple[int, ...] | None:
+    """The seeds at each look of a study that added seeds until its claims were decided
+    (its parent runs' ``seeds.*`` params, ``SeedPlan.params``); None for fixed seeds."""
+    if params.get("seeds.rule") != "auto":
+        return None
+    first, batch, cap = (int(params[f"seeds.{k}"]) for k in ("first", "batch", "cap"))
+    return look_sizes(first, batch, cap)
+
+
+def lecture_verdicts(
+    records: list[VariantRecord], looks: tuple[int, ...] | None = None
+) -> list[Decided]:
+    """Every lecture claim whose two variants were run, decided from the paired seeds: at
+    their first deciding look when seeds were added in ``looks``."""
     table = seed_table(records)
     return [
-        decide_claim(claim, table)
+        decide_sequentially(claim, table, looks) if looks else decide_claim(claim, table)
         for claim in LECTURE_CLAIMS
         if claim.subject in table and claim.baseline in table
     ]
+
+
+def claims_rule(looks: tuple[int, ...] | None) -> str:
+    """How the claims were decided, in words: the intervals, the margins, the looks."""
+    margins = ", ".join(f"{MEASURES[m]} {v:g}" for m, v in MARGINS.items())
+    text = (
+        "Each claim is decided by the mean difference of its measure between two variants, "
+        "paired by seed, and its t-interval: holds when the interval lies on the claimed "
+        "side of zero; does not hold when it lies on the other side, or when the difference "
+        "is practically nil (two one-sided tests, TOST: the interval at twice the error "
+        f"rate lies within the measure's equivalence margin: {margins}); inconclusive when "
+        "it spans zero and reaches past the margin, or fewer than 3 seeds pair up."
+    )
+    if not looks:
+        return text + f" Intervals at {1 - ALPHA:.0%}: one look at every seed."
+    spent = ", ".join(f"{s:.4g}" for s in spent_alpha(looks))
+    return text + (
+        f" Seeds were added until every claim was decided (--seeds auto): looks at "
+        f"{', '.join(map(str, looks))} seeds, each claim decided at its first deciding "
+        f"look; the error rate {ALPHA:g} is spread over the looks by {RULE} (spent: "
+        f"{spent}), so each interval's confidence is 1 minus its look's share."
+    )
 
 
 SWEEP_MEASURE = "val/loss_min"  # chosen on validation, like the challenger
@@ -176,12 +215,14 @@ def _interval(decided: Decided) -> str:
     if np.isnan(decided.low):
         return "n/a"
     measure = decided.claim.measure
-    return f"[{_signed(decided.low, measure)}, {_signed(decided.high, measure)}]"
+    level = "" if decided.level == 1 - ALPHA else f" at {100 * decided.level:.2f}%"
+    return f"[{_signed(decided.low, measure)}, {_signed(decided.high, measure)}]{level}"
 
 
 def verdict_row(decided: Decided) -> dict[str, str]:
     """One row of the report's "Lecture claims" table (``number``: the claim's alone)."""
     claim = decided.claim
+    entry = load_sources().for_claim(claim.number)
     return {
         "number": claim.number,
         "claim": f"{claim.number}. {claim.statement}",
@@ -189,7 +230,8 @@ def verdict_row(decided: Decided) -> dict[str, str]:
         f"(expected {'> 0' if claim.expected == 'higher' else '< 0'})",
         "difference": _signed(decided.mean_difference, claim.measure) if decided.n else "-",
         "interval": _interval(decided),
-        "seeds": str(decided.n),
+        "seeds": f"{decided.n} ({decided.look})" if decided.look else str(decided.n),
         "verdict": decided.verdict,
         "why": decided.why,
+        "book": (entry.book_says_otherwise if entry else None) or "-",
     }

@@ -17,13 +17,17 @@ import numpy as np
 from keras_variants.reporting.calibration_report import CalibrationSection, calibration_sections
 from keras_variants.reporting.findings import (
     Group,
+    claims_rule,
     findings_for,
     groups,
     lecture_verdicts,
+    looks_of,
     sweep_findings,
     verdict_row,
 )
+from keras_variants.reporting.ledger_report import cells, ledger, protocol_of
 from keras_variants.reporting.report_figures import figures
+from keras_variants.studies.ledger import SETUP
 from keras_variants.tracking.records import PipelineRecord, VariantRecord
 from keras_variants.tracking.ui_links import MLFLOW_UI, run_page
 
@@ -41,6 +45,8 @@ class Report:
     fingerprints: dict[str, str] = field(default_factory=dict)  # data file -> SHA-256
     runs: dict[str, str] = field(default_factory=dict)  # data set -> MLflow UI page of its run
     claims: list[dict[str, str]] = field(default_factory=list)  # findings.verdict_row
+    claims_rule: str = ""  # how the claims were decided (findings.claims_rule)
+    ledger: list[dict[str, object]] = field(default_factory=list)  # ledger_report.cells
     sweeps: list[str] = field(default_factory=list)  # a sentence per swept variant
     calibration: dict[str, CalibrationSection] = field(default_factory=dict)  # by data set
     monitoring: dict[str, dict] = field(default_factory=dict)  # by data set: measurement
@@ -87,11 +93,21 @@ def about_run(record: PipelineRecord) -> dict[str, str]:
         if record.start_time is not None
         else "-"
     )
+    protocol = protocol_of(records)
     return {
         "date": started,
         "profile": ", ".join(profiles) or "-",
-        "seeds" if len(seeds) > 1 else "seed": ", ".join(seeds) or "-",
+        "protocol": f"{protocol}: {SETUP[protocol]} (every number below)",
+        "seeds" if len(seeds) > 1 else "seed": _seed_list(seeds) or "-",
     }
+
+
+def _seed_list(seeds: list[str]) -> str:
+    """``0-19`` for a run of consecutive seeds (an auto-seeded study has 20), else a list."""
+    numbers = [int(s) for s in seeds]
+    if len(numbers) > 3 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(seeds)
 
 
 def data_fingerprints(record: PipelineRecord) -> dict[str, str]:
@@ -119,6 +135,8 @@ def build_report(
     spread across seeds."""
     grouped = {d: groups(rs) for d, rs in record.variants.items()}
     everything = [r for rs in record.variants.values() for r in rs]
+    looks = looks_of(record.params)
+    decided = lecture_verdicts(everything, looks)
     return Report(
         title=f"keras-variants pipeline {record.pipeline_id}",
         tables={d: [variant_row(g.mean, g) for g in gs] for d, gs in grouped.items()},
@@ -135,7 +153,9 @@ def build_report(
             for dataset, run_id in record.parents.items()
             if dataset in record.experiments
         },
-        claims=[verdict_row(d) for d in lecture_verdicts(everything)],
+        claims=[verdict_row(d) for d in decided],
+        claims_rule=claims_rule(looks),
+        ledger=[cells(row) for row in ledger(everything, decided)],
         calibration=calibration_sections(record.variants),
         monitoring=dict(monitoring or {}),
     )

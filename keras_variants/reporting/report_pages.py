@@ -8,12 +8,13 @@ is the only I/O.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
-from keras_variants.reporting import calibration_report, monitoring_report
+from keras_variants.reporting import calibration_report, ledger_report, monitoring_report
 from keras_variants.reporting.plots import png_uri as _png_uri
 from keras_variants.reporting.report import OVERFIT_GAP, SPREAD, Report
-from keras_variants.studies.study import MIN_SEEDS
+from keras_variants.studies.claims import MIN_SEEDS
 
 COLUMNS = [
     ("variant", "variant"),
@@ -39,6 +40,7 @@ CLAIM_COLUMNS = [
     ("seeds", "seeds"),
     ("verdict", "verdict"),
     ("why", "why"),
+    ("where the book says otherwise", "book"),
 ]
 NEEDS_SEEDS = (
     f"The lecture's claims are decided across seeds: each needs at least {MIN_SEEDS} paired "
@@ -51,6 +53,7 @@ NARROW_CLAIM_COLUMNS = [  # the Markdown table: a claim's number; the rest below
     ("claim", "number"),
     *(c for c in CLAIM_COLUMNS if c[1] in ("difference", "interval", "seeds", "verdict")),
 ]
+LEDGER_FILE = "ledger.json"  # beside the report, so on the parent runs as report/ledger.json
 
 
 def _row_cell(row: dict[str, object], key: str) -> str:
@@ -91,7 +94,7 @@ def _verdict(text: str) -> str:
 
 def decided_by_seeds(report: Report) -> bool:
     """Whether any claim has the seeds a verdict needs (:data:`MIN_SEEDS`)."""
-    return any(row["seeds"].isdigit() and int(row["seeds"]) >= MIN_SEEDS
+    return any(row["seeds"].split()[0].isdigit() and int(row["seeds"].split()[0]) >= MIN_SEEDS
                for row in report.claims)  # fmt: skip
 
 
@@ -102,11 +105,13 @@ def _claims_markdown(report: Report) -> list[str]:
         lines.append("|" + " --- |" * len(ONE_SEED_COLUMNS))
         lines += ["| " + " | ".join(row[k] for _, k in ONE_SEED_COLUMNS) + " |"
                   for row in report.claims]  # fmt: skip
-        return [*lines, ""]
+        return [*lines, "", *_ledger_markdown(report)]
     # Prefect's artifact view clips a wide table: the table keeps the short cells, each
     # claim's statement, measure and reason follow it.
-    lines = ["## Lecture claims", "", CLAIMS_INTRO, ""]
-    lines.append("| " + " | ".join(h for h, _ in NARROW_CLAIM_COLUMNS) + " |")
+    lines = ["## Lecture claims", "", report.claims_rule or CLAIMS_INTRO, ""]
+    lines.append(
+        "| " + " | ".join(h for h, _ in _claim_columns(report, NARROW_CLAIM_COLUMNS)) + " |"
+    )
     lines.append("|" + " --- |" * len(NARROW_CLAIM_COLUMNS))
     lines += [
         "| " + " | ".join(_verdict(row[k]) if k == "verdict" else row[k]
@@ -117,9 +122,22 @@ def _claims_markdown(report: Report) -> list[str]:
     lines += [
         f"- **{row['claim']}** Measure (paired by seed): {row['measure']}; "
         f"{row['verdict']}: {row['why']}."
+        + (f" Where the book says otherwise: {row['book']}." if row.get("book", "-") != "-" else "")
         for row in report.claims
     ]
-    return [*lines, ""]
+    return [*lines, "", *_ledger_markdown(report)]
+
+
+def _claim_columns(report: Report, columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``columns``, the interval's header without its level where the looks of an
+    auto-seeded study gave the intervals other levels (each cell names its own)."""
+    if not any(" at " in row["interval"] for row in report.claims):
+        return columns
+    return [("interval", k) if k == "interval" else (h, k) for h, k in columns]
+
+
+def _ledger_markdown(report: Report) -> list[str]:
+    return ledger_report.to_markdown(report.ledger) if report.ledger else []
 
 
 def to_markdown(report: Report, embed_images: bool = True) -> str:
@@ -176,17 +194,22 @@ def _claims_html(report: Report) -> list[str]:
     def text(row: dict, key: str) -> str:
         return f"<td class='text'>{html.escape(row[key])}</td>"
 
+    ledger = [ledger_report.to_html(report.ledger)] if report.ledger else []
     if not decided_by_seeds(report):
         parts = [f"<h2>Lecture claims</h2><p class='note'>{html.escape(NEEDS_SEEDS)}</p>"]
-        return parts + _table_html(ONE_SEED_COLUMNS, report.claims, text)
+        return parts + _table_html(ONE_SEED_COLUMNS, report.claims, text) + ledger
 
     def cell(row: dict, key: str) -> str:
         if key == "verdict":
             return f"<td class='verdict'><b>{html.escape(row[key])}</b></td>"
         return text(row, key)
 
-    parts = [f"<h2>Lecture claims</h2><p>{html.escape(CLAIMS_INTRO)}</p>"]
-    return parts + _table_html(CLAIM_COLUMNS, report.claims, cell)
+    intro = report.claims_rule or CLAIMS_INTRO
+    parts = [f"<h2>Lecture claims</h2><p>{html.escape(intro)}</p>"]
+    has_book = any("book" in row for row in report.claims)
+    columns = [c for c in CLAIM_COLUMNS if c[1] != "book" or has_book]
+    columns = _claim_columns(report, columns)
+    return parts + _table_html(columns, report.claims, cell) + ledger
 
 
 def to_html(report: Report) -> str:
@@ -199,6 +222,9 @@ def to_html(report: Report) -> str:
         "table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;",
         "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
         "td:first-child,td.text{text-align:left}h3{margin:1rem 0 0}",
+        "table.ledger th{text-align:left}table.ledger td{vertical-align:top;font-size:.85rem}",
+        "table.ledger td:nth-child(4){min-width:26rem}",
+        "table.ledger td:nth-child(5){min-width:10rem}",
         ".champions li{font-size:1.1rem;margin:.3rem 0}.note{background:#fff8e1;",
         "padding:.5rem .8rem;border-left:4px solid #f0b400}",
         "img{max-width:100%;margin:.5rem 0}dl{display:grid;grid-template-columns:auto 1fr;",
@@ -258,6 +284,8 @@ def write_report(report: Report, folder: Path, pipeline_id: str) -> Path:
     for name, png in [*report.figures.items(), *(f for c in calibration for f in c.items())]:
         (target / name).write_bytes(png)
     (target / "report.md").write_text(to_markdown(report, embed_images=False))
+    if report.ledger:
+        (target / LEDGER_FILE).write_text(json.dumps(report.ledger, indent=1))
     page = to_html(report)
     (target / "report.html").write_text(page)
     (folder / "latest.html").write_text(page)

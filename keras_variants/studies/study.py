@@ -1,9 +1,8 @@
-"""Studies: every selected variant (and sweep point) trained once per seed, summarized
-across seeds, and the lecture's claims decided from the paired differences.
+"""Studies: every selected variant (and sweep point) trained once per seed and summarized
+across seeds (the lecture's claims decided from them: :mod:`~keras_variants.studies.claims`).
 
 Pure functions over plain data: parsing ``--seeds`` and ``--set`` (a study's trials are
-:mod:`keras_variants.config.trials`), aggregates with confidence intervals, and verdicts.
-SciPy does the statistics.
+:mod:`keras_variants.config.trials`), and aggregates with confidence intervals (SciPy).
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
 
+from keras_variants.config.pipeline import MAX_SEEDS, SeedPlan
 from keras_variants.config.trials import Sweeps, apply
 from keras_variants.config.variants import VARIANTS
 from keras_variants.errors import ConfigError
@@ -47,6 +46,23 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError(f"--seeds {text!r}: seeds must be distinct and not negative")
     return seeds
+
+
+def parse_seed_plan(text: str) -> SeedPlan | None:
+    """``"auto"``: seeds added until the lecture's claims are decided (:class:`SeedPlan`'s
+    first seeds and batches, at most its cap); ``"auto:N"``: at most N seeds; None for a
+    count or a list (:func:`parse_seeds`)."""
+    word, _, cap = text.partition(":")
+    if word != "auto":
+        return None
+    plan = SeedPlan()
+    try:
+        return SeedPlan(cap=int(cap)) if cap else plan
+    except (ValueError, ValidationError):
+        raise ConfigError(
+            f"--seeds {text!r}: write auto (at most {plan.cap} seeds) or auto:N, N the most "
+            f"seeds, from {plan.first + 1} to {MAX_SEEDS}"
+        ) from None
 
 
 def parse_sweep(text: str) -> tuple[str, str, tuple[object, ...]]:
@@ -150,96 +166,3 @@ def summary_metrics(summaries: Mapping[str, Mapping[str, Summary]]) -> dict[str,
                 if not math.isnan(value):
                     metrics[f"{label}/{measure}/{stat}"] = float(value)
     return metrics
-
-
-Verdict = Literal["holds", "does not hold", "inconclusive"]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A statement of the lecture, decided by the mean of ``subject - baseline`` on
-    ``measure``, paired by seed: it holds when the difference has the claimed sign."""
-
-    number: str
-    statement: str
-    measure: str
-    subject: str  # a label, e.g. "imdb_reduced"
-    baseline: str
-    expected: Literal["higher", "lower"]  # the subject's measure, if the claim holds
-
-
-@dataclass(frozen=True)
-class Decided:
-    claim: Claim
-    verdict: Verdict
-    n: int  # paired seeds
-    mean_difference: float
-    low: float
-    high: float
-    why: str
-
-
-MEASURES = {
-    "validation_loss_min_epoch": "epoch of lowest validation loss",
-    "val/loss_last": "validation loss at the last epoch",
-    "val/loss_min": "lowest validation loss",
-    "val/loss_rise": "rise of validation loss from its minimum to the last epoch",
-    "test/accuracy": "test accuracy",
-}
-
-LECTURE_CLAIMS = (
-    Claim("1", "The reduced model (4-4-1) starts to overfit later than the original "
-          "(lecture: epoch 10 vs 6).", "validation_loss_min_epoch", "imdb_reduced",
-          "imdb_dense", "higher"),
-    Claim("2a", "The smaller network performs better than the original: lower validation "
-          "loss at the last epoch.", "val/loss_last", "imdb_reduced", "imdb_dense", "lower"),
-    Claim("2b", "The smaller network performs better than the original: lower lowest "
-          "validation loss.", "val/loss_min", "imdb_reduced", "imdb_dense", "lower"),
-    Claim("3", "L2 regularization resists overfitting better than the original.",
-          "val/loss_rise", "imdb_l2", "imdb_dense", "lower"),
-    Claim("4a", "Dropout is slightly better than the original (lower validation loss at "
-          "the last epoch).", "val/loss_last", "imdb_dropout", "imdb_dense", "lower"),
-    Claim("4b", "Dropout controls overfitting less well than L2.", "val/loss_rise",
-          "imdb_dropout", "imdb_l2", "higher"),
-    Claim("5", "The CNN beats the dense network on MNIST test accuracy.", "test/accuracy",
-          "mnist_cnn", "mnist_dense", "higher"),
-)  # fmt: skip
-
-
-MIN_SEEDS = 3  # paired seeds a claim needs before its interval can decide it
-
-
-def decide_claim(claim: Claim, by_seed: Mapping[str, Mapping[int, Mapping[str, float]]]) -> Decided:
-    """The verdict from per-seed measures (label -> seed -> measure -> value).
-
-    Holds when the 95% interval of the paired mean difference lies wholly on the claimed
-    side of zero; does not hold when it lies wholly on the other side, or the differences
-    are all zero; inconclusive when it spans zero or fewer than 3 seeds pair up.
-    """
-    subject, baseline = by_seed.get(claim.subject, {}), by_seed.get(claim.baseline, {})
-    seeds = sorted(
-        s for s in set(subject) & set(baseline)
-        if claim.measure in subject[s] and claim.measure in baseline[s]
-    )  # fmt: skip
-    differences = np.array([subject[s][claim.measure] - baseline[s][claim.measure] for s in seeds])
-    n = len(differences)
-    if n == 0:
-        return Decided(claim, "inconclusive", 0, math.nan, math.nan, math.nan,
-                       f"no seed has both {claim.subject} and {claim.baseline}")  # fmt: skip
-    mean = float(differences.mean())
-    summary = summarize(differences)
-    sign = 1 if claim.expected == "higher" else -1
-    # The interval turned so that positive means "as claimed".
-    low, high = sorted((sign * summary.low, sign * summary.high))
-    if n < MIN_SEEDS:
-        verdict: Verdict = "inconclusive"
-        why = f"only {n} paired seed(s); at least {MIN_SEEDS} are needed"
-    elif low == high == 0:
-        verdict, why = "does not hold", "no difference on any seed"
-    elif low > 0:
-        verdict, why = "holds", "the 95% interval lies on the claimed side of zero"
-    elif high < 0:
-        verdict, why = "does not hold", "the 95% interval lies on the other side of zero"
-    else:
-        verdict, why = "inconclusive", "the 95% interval spans zero"
-    return Decided(claim, verdict, n, mean, summary.low, summary.high, why)

@@ -50,6 +50,7 @@ class PipelineRecord:
     variants: dict[str, list[VariantRecord]] = field(default_factory=dict)  # by data set
     experiments: dict[str, str] = field(default_factory=dict)  # data set -> experiment id
     start_time: int | None = None  # of the earliest parent run, ms since the epoch (UTC)
+    params: dict[str, str] = field(default_factory=dict)  # the parent runs' (seeds, protocol)
 
     @property
     def run_ids(self) -> set[str]:
@@ -89,6 +90,9 @@ def load_pipeline(client: MlflowClient, run_id: str | None = None) -> PipelineRe
         {d: [] for d in parents},
         experiments={r.data.tags["dataset"]: r.info.experiment_id for r in parent_runs},
         start_time=min((r.info.start_time for r in parent_runs), default=None),
+        params={
+            k: v for r in parent_runs for k, v in r.data.params.items() if not k.startswith("data.")
+        },
     )
     for run in sorted(runs, key=lambda r: r.info.start_time):
         if run.data.tags.get("role") != "variant" or run.info.status != "FINISHED":

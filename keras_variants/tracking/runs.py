@@ -76,7 +76,9 @@ def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterato
                 params=_params(
                     {
                         "profile": config.profile.name,
+                        "protocol": config.protocol,
                         "seeds": ",".join(map(str, config.seeds)),
+                        **(config.seed_plan.params() if config.seed_plan else {}),
                         "variants": ",".join(v.name for v in config.selected()),
                         **{
                             f"sweep.{name}.{key}": ",".join(map(str, values))
@@ -126,6 +128,7 @@ def _common_tags(config: PipelineConfig, pipeline_id: str, dataset: str) -> dict
         TOOL_TAG: pipeline_id,
         "dataset": dataset,
         "profile": config.profile.name,
+        "protocol": config.protocol,
         "git_commit": git_commit(),
         **owner_tags(),
     }
@@ -236,6 +239,7 @@ def log_variant_result(
                 "precision": result.precision,
                 "seed": trial.seed,
                 "profile": config.profile.name,
+                "protocol": config.protocol,
                 "parameter_count": result.parameter_count,
                 **{f"{split}_rows": rows for split, rows in result.rows.items()},
             }

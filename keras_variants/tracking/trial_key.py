@@ -2,10 +2,10 @@
 
 A trial's key covers every input of its training: the data files' SHA-256, the source of
 the code that reads, encodes, builds, trains, evaluates and packages the model (the
-training module and everything it imports, derived, not listed), the
-variant's settings (sweep values included), the seed and the profile. A finished run with
-the same key is reused instead of trained again; any change retrains only the trials whose
-key it changes.
+training module and everything it imports, derived, not listed), the variant's settings
+(sweep values included), the seed, the profile and the protocol (whose validation rows
+differ). A finished run with the same key is reused instead of trained again; any change
+retrains only the trials whose key it changes.
 """
 
 from __future__ import annotations
@@ -63,5 +63,7 @@ def trial_key_for(
         config.profile,
         fingerprints,
         code_digest(TRAINING),
-        {"precision": precision},
+        # The protocol also sets the profile's validation rows; named here so that a book
+        # protocol run never reuses a lecture protocol trial, whatever the profile holds.
+        {"precision": precision, "protocol": config.protocol},
     )

@@ -1,0 +1,83 @@
+"""Seeds until decided: the looks of a study that adds seeds in batches until every claim
+is decided, the error rate each look may spend, and what to train next.
+
+The rule: looks after ``first`` seeds, then every ``batch`` more, the last at ``cap``. A
+claim is decided at the first look where its interval decides it
+(:func:`~keras_variants.studies.claims.decide_claim`); to keep its error rate at ``alpha``
+over all the looks, look k spends only its share of ``alpha``, from an O'Brien-Fleming-type
+spending function (Lan and DeMets 1983): alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t)) at
+the share t = n_k / cap of the seeds. The shares add up to ``alpha``, so by Bonferroni's
+inequality the chance of a wrong verdict at any look is at most ``alpha`` (conservative:
+the looks' statistics are correlated). Early looks spend little, the last most.
+
+Pure functions; SciPy for the normal quantiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+
+from keras_variants.studies.claims import ALPHA, Claim, Decided, decide_claim, paired_seeds
+
+RULE = "O'Brien-Fleming-type alpha spending (Lan-DeMets), each look's share as a Bonferroni bound"
+
+
+def look_sizes(first: int, batch: int, cap: int) -> tuple[int, ...]:
+    """Seeds at each look: ``first``, then ``batch`` more each time, the last ``cap``."""
+    if batch < 1 or cap <= first:
+        return (first,)
+    return (*range(first, cap, batch), cap)
+
+
+def spent_alpha(sizes: Sequence[int], alpha: float = ALPHA) -> tuple[float, ...]:
+    """The error rate each look spends: the O'Brien-Fleming-type function's increments at
+    the shares ``size / sizes[-1]``; one look spends all of ``alpha``."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - alpha / 2))
+    spent = [
+        2 - 2 * float(norm.cdf(z / math.sqrt(size / sizes[-1]))) if size < sizes[-1] else alpha
+        for size in sizes
+    ]
+    return tuple(b - a for a, b in zip([0.0, *spent[:-1]], spent, strict=True))
+
+
+def decide_sequentially(
+    claim: Claim,
+    by_seed: Mapping[str, Mapping[int, Mapping[str, float]]],
+    sizes: Sequence[int],
+    alpha: float = ALPHA,
+) -> Decided:
+    """The claim decided at the first look (its first ``sizes[k]`` paired seeds, error rate
+    the look's share) that decides it; else as the last look with seeds left it. One look:
+    :func:`decide_claim` on every paired seed at ``alpha``."""
+    if len(sizes) == 1:
+        return decide_claim(claim, by_seed, alpha)
+    seeds = paired_seeds(claim, by_seed)
+    shares = spent_alpha(sizes, alpha)
+    for k, (size, share) in enumerate(zip(sizes, shares, strict=True)):
+        if size > len(seeds) and k > 0:
+            break
+        decided = decide_claim(claim, by_seed, share, seeds[:size])
+        decided = replace(decided, look=f"look {k + 1} of {len(sizes)}")
+        if decided.verdict != "inconclusive":
+            break
+    return decided
+
+
+def needed_labels(decided: Iterable[Decided]) -> list[str]:
+    """The labels that the undecided claims compare, in the claims' order."""
+    labels: list[str] = []
+    for d in decided:
+        if d.verdict == "inconclusive":
+            labels += [x for x in (d.claim.subject, d.claim.baseline) if x not in labels]
+    return labels
+
+
+def next_seeds(sizes: Sequence[int], trained: int) -> range | None:
+    """The seeds to add after ``trained`` seeds: up to the next look's size; None at the
+    last look."""
+    later = [size for size in sizes if size > trained]
+    return range(trained, later[0]) if later else None
