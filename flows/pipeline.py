@@ -17,7 +17,7 @@ from keras_variants.data.datasets import Dataset
 from keras_variants.errors import VariantsError
 from keras_variants.interrupts import clear_stop_request, request_stop
 from keras_variants.lanes import pool as lanes
-from keras_variants.lanes.cluster import lost_cluster
+from keras_variants.lanes.cluster import check_security, lost_cluster
 from keras_variants.registry.gate import Decision
 from keras_variants.reporting.progress import Tally
 from keras_variants.tracking import runs as tracking
@@ -49,6 +49,7 @@ def task_runner_for(config: PipelineConfig) -> TaskRunner:
 
         runtime.quiet_dask_client()
         if config.dask_address:
+            check_security(config.dask_address)  # a certificate it lacks, before the run
             return DaskTaskRunner(address=config.dask_address)
         workers = {
             "n_workers": config.max_parallel,
