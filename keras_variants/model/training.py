@@ -15,12 +15,19 @@ import tensorflow as tf
 
 from keras_variants.config.variants import DATASETS, HISTORY_KEYS, SCORING_BATCH_ROWS, VariantConfig
 from keras_variants.data.datasets import Examples, Splits
-from keras_variants.data.preprocessing import encode_batch, encode_label_batch, stored_tensor
+from keras_variants.data.preprocessing import (
+    encode_batch,
+    encode_label_batch,
+    encode_word_set_batch,
+    stored_tensor,
+    word_sets,
+)
 from keras_variants.interrupts import stop_requested
 from keras_variants.model.builders import build_model
 from keras_variants.model.calibration import class_probabilities
 from keras_variants.model.inference import inference_outputs, mc_dropout_mean
 from keras_variants.model.uncertainty import uncertainty_summary
+from keras_variants.model.word_sets import trains_on_word_sets, word_set_twin
 
 
 @dataclass
@@ -54,13 +61,47 @@ def encoded_batches(
     shuffled by tf.data with a fixed seed, reshuffled every epoch, so the batches are the
     same on every run with that seed.
     """
-    head = DATASETS[variant.dataset]
     inputs = stored_tensor(examples.inputs)
+    return _batches(
+        examples, variant, batch_size, shuffle_seed, inputs, lambda x: encode_batch(x, variant)
+    )
+
+
+def word_set_batches(
+    examples: Examples,
+    variant: VariantConfig,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """:func:`encoded_batches`' rows and labels in the same order, each review as its set of
+    word ids (a sparse multi-hot row) instead of its dense multi-hot row: what the word-set
+    twin trains on."""
+    width = variant.input_shape[0]
+    inputs = stored_tensor(word_sets(examples.inputs, width))
+    return _batches(
+        examples,
+        variant,
+        batch_size,
+        shuffle_seed,
+        inputs,
+        lambda x: encode_word_set_batch(x, width),
+    )
+
+
+def _batches(
+    examples: Examples,
+    variant: VariantConfig,
+    batch_size: int,
+    shuffle_seed: int | None,
+    inputs: tf.Tensor | tf.RaggedTensor,
+    encode_inputs: Callable[[tf.Tensor | tf.RaggedTensor], tf.Tensor | tf.SparseTensor],
+) -> tf.data.Dataset:
+    head = DATASETS[variant.dataset]
     labels = tf.constant(examples.labels.astype(np.int64))
 
-    def encode(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def encode(rows: tf.Tensor) -> tuple[tf.Tensor | tf.SparseTensor, tf.Tensor]:
         return (
-            encode_batch(tf.gather(inputs, rows), variant),
+            encode_inputs(tf.gather(inputs, rows)),
             encode_label_batch(tf.gather(labels, rows), head),
         )
 
@@ -105,12 +146,22 @@ def train_and_evaluate(
     steps_per_execution: int = 1,
     precision: str = "float32",
 ) -> TrainingResult:
-    """Build, train with validation curves, then score once on the test split."""
+    """Build, train with validation curves, then score once on the test split.
+
+    A dense model of multi-hot rows (IMDb's) trains as its word-set twin
+    (:mod:`keras_variants.model.word_sets`): the same variables, layers and optimizer, fed
+    each review's set of word ids, so no multi-hot row is built in training. The model
+    returned, evaluated and served is the lecture's ``Dense`` model, on multi-hot rows.
+    """
     model = build_model(variant, seed, steps_per_execution, precision)
-    train = encoded_batches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
-    validation = encoded_batches(splits.validation, variant, variant.batch_size)
+    if trains_on_word_sets(variant):
+        trained, batches = word_set_twin(model, variant), word_set_batches
+    else:
+        trained, batches = model, encoded_batches
+    train = batches(splits.train, variant, variant.batch_size, shuffle_seed=seed)
+    validation = batches(splits.validation, variant, variant.batch_size)
     started = time.perf_counter()
-    fit = model.fit(
+    fit = trained.fit(
         train,
         validation_data=validation,
         epochs=epochs,
@@ -119,7 +170,7 @@ def train_and_evaluate(
         callbacks=list(callbacks),
     )
     training_seconds = time.perf_counter() - started
-    del train, validation  # their tensors make room for the test split's
+    del trained, train, validation  # their tensors make room for the test split's
     history = {HISTORY_KEYS[k]: [float(v) for v in vs] for k, vs in fit.history.items()}
     test_metrics, confusion, uncertainty = evaluate(model, variant, splits.test, seed=seed)
     return TrainingResult(
