@@ -154,7 +154,14 @@ def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
     version = client.get_model_version_by_alias(name, "champion")
     assert len(version.tags[PROFILE_SHA_TAG]) == 64
     measurement = load_measurement(client, version)
-    assert measurement["steps"][0]["name"] == "clean" and measurement["alpha"] <= 0.05
+    names = [step["name"] for step in measurement["steps"]]
+    assert names[:2] == ["clean", "clean, held out"] and measurement["alpha"] <= 0.05
+    assert measurement["alpha_chosen_on"] == "clean"  # the rate reported is measured on others
+    assert measurement["false_alarms_measured_on"] == "clean, held out"
+    # The estimate's interval was calibrated and checked on windows left out of its fitting.
+    assert measurement["estimator"] in measurement["estimators_tried"]
+    held_out = measurement["steps"][1]["sizes"]["100"]["interval"]
+    assert held_out["estimated"] == 40 and held_out["covered"] >= 36
     model = load_served(model_path(client, name, version.version))
     served = model.unwrap_python_model()
 
@@ -167,14 +174,24 @@ def test_a_registered_version_has_a_profile_and_monitoring_sees_a_known_shift(
         answers[column].to_numpy()
         == (labels if dataset == "mnist" else np.where(labels == 1, "positive", "negative"))
     )
-    # A smoke model (1,000 training rows) on 300 rows: within 0.15 of the truth.
-    assert clean.estimated_accuracy == pytest.approx(truth, abs=0.15)
-    assert clean.expected_error is not None
+    # Clean rows get a number, and its interval holds the truth.
+    assert clean.estimate is not None and clean.estimate.withheld is None, clean.estimate
+    assert clean.estimate.low <= truth <= clean.estimate.high
+    assert clean.accuracy["estimated_accuracy_interval"] == [
+        clean.estimate.low,
+        clean.estimate.high,
+    ]
     assert set(clean.metrics()) >= {
         "drift/detected",
         "estimated_accuracy",
+        "estimated_accuracy/low",
+        "estimated_accuracy/high",
         "drift/embedding/p_value",
     }
+    few = monitor(client, name, version, model, inputs[:10], answers.iloc[:10])
+    assert few.estimated_accuracy is None and few.accuracy["estimate_withheld"].startswith(
+        "fewer than 50 rows"
+    )
 
     if dataset == "mnist":  # turned a quarter: digits lie on their side
         from keras_variants.data.preprocessing import png_base64
@@ -228,27 +245,41 @@ def test_a_version_without_a_profile_is_not_checked(smoke_run, smoke_config) -> 
         "signals": [],
     }
     assert result.estimated_accuracy is None and result.metrics() == {}
+    assert result.accuracy["estimate_withheld"] == result.reason
     client.delete_model_version(name, copy.version)
 
 
 def _measured(rotated_45_alarms: float, clean_alarms: float) -> dict:
-    """A hand-made measurement: clean windows and one shift, 500 and 1,000 rows."""
+    """A hand-made measurement: clean windows chosen on and held out, and one shift."""
 
-    def size(alarm_rate: float, windows: int) -> dict:
-        return {"windows": windows, "alarm_rate": alarm_rate,
-                "signal_rates": {"box_width": alarm_rate}, "true_accuracy": 0.9,
-                "estimates": {"atc": {"mean": 0.88, "error": 0.02}}}  # fmt: skip
+    def size(alarm_rate: float, windows: int, covered: int | None = None) -> dict:
+        entry = {
+            "windows": windows,
+            "alarm_rate": alarm_rate,
+            "signal_rates": {"box_width": alarm_rate},
+            "true_accuracy": 0.9,
+            "estimate": 0.88,
+            "error": 0.02,
+        }
+        if covered is not None:
+            entry["interval"] = {"estimated": windows, "covered": covered, "width": 0.08}
+        return entry
 
     return {
         "version": "mnist-classifier v3", "dataset": "mnist", "reference_rows": 10_000,
         "reference_sample": 1_000, "clean_windows": 40, "shift_windows": 10, "seconds": 4.2,
         "cpu_seconds": 3.1, "alpha": 0.05, "alphas_tried": [0.05, 0.01], "signals": ["a"] * 10,
-        "estimator": "atc", "estimator_errors": {"atc": 0.02}, "expected_error": {"500": 0.02},
+        "alpha_chosen_on": "clean", "false_alarms_measured_on": "clean, held out",
+        "estimator": "atc", "level": 0.9, "checked_up_to": {"500": "rotated 45°"},
+        "estimators_tried": {"atc": {"held": 3, "pairs": 3, "width": 0.1, "error": 0.02}},
         "steps": [
             {"name": "clean", "rows": 2_000, "blind": None,
-             "sizes": {"500": size(clean_alarms, 40), "1000": size(clean_alarms, 40)}},
+             "sizes": {"500": size(0.0, 40), "1000": size(0.0, 40)}},
+            {"name": "clean, held out", "rows": 2_000, "blind": None,
+             "sizes": {"500": size(clean_alarms, 40, 38), "1000": size(clean_alarms, 40, 40)}},
             {"name": "rotated 45°", "rows": 500, "blind": None,
-             "sizes": {"100": size(rotated_45_alarms, 10), "500": size(rotated_45_alarms, 10)}},
+             "sizes": {"100": size(rotated_45_alarms, 10, 10),
+                       "500": size(rotated_45_alarms, 10, 8)}},
         ],
     }  # fmt: skip
 
@@ -256,9 +287,11 @@ def _measured(rotated_45_alarms: float, clean_alarms: float) -> dict:
 @pytest.mark.parametrize(
     ("rotated", "clean", "verdicts"),
     [
-        (1.0, 0.025, ["False alarms on clean 500-row windows: 2% (target at most 5%: meets)",
+        (1.0, 0.025, ["False alarms on clean windows (windows not used to choose it, 'clean, "
+                      "held out'): 2% at 500 rows, 2% at 1000 rows (target at most 5%: meets)",
                       "Detection, rotated 45°, 500 rows: 100% (target at least 95%: meets)"]),
-        (0.9, 0.075, ["False alarms on clean 500-row windows: 8% (target at most 5%: misses)",
+        (0.9, 0.075, ["False alarms on clean windows (windows not used to choose it, 'clean, "
+                      "held out'): 8% at 500 rows, 8% at 1000 rows (target at most 5%: misses)",
                       "Detection, rotated 45°, 500 rows: 90% (target at least 95%: misses)"]),
     ],
 )  # fmt: skip
@@ -270,12 +303,30 @@ def test_the_report_says_which_targets_are_met_and_how_windows_were_drawn(
     lines = summary_lines(_measured(rotated, clean))
     for verdict in verdicts:
         assert any(line.startswith(verdict) for line in lines), lines
-    assert "40 clean windows per size drawn without replacement from 2,000 rows" in lines[0]
+    assert "drawn without replacement from two disjoint sets of 2,000 rows" in lines[0]
     assert "10 per size and shift from 500 of its rows" in lines[0]
     assert "4.2 s, 3.1 s CPU" in lines[0]
     _, rows = _rows(_measured(rotated, clean))
-    assert rows[1][:2] == ["rotated 45°", "500"]
-    assert rows[1][3].endswith("of 10") and rows[1][4] == "n/a"  # no 1,000-row windows
+    assert rows[2][:2] == ["rotated 45°", "500"]
+    assert rows[2][3].endswith("of 10") and rows[2][4] == "n/a"  # no 1,000-row windows
+
+
+def test_the_report_and_the_card_show_where_the_interval_held_on_shifts_left_out() -> None:
+    from keras_variants.monitoring.coverage import coverage_rows, coverage_verdict
+
+    measured = _measured(1.0, 0.025)
+    header, rows = coverage_rows(measured)
+    assert header[-3:] == ["100 rows", "500 rows", "1000 rows"]
+    held_out, rotated = rows
+    assert held_out[0] == "clean, held out" and held_out[-1] == "40/40 held, width 0.08"
+    assert rotated[:4] == ["rotated 45°", "0.900", "0.880", "0.020"]
+    assert rotated[-2] == "8/10 held, width 0.08" and rotated[-1] == "-"
+    # 8 of 10 is under the 90% claimed: the verdict names it.
+    assert coverage_verdict(measured) == (
+        "Intervals held less often than 90% on: rotated 45° at 500 rows (8/10)."
+    )
+    measured["steps"][2]["sizes"]["500"]["interval"]["covered"] = 9
+    assert coverage_verdict(measured).startswith("On every shift left out of the fitting")
 
 
 def test_the_report_names_a_shift_the_model_is_blind_to_with_its_reason() -> None:
@@ -283,5 +334,5 @@ def test_the_report_names_a_shift_the_model_is_blind_to_with_its_reason() -> Non
 
     measured = _measured(1.0, 0.025)
     assert not any(line.startswith("Blind by design") for line in summary_lines(measured))
-    measured["steps"][1] = measured["steps"][1] | {"name": "shuffled words", "blind": "no order"}
+    measured["steps"][2] = measured["steps"][2] | {"name": "shuffled words", "blind": "no order"}
     assert summary_lines(measured)[-1] == "Blind by design: shuffled words (no order)."

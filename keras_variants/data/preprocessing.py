@@ -152,8 +152,22 @@ def pixels_from_image(data: bytes) -> np.ndarray:
 def light_on_dark(gray: np.ndarray) -> np.ndarray:
     """``gray`` (0-255) with a light background inverted: the border's median says which
     is the background."""
+    return 255.0 - gray if _border_median(gray) > 127 else gray
+
+
+def _border_median(gray: np.ndarray) -> float:
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return 255.0 - gray if np.median(border) > 127 else gray
+    middle = len(border) // 2
+    ordered = np.partition(border, [middle - 1, middle])
+    return float(ordered[middle] if len(border) % 2 else ordered[middle - 1 : middle + 1].mean())
+
+
+def _centre_of_mass(image: np.ndarray) -> np.ndarray:
+    """(row, column) of ``image``'s intensity-weighted centre."""
+    mass = image.sum()
+    rows = np.arange(image.shape[0], dtype=np.float64)
+    cols = np.arange(image.shape[1], dtype=np.float64)
+    return np.array([image.sum(axis=1) @ rows, image.sum(axis=0) @ cols]) / mass
 
 
 def is_mnist_layout(gray: np.ndarray) -> bool:
@@ -172,9 +186,7 @@ def is_mnist_layout(gray: np.ndarray) -> bool:
     long_side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
     if long_side not in (MNIST_BOX - 1, MNIST_BOX):
         return False
-    index = np.arange(MNIST_SIDE, dtype=np.float64)
-    mass = gray.sum()
-    centre = np.array([gray.sum(axis=1) @ index, gray.sum(axis=0) @ index]) / mass
+    centre = _centre_of_mass(gray)
     return bool(np.all(np.abs(centre - MNIST_CENTRE) <= MNIST_CENTRE_TOLERANCE))
 
 
@@ -186,10 +198,8 @@ def fit_like_mnist(gray: np.ndarray) -> np.ndarray:
     shifted by whole pixels so its centre of mass lies at ``MNIST_CENTRE`` of the 28x28
     field."""
     from PIL import Image
-    from scipy import ndimage
 
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    gray = np.clip(gray - np.median(border), 0.0, 255.0)
+    gray = np.clip(gray - _border_median(gray), 0.0, 255.0)
     field = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float64)
     if gray.max() <= 0:
         return field.astype(np.uint8)
@@ -207,10 +217,22 @@ def fit_like_mnist(gray: np.ndarray) -> np.ndarray:
         box *= 255.0 / box.max()
     top, left = (MNIST_SIDE - box.shape[0]) // 2, (MNIST_SIDE - box.shape[1]) // 2
     field[top : top + box.shape[0], left : left + box.shape[1]] = box
-    centre = np.array(ndimage.center_of_mass(field))
-    shift = np.round(MNIST_CENTRE - centre)
-    field = ndimage.shift(field, shift, order=0, mode="constant")
+    if field.sum() > 0:
+        down, right = np.round(MNIST_CENTRE - _centre_of_mass(field)).astype(int)
+        field = _shifted(field, int(down), int(right))
     return np.clip(field, 0, 255).round().astype(np.uint8)
+
+
+def _shifted(image: np.ndarray, down: int, right: int) -> np.ndarray:
+    """``image`` moved by whole pixels, black where it moves in nothing."""
+    out = np.zeros_like(image)
+    height, width = image.shape
+    if abs(down) >= height or abs(right) >= width:
+        return out
+    out[max(down, 0) : height + min(down, 0), max(right, 0) : width + min(right, 0)] = image[
+        max(-down, 0) : height + min(-down, 0), max(-right, 0) : width + min(-right, 0)
+    ]
+    return out
 
 
 def png_base64(pixels: np.ndarray) -> str:

@@ -17,10 +17,16 @@ import numpy as np
 from keras_variants.monitoring.features import DESCRIPTIONS
 from keras_variants.monitoring.observe import Observed
 from keras_variants.monitoring.profile import Profile
-from keras_variants.monitoring.signals import Test, bonferroni, class_test, ks_test, mmd_test
+from keras_variants.monitoring.signals import (
+    MMD_ROWS,
+    Test,
+    bonferroni,
+    class_test,
+    ks_test,
+    mmd_test,
+)
 from keras_variants.serving.answers import CLASS_NAMES
 
-MMD_ROWS = 150  # per side: the permutation test's cost grows with its square
 LEVELS = {"input": "check where these inputs come from (a changed source, truncation, "
           "another language or format) before trusting the scores"}  # fmt: skip
 

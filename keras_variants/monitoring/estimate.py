@@ -45,20 +45,26 @@ class Estimators:
         raise ValueError(f"unknown estimator {method!r}; choose from {', '.join(ESTIMATORS)}")
 
 
-def fit(confidence: np.ndarray, correct: np.ndarray) -> Estimators:
-    """Fit every estimator on held-out ``confidence`` and whether each row was ``correct``."""
+def fit(
+    confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None
+) -> Estimators:
+    """Fit every estimator on held-out ``confidence`` and whether each row was ``correct``;
+    ``weights`` (one per row, default equal): the held-out rows re-mixed, so that the
+    estimators are those of that mix (:mod:`keras_variants.monitoring.label_shift`)."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
-    accuracy = float(correct.mean())
-    threshold = float(np.quantile(confidence, 1.0 - accuracy, method="lower"))
-    above, at = np.mean(confidence > threshold), np.mean(confidence == threshold)
+    w = np.ones(len(confidence)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    accuracy = float(w @ correct)
+    if weights is None:
+        threshold = float(np.quantile(confidence, 1.0 - accuracy, method="lower"))
+    else:
+        threshold = float(np.quantile(confidence, 1.0 - accuracy, weights=w, method="inverted_cdf"))
+    above, at = w[confidence > threshold].sum(), w[confidence == threshold].sum()
     tie_share = float(np.clip((accuracy - above) / at, 0.0, 1.0)) if at > 0 else 0.0
     edges = np.unique(np.quantile(confidence, np.linspace(0, 1, BINS + 1)[1:-1]))
     which = np.digitize(confidence, edges)
-    bin_accuracy = np.array(
-        [
-            correct[which == b].mean() if np.any(which == b) else accuracy
-            for b in range(len(edges) + 1)
-        ]
-    )
+    mass = np.bincount(which, weights=w, minlength=len(edges) + 1)
+    right = np.bincount(which, weights=w * correct, minlength=len(edges) + 1)
+    bin_accuracy = np.where(mass > 0, right / np.where(mass > 0, mass, 1.0), accuracy)
     return Estimators(threshold, tie_share, edges, bin_accuracy)

@@ -1,20 +1,25 @@
-"""The known shifts (the ladders) and the measurement of the monitors on them: how often the
-drift signals fire on windows of 100, 500 and 1,000 rows of each shift, how often on clean
-held-out windows (false alarms), and how far each accuracy estimate is from the truth.
+"""The measurement of a version's monitors on the known shifts (the ladders,
+:mod:`.shifts`): how often the drift signals fire on windows of each shift and on clean
+held-out windows (false alarms), and the accuracy estimate's interval: calibrated on the
+shifts and measured on shifts it was not fitted on.
 
 Measured when a version is registered, on its held-out rows split in two halves: a
 reference built from one half (a sample of at most 1,000 rows observed, the one the
-version's profile keeps), windows drawn without replacement from the other: from 2,000
-clean rows (false alarms: 40 windows per size), or from 500 of its rows shifted (10 windows
-per size; none of 1,000 rows, see :func:`_windows`): digits rotated 15-90 degrees, images of
-clothing in Fashion-MNIST's manner instead of digits (synthetic), reviews with
-their words shuffled, replaced by random vocabulary words, or cut to their first 20 words,
-and up to 500 rows of one class only. The shifted inputs are sent as users send them (PNG,
-text) and go through the served model's own preprocessing and model, once per row. The
-measurement chooses
-the family-wise level ``alpha`` (the largest of :data:`ALPHAS` whose false-alarm rate on
-clean windows of 500 rows is at most 5%) and the accuracy estimator (the smallest error on
-clean data and the mild shifts), which the version's profile then carries.
+version's profile keeps), windows drawn without replacement from the other: from two
+disjoint sets of up to 2,000 clean rows (``clean``: the family-wise level ``alpha`` is
+chosen on its windows, the largest of :data:`ALPHAS` whose false-alarm rate is at most 5%
+at every window size; ``clean, held out``: the false-alarm rates reported are measured on
+its windows), from up to 500 rows of one class only, and from 500 of its rows shifted, sent
+as users send them (PNG, text) through the served model's own preprocessing and model.
+
+Windows of 100, 500 and 1,000 rows measure the signals (40 per clean set and size, 10 per
+shift; none larger than its rows, see :func:`_drawn`). For the accuracy estimate, windows
+of 20 rows (40 clean, 20 per shift) and 10 more of 100 rows per shift join them: its
+interval is calibrated per window size (:mod:`.interval`) on every window, through the
+same procedure a scoring goes through (:func:`.assess.assess`'s parts). Its coverage is
+measured with each shift left out of the fitting in turn and the ``clean, held out``
+windows never fitted on; the estimator (of :data:`.estimate.ESTIMATORS`) is the one
+whose intervals held on the most shifts left out, the narrowest among those.
 
 Blind by design: a bag-of-words model's inputs and outputs do not change when a review's
 words are shuffled, so no signal here can see word order.
@@ -30,28 +35,35 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits  # comes with scikit-learn, as SciPy does
 
-from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
-from keras_variants.data.preprocessing import INDEX_FROM, png_base64, tokenize
-from keras_variants.monitoring.drift import MMD_ROWS, tests
+from keras_variants.config.variants import SCORING_BATCH_ROWS
+from keras_variants.monitoring import interval
+from keras_variants.monitoring.assess import distances, estimates, remix
+from keras_variants.monitoring.drift import signal_names, tests
 from keras_variants.monitoring.estimate import ESTIMATORS
+from keras_variants.monitoring.interval import Window, calibrate, held_out_coverage, holds
 from keras_variants.monitoring.observe import Observed, observe, sample_rows
 from keras_variants.monitoring.profile import Profile, answered, build_profile
-from keras_variants.monitoring.signals import bonferroni, gaussian_kernel, mmd_of_kernel
+from keras_variants.monitoring.shifts import NO_TRUTH, shifted_inputs
+from keras_variants.monitoring.signals import (
+    MMD_ROWS,
+    bonferroni,
+    class_test,
+    gaussian_kernel,
+    mmd_of_kernel,
+)
 from keras_variants.serving.answers import ServedModel, answers_frame
 
-WINDOW_SIZES = (100, 500, 1_000)
+WINDOW_SIZES = (100, 500, 1_000)  # the signals' windows
 WINDOWS = 10  # per shift and window size
-CLEAN_WINDOWS = 40  # per window size: the false-alarm rate needs more
-CLEAN_ROWS = 2_000  # clean held-out rows the clean windows are drawn from, without replacement
+CLEAN_WINDOWS = 40  # per clean set and window size: the false-alarm rate needs more
+ESTIMATE_WINDOWS = 20  # per shift at 20 and 100 rows, for the estimate (clean: CLEAN_WINDOWS)
+CLEAN_ROWS = 2_000  # clean held-out rows per clean set, drawn without replacement
 SHIFT_ROWS = 500  # rows per shifted pool (and at most this many of the one class)
 ALPHAS = (0.05, 0.02, 0.01, 0.005)
 FALSE_ALARM_TARGET, TARGET_SIZE = 0.05, 500
-ROTATIONS = (15, 30, 45, 60, 90)
-CUT_WORDS = 20
-MILD = {"mnist": ("clean", "rotated 15°", "rotated 30°"), "imdb": ("clean", "shuffled words")}
+FIT, CHECK = "clean", "clean, held out"  # the clean windows chosen on, and measured on
+ONE_CLASS = "one class only"
 BLIND = {"shuffled words": "a bag-of-words model cannot see word order: same inputs, same answers"}
-CLOTHING_STEP = "clothing-like images"  # another kind of image (model.uncertainty.clothing_like)
-NO_TRUTH = ("random words", CLOTHING_STEP)  # inputs without a true label
 
 
 @dataclass(frozen=True)
@@ -61,26 +73,17 @@ class Step:
     labels: np.ndarray | None  # None: no true label (NO_TRUTH)
 
 
-def shifted_inputs(
-    served: ServedModel, inputs: list[str], rng: np.random.Generator
-) -> dict[str, list[str]]:
-    """The shifted versions of ``inputs``, as users would send them."""
-    if served.variant.dataset == "mnist":
-        from keras_variants.model.uncertainty import clothing_like, rotated_digits
+@dataclass(frozen=True)
+class Drawn:
+    """One window of a step: its rows (positions in the step) and every signal's p-value,
+    or only the predicted classes' for a window drawn for the estimate alone."""
 
-        pixels = served.stored_inputs(inputs)
-        rotated = {
-            f"rotated {angle}°": [png_base64(p) for p in rotated_digits(pixels, angle)]
-            for angle in ROTATIONS
-        }
-        return rotated | {CLOTHING_STEP: [png_base64(p) for p in clothing_like(len(inputs), rng)]}
-    vocabulary = [w for w, rank in served.word_index.items() if rank + INDEX_FROM < NUM_WORDS]
-    words = [tokenize(text) for text in inputs]
-    return {
-        "shuffled words": [" ".join(rng.permutation(w)) for w in words],
-        "random words": [" ".join(rng.choice(vocabulary, max(len(w), 1))) for w in words],
-        f"cut to {CUT_WORDS} words": [" ".join(w[:CUT_WORDS]) for w in words],
-    }
+    rows: np.ndarray
+    p: dict[str, float]
+
+    @property
+    def signals(self) -> bool:
+        return len(self.p) > 1
 
 
 def served_answers(served: ServedModel, inputs: list[str]) -> pd.DataFrame:
@@ -94,10 +97,11 @@ def served_answers(served: ServedModel, inputs: list[str]) -> pd.DataFrame:
 def measure(
     served: ServedModel, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
 ) -> tuple[Profile, dict[str, Any]]:
-    """The version's profile (answers and estimators on every held-out row) and the
-    measurement of its monitors on the ladders; ``predictions``: the served answers to
-    ``inputs`` (the gate's). The profile's reference sample is the one the measurement
-    used, so its measured rates are those of the reference a scoring is compared with."""
+    """The version's profile (answers and estimators on every held-out row, the chosen
+    settings and the estimate's calibrated interval) and the measurement of its monitors
+    on the ladders; ``predictions``: the served answers to ``inputs`` (the gate's). The
+    profile's reference sample is the one the measurement used, so its measured rates
+    are those of the reference a scoring is compared with."""
     started, cpu = time.perf_counter(), time.process_time()
     # Hundreds of small matrix products: one BLAS thread each spends a tenth of the CPU
     # time that threads waiting on each other do on a busy machine.
@@ -123,104 +127,178 @@ def _measure(
         served, [inputs[i] for i in reference_rows], predictions.iloc[reference_rows],
         labels[reference_rows], seed, sampled=(sample, observed),
     )  # fmt: skip
-    clean_rows = np.sort(pool_rows[:CLEAN_ROWS])
+    clean = min(CLEAN_ROWS, len(pool_rows) // 2)
+    fit_rows, check_rows = np.sort(pool_rows[:clean]), np.sort(pool_rows[clean : 2 * clean])
     top = int(np.bincount(labels[pool_rows]).argmax())
     one_class = np.sort(pool_rows[labels[pool_rows] == top][:SHIFT_ROWS])
-    held = np.union1d(clean_rows, one_class)  # observed once
+    held = np.union1d(np.union1d(fit_rows, check_rows), one_class)  # observed once
     pool = observe(served, [inputs[i] for i in held], predictions.iloc[held])
     steps = [
         Step(name, pool.take(np.searchsorted(held, rows)), labels[rows])
-        for name, rows in (("clean", clean_rows), ("one class only", one_class))
+        for name, rows in ((FIT, fit_rows), (CHECK, check_rows), (ONE_CLASS, one_class))
     ]
     shifted_rows = np.sort(pool_rows[:SHIFT_ROWS])
     originals = [inputs[i] for i in shifted_rows]
     for name, shifted in shifted_inputs(served, originals, rng).items():
         truth = None if name in NO_TRUTH else labels[shifted_rows]
         steps.append(Step(name, observe(served, shifted), truth))
-    windows = [_windows(reference, step, rng) for step in steps]
-    result = summarize(reference, steps, windows)
-    result["reference_sample"] = len(observed)
-    result["clean_windows"], result["shift_windows"] = CLEAN_WINDOWS, WINDOWS
+    theirs = reference.distance_rows()
+    kernels = [
+        gaussian_kernel(
+            np.concatenate([reference.reference.hidden[theirs], step.observed.hidden]),
+            reference.bandwidth,
+        )
+        for step in steps
+    ]
+    drawn = [_drawn(reference, s, kernel, rng) for s, kernel in zip(steps, kernels, strict=True)]
+    alpha = choose_alpha(drawn[0])
+    profile = replace(reference, alpha=alpha)
+    windows = _calibration_windows(profile, steps, drawn, kernels)
+    chosen, tried = choose_estimator(windows)
+    coverage = held_out_coverage(windows[chosen], FIT, CHECK)
+    envelopes = calibrate(windows[chosen], FIT)
+    result = summarize(profile, steps, drawn, alpha, windows[chosen], coverage)
+    result |= {
+        "reference_sample": len(observed),
+        "clean_windows": CLEAN_WINDOWS,
+        "shift_windows": WINDOWS,
+        "estimate_windows": ESTIMATE_WINDOWS,
+        "estimator": chosen,
+        "estimators_tried": tried,
+        "level": interval.LEVEL,
+        "checked_up_to": {str(size): e.furthest for size, e in envelopes.items()},
+    }
     profile = replace(
-        reference, **answered(served.variant.dataset, predictions, labels),
-        alpha=result["alpha"], estimator=result["estimator"],
-        expected_error={int(k): v for k, v in result["expected_error"].items()},
+        profile, **answered(served.variant.dataset, predictions, labels),
+        estimator=chosen, envelopes=envelopes,
     )  # fmt: skip
     return profile, result
 
 
-def _windows(reference: Profile, step: Step, rng: np.random.Generator) -> dict[int, list[dict]]:
-    """Per window size: each window's p-values, true accuracy and estimates. Windows are
-    drawn without replacement; sizes larger than a step's rows are skipped: windows drawn
-    with replacement repeat rows, which the tests take for evidence (measured: shuffled
+def _drawn(
+    reference: Profile, step: Step, kernel: np.ndarray, rng: np.random.Generator
+) -> dict[int, list[Drawn]]:
+    """Per window size, the step's windows with their signals' p-values. Windows are drawn
+    without replacement; sizes larger than a step's rows are skipped: windows drawn with
+    replacement repeat rows, which the tests take for evidence (measured: shuffled
     reviews, invisible to a bag-of-words model, flagged in 5 of 10 such 1,000-row windows
-    drawn from 500 rows, 0 of 10 at 500). The embedding's kernel is computed once per step."""
-    out: dict[int, list[dict]] = {}
-    count = CLEAN_WINDOWS if step.name == "clean" else WINDOWS
-    theirs = reference.reference.hidden[rng.permutation(len(reference.reference))[:MMD_ROWS]]
-    kernel = gaussian_kernel(np.concatenate([theirs, step.observed.hidden]), reference.bandwidth)
-    for size in WINDOW_SIZES:
+    drawn from 500 rows, 0 of 10 at 500). The embedding's test takes its blocks of the
+    step's ``kernel`` (the reference's distance rows first)."""
+    out: dict[int, list[Drawn]] = {}
+    clean = step.name in (FIT, CHECK)
+    theirs = len(kernel) - len(step.observed)
+    classes = len(reference.class_counts)
+    for size in sorted({interval.SIZES[0], *WINDOW_SIZES}):
         if size > len(step.observed):
             continue
+        signals = (CLEAN_WINDOWS if clean else WINDOWS) if size in WINDOW_SIZES else 0
+        count = CLEAN_WINDOWS if clean else WINDOWS
+        if size < max(interval.SIZES) and not clean:
+            count = max(count, ESTIMATE_WINDOWS)
         out[size] = []
-        for _ in range(count):
+        for index in range(count):
             rows = rng.choice(len(step.observed), size, replace=False)
             window = step.observed.take(rows)
-            pooled = np.r_[np.arange(len(theirs)), len(theirs) + rng.permutation(rows)[:MMD_ROWS]]
-            embedding = mmd_of_kernel(kernel[np.ix_(pooled, pooled)], len(theirs), rng)
-            results = tests(reference, window, rng, embedding)
-            truth = None
-            if step.labels is not None:
-                truth = float(np.mean(window.classes == step.labels[rows]))
-            estimates = {e: reference.estimators.estimate(e, window.confidence) for e in ESTIMATORS}
-            out[size].append(
-                {
-                    "p": {k: t.p_value for k, t in results.items()},
-                    "truth": truth,
-                    "estimates": estimates,
-                }
-            )
+            if index < signals:
+                pooled = np.r_[np.arange(theirs), theirs + rng.permutation(rows)[:MMD_ROWS]]
+                embedding = mmd_of_kernel(kernel[np.ix_(pooled, pooled)], theirs, rng)
+                results = tests(reference, window, rng, embedding)
+                p = {name: test.p_value for name, test in results.items()}
+            else:  # for the estimate alone: only the predicted classes' signal is used
+                counts = np.bincount(window.classes, minlength=classes)[:classes]
+                p = {"predicted_class": class_test(reference.class_counts, counts).p_value}
+            out[size].append(Drawn(rows, p))
     return out
 
 
-def _alarm(window: dict, alpha: float) -> bool:
-    return min(window["p"].values()) < bonferroni(alpha, len(window["p"]))
+def choose_alpha(clean: dict[int, list[Drawn]], signals: int | None = None) -> float:
+    """The largest of :data:`ALPHAS` whose false-alarm rate on the ``clean`` windows of
+    every size is at most the target (the smallest when none is)."""
+    measured = [[w for w in ws if w.signals] for ws in clean.values()]
+    for alpha in ALPHAS:
+        rates = [np.mean([_alarm(w, alpha, signals) for w in ws]) for ws in measured if ws]
+        if max(rates, default=0.0) <= FALSE_ALARM_TARGET:
+            return alpha
+    return ALPHAS[-1]
+
+
+def _alarm(window: Drawn, alpha: float, signals: int | None = None) -> bool:
+    return min(window.p.values()) < bonferroni(alpha, signals or len(window.p))
+
+
+def _calibration_windows(
+    profile: Profile, steps: list[Step], drawn: list[dict[int, list[Drawn]]], kernels: list
+) -> dict[str, list[Window]]:
+    """Per estimator, every window of every step as the interval's calibration sees it:
+    its estimate and distances through the procedure a scoring goes through."""
+    threshold = bonferroni(profile.alpha, len(signal_names(profile)))
+    largest = max(interval.SIZES)
+    out: dict[str, list[Window]] = {name: [] for name in ESTIMATORS}
+    for step, per_size, kernel in zip(steps, drawn, kernels, strict=True):
+        for size, windows in per_size.items():
+            for w in windows:
+                window = step.observed.take(w.rows)
+                weights = remix(profile, window.classes, w.p["predicted_class"] < threshold)
+                measured = w.rows[:largest]  # a random subset: the rows were drawn at random
+                far = distances(profile, step.observed.take(measured), weights, kernel, measured)
+                truth = None
+                if step.labels is not None:
+                    truth = float(np.mean(window.classes == step.labels[w.rows]))
+                for name, value in estimates(profile, window.confidence, weights).items():
+                    out[name].append(Window(step.name, min(size, largest), size, far, value, truth))
+    return {name: interval.with_sampling(windows) for name, windows in out.items()}
+
+
+def choose_estimator(windows: dict[str, list[Window]]) -> tuple[str, dict[str, dict]]:
+    """The estimator whose intervals held on the most (shift, window size) pairs left out
+    of the fitting, the narrowest on average among those; and each one's figures."""
+    tried = {}
+    for name, mine in windows.items():
+        coverage = held_out_coverage(mine, FIT, CHECK)
+        labelled = [e for e in coverage if "covered" in e]
+        tried[name] = {
+            "held": sum(holds(e) for e in coverage),
+            "pairs": len(coverage),
+            "width": float(np.mean([e["width"] for e in labelled])) if labelled else 1.0,
+            "error": float(np.mean([e["error"] for e in coverage if "error" in e])),
+        }
+    chosen = max(tried, key=lambda n: (tried[n]["held"], -tried[n]["width"]))
+    return chosen, tried
 
 
 def summarize(
-    reference: Profile, steps: list[Step], windows: list[dict[int, list[dict]]]
+    profile: Profile,
+    steps: list[Step],
+    drawn: list[dict[int, list[Drawn]]],
+    alpha: float,
+    windows: list[Window],
+    coverage: list[dict],
 ) -> dict[str, Any]:
-    """Choose ``alpha`` and the estimator from the measured windows; the rates and errors."""
-    clean = windows[0].get(TARGET_SIZE) or next(iter(windows[0].values()), [])
-    alpha = next(
-        (a for a in ALPHAS if np.mean([_alarm(w, a) for w in clean]) <= FALSE_ALARM_TARGET),
-        ALPHAS[-1],
-    )
+    """The rates of the signals at ``alpha`` and the estimate's errors and coverage, per
+    step and window size."""
+    signals = len(signal_names(profile))
+    threshold = bonferroni(alpha, signals)
+    held_out = {(e["rung"], e["rows"]): e for e in coverage}
     rows = []
-    for step, per_size in zip(steps, windows, strict=True):
+    for step, per_size in zip(steps, drawn, strict=True):
         sizes = {}
         for size, measured in per_size.items():
-            threshold = bonferroni(alpha, len(measured[0]["p"]))
-            signals = {
-                n: float(np.mean([w["p"][n] < threshold for w in measured]))
-                for n in measured[0]["p"]
-            }
-            entry: dict[str, Any] = {
-                "windows": len(measured),
-                "alarm_rate": float(np.mean([_alarm(w, alpha) for w in measured])),
-                "signal_rates": signals,
-            }
-            if measured[0]["truth"] is not None:
-                truth = np.array([w["truth"] for w in measured])
-                entry["true_accuracy"] = float(truth.mean())
-                entry["estimates"] = {
-                    e: {
-                        "mean": float(np.mean([w["estimates"][e] for w in measured])),
-                        "error": float(
-                            np.mean(np.abs([w["estimates"][e] for w in measured] - truth))
-                        ),
-                    }
-                    for e in ESTIMATORS
+            tested = [w for w in measured if w.signals]
+            entry: dict[str, Any] = {"windows": len(tested), "estimate_windows": len(measured)}
+            if tested:
+                entry["alarm_rate"] = float(np.mean([_alarm(w, alpha, signals) for w in tested]))
+                entry["signal_rates"] = {
+                    n: float(np.mean([w.p[n] < threshold for w in tested])) for n in tested[0].p
+                }
+            mine = [w for w in windows if w.rung == step.name and w.rows == size]
+            if mine and mine[0].truth is not None:
+                entry["true_accuracy"] = float(np.mean([w.truth for w in mine]))
+                entry["estimate"] = float(np.mean([w.estimate for w in mine]))
+                entry["error"] = float(np.mean([abs(w.estimate - w.truth) for w in mine]))
+            found = held_out.get((step.name, size))
+            if found:
+                entry["interval"] = {
+                    k: found[k] for k in ("estimated", "covered", "width") if k in found
                 }
             sizes[str(size)] = entry
         rows.append(
@@ -228,35 +306,18 @@ def summarize(
                 "name": step.name,
                 "rows": len(step.observed),
                 "blind": BLIND.get(step.name),
+                "truth": step.labels is not None,
                 "sizes": sizes,
             }
         )
-    mild = [r for r in rows if r["name"] in MILD[reference.dataset]]
-
-    def error(estimator: str) -> float:
-        values = [
-            s["estimates"][estimator]["error"]
-            for r in mild
-            for s in r["sizes"].values()
-            if "estimates" in s
-        ]
-        return float(np.mean(values)) if values else float("inf")
-
-    estimator = min(ESTIMATORS, key=error)
-    expected = {
-        size: entry["estimates"][estimator]["error"]
-        for size, entry in rows[0]["sizes"].items()
-        if "estimates" in entry
-    }
     return {
-        "dataset": reference.dataset,
-        "reference_rows": reference.rows,
+        "dataset": profile.dataset,
+        "reference_rows": profile.rows,
         "alpha": alpha,
         "alphas_tried": list(ALPHAS),
         "false_alarm_target": FALSE_ALARM_TARGET,
-        "signals": list(windows[0][next(iter(windows[0]))][0]["p"]) if windows[0] else [],
-        "estimator": estimator,
-        "estimator_errors": {e: error(e) for e in ESTIMATORS},
-        "expected_error": expected,
+        "alpha_chosen_on": FIT,
+        "false_alarms_measured_on": CHECK,
+        "signals": list(signal_names(profile)),
         "steps": rows,
     }

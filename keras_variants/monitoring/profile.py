@@ -21,33 +21,61 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.data.npz import sha256_of
 from keras_variants.errors import VariantsError
-from keras_variants.monitoring import estimate
+from keras_variants.monitoring import estimate, label_shift
 from keras_variants.monitoring.estimate import Estimators
 from keras_variants.monitoring.features import word_histogram
+from keras_variants.monitoring.interval import Envelope
 from keras_variants.monitoring.observe import Observed, observe, sample_rows
-from keras_variants.monitoring.signals import bandwidth
+from keras_variants.monitoring.signals import MMD_ROWS, bandwidth
 from keras_variants.monitoring.stored import PROFILE_SHA_TAG, PROFILE_TAG, download
 from keras_variants.serving.answers import CLASS_NAMES, ServedModel, classes_and_confidence
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """Every held-out row's served answer and true label: what the accuracy estimators are
+    fitted on, again for each re-mix of the classes (:mod:`.label_shift`)."""
+
+    confidence: np.ndarray
+    classes: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.classes == self.labels
+
+    def confusion(self, num_classes: int) -> np.ndarray:
+        return label_shift.confusion(self.classes, self.labels, num_classes)
+
+
+@dataclass(frozen=True)
 class Profile:
-    """The reference: an :class:`Observed` sample of held-out rows, the predicted-class
-    counts and confidences of all of them, the fitted accuracy estimators, the settings
-    the measurement chose (``alpha``, ``estimator``, ``expected_error`` per window size)
-    and, for reviews, the word-frequency histogram."""
+    """The reference: an :class:`Observed` sample of held-out rows with their true
+    ``reference_labels``, every held-out row's answer and label (``held_out``), the
+    predicted-class counts, the fitted accuracy estimators, what the measurement on the
+    known shifts chose (``alpha``, ``estimator``) and calibrated (``envelopes``: the
+    accuracy estimate's interval per window size, :mod:`.interval`), and, for reviews,
+    the word-frequency histogram."""
 
     dataset: str
     reference: Observed
+    reference_labels: np.ndarray
+    held_out: HeldOut
     class_counts: np.ndarray
     estimators: Estimators
     accuracy: float  # on the held-out rows
     rows: int
     alpha: float = 0.05
     estimator: str = "atc"
-    expected_error: dict[int, float] = field(default_factory=dict)
+    envelopes: dict[int, Envelope] = field(default_factory=dict)
     bandwidth: float = 1.0
     word_histogram: np.ndarray | None = None
+
+    def distance_rows(self) -> np.ndarray:
+        """The reference rows the embedding's distance is measured from: a fixed random
+        ``MMD_ROWS`` of the sample (the sample is in the data's order)."""
+        order = np.random.default_rng(0).permutation(len(self.reference))
+        return np.sort(order[:MMD_ROWS])
 
     def to_bytes(self) -> bytes:
         meta = {
@@ -56,7 +84,7 @@ class Profile:
             "rows": self.rows,
             "alpha": self.alpha,
             "estimator": self.estimator,
-            "expected_error": {str(k): v for k, v in self.expected_error.items()},
+            "envelopes": {str(k): v.as_dict() for k, v in self.envelopes.items()},
             "bandwidth": self.bandwidth,
             "atc_threshold": self.estimators.atc_threshold,
             "atc_tie_share": self.estimators.atc_tie_share,
@@ -68,6 +96,10 @@ class Profile:
             "confidence": self.reference.confidence,
             "entropy": self.reference.entropy,
             "hidden": self.reference.hidden,
+            "reference_labels": self.reference_labels.astype(np.int16),
+            "held_out_confidence": self.held_out.confidence.astype(np.float32),
+            "held_out_classes": self.held_out.classes.astype(np.int16),
+            "held_out_labels": self.held_out.labels.astype(np.int16),
             "class_counts": self.class_counts,
             "bin_edges": self.estimators.bin_edges,
             "bin_accuracy": self.estimators.bin_accuracy,
@@ -80,6 +112,8 @@ class Profile:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Profile:
+        """A stored profile; one written before intervals were calibrated has no
+        envelopes (its estimates are withheld) and no held-out answers."""
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             reference = Observed(
@@ -92,18 +126,31 @@ class Profile:
             estimators = Estimators(
                 meta["atc_threshold"], meta["atc_tie_share"], npz["bin_edges"], npz["bin_accuracy"]
             )
+            files = set(npz.files)
+            empty = np.zeros(0, np.int64)
+            held_out = HeldOut(
+                *(
+                    npz[f"held_out_{k}"].astype(t) if f"held_out_{k}" in files else empty
+                    for k, t in (("confidence", np.float64), ("classes", np.int64),
+                                 ("labels", np.int64))
+                )
+            )  # fmt: skip
             return cls(
                 meta["dataset"],
                 reference,
+                npz["reference_labels"].astype(np.int64)
+                if "reference_labels" in files
+                else np.full(len(reference), -1),
+                held_out,
                 npz["class_counts"],
                 estimators,
                 meta["accuracy"],
                 meta["rows"],
                 meta["alpha"],
                 meta["estimator"],
-                {int(k): v for k, v in meta["expected_error"].items()},
+                {int(k): Envelope.from_dict(v) for k, v in meta.get("envelopes", {}).items()},
                 meta["bandwidth"],
-                npz["word_histogram"] if "word_histogram" in npz.files else None,
+                npz["word_histogram"] if "word_histogram" in files else None,
             )
 
 
@@ -120,7 +167,7 @@ def build_profile(
     frame, one row each) and true ``labels``: answers and estimators over every row, the
     rest over a seeded sample of at most 1,000 rows, or over ``sampled`` (positions in
     ``inputs`` and their :class:`Observed`, already observed). ``settings``: Profile's
-    ``alpha``, ``estimator``, ``expected_error`` when measured."""
+    ``alpha``, ``estimator``, ``envelopes`` when measured."""
     dataset = served.variant.dataset
     if sampled is None:
         rows = sample_rows(len(inputs), np.random.default_rng(seed))
@@ -131,6 +178,7 @@ def build_profile(
     return Profile(
         dataset=dataset,
         reference=reference,
+        reference_labels=np.asarray(labels)[rows],
         **answered(dataset, predictions, labels),
         bandwidth=bandwidth(reference.hidden),
         word_histogram=word_histogram(sample, served.word_index) if dataset == "imdb" else None,
@@ -140,11 +188,13 @@ def build_profile(
 
 def answered(dataset: str, predictions: pd.DataFrame, labels: np.ndarray) -> dict[str, Any]:
     """The parts of a profile made from every held-out row's served answer and true label:
-    ``class_counts``, ``estimators``, ``accuracy``, ``rows``."""
+    ``held_out``, ``class_counts``, ``estimators``, ``accuracy``, ``rows``."""
     classes, confidence = classes_and_confidence(dataset, predictions)
-    correct = classes == np.asarray(labels)
+    labels = np.asarray(labels)
+    correct = classes == labels
     num_classes = len(CLASS_NAMES[dataset])
     return {
+        "held_out": HeldOut(np.asarray(confidence, np.float64), classes, labels),
         "class_counts": np.bincount(classes, minlength=num_classes)[:num_classes],
         "estimators": estimate.fit(confidence, correct),
         "accuracy": float(np.mean(correct)),

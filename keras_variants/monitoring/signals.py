@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+MMD_ROWS = 150  # per side: the permutation test's cost grows with its square
+
 
 @dataclass(frozen=True)
 class Test:
@@ -42,6 +44,28 @@ def ks_test(reference: np.ndarray, window: np.ndarray) -> Test:
     root = np.sqrt(n * m / (n + m))
     p_value = float(special.kolmogorov((root + 0.12 + 0.11 / root) * statistic))
     return Test(statistic, min(max(p_value, 0.0), 1.0))
+
+
+def ks_distance(
+    reference: np.ndarray, window: np.ndarray, reference_weights: np.ndarray | None = None
+) -> float:
+    """The Kolmogorov-Smirnov statistic with the reference's rows weighted (a re-mixed
+    reference): the largest gap between the weighted empirical CDF of ``reference`` and
+    the empirical CDF of ``window``. Equal weights give :func:`ks_test`'s statistic."""
+    a, b = np.asarray(reference, np.float64), np.sort(np.asarray(window, np.float64))
+    if not len(a) or not len(b):
+        return 0.0
+    order = np.argsort(a, kind="stable")
+    a = a[order]
+    w = np.ones(len(a)) if reference_weights is None else np.asarray(reference_weights)[order]
+    total = w.sum()
+    if total <= 0:
+        return 1.0
+    cumulative = np.r_[0.0, np.cumsum(w) / total]
+    points = np.concatenate([a, b])
+    below_a = cumulative[np.searchsorted(a, points, side="right")]
+    below_b = np.searchsorted(b, points, side="right") / len(b)
+    return float(np.abs(below_a - below_b).max())
 
 
 def class_test(reference_counts: np.ndarray, window_counts: np.ndarray) -> Test:
@@ -111,6 +135,27 @@ def mmd_of_kernel(
     # The gamma's survival function: shape mean^2/variance, scale variance/mean.
     p_value = special.gammaincc(mean * mean / variance, max(observed, 0.0) * mean / variance)
     return Test(float(observed), float(p_value))
+
+
+def mmd_distance(
+    kernel: np.ndarray,
+    reference_rows: int,
+    window_rows: np.ndarray,
+    reference_weights: np.ndarray | None = None,
+) -> float:
+    """The MMD (square root of the biased squared MMD) between the first
+    ``reference_rows`` rows of a pooled ``kernel``, weighted by ``reference_weights`` (a
+    re-mixed reference), and the rows ``window_rows`` (positions after them)."""
+    n = reference_rows
+    a = np.ones(n) if reference_weights is None else np.asarray(reference_weights, np.float64)
+    a = a / a.sum() if a.sum() > 0 else np.full(n, 1.0 / n)
+    mine = n + np.asarray(window_rows)
+    squared = (
+        a @ kernel[:n, :n] @ a
+        + kernel[np.ix_(mine, mine)].mean(dtype=np.float64)
+        - 2.0 * (a @ kernel[:n][:, mine]).mean()
+    )
+    return float(np.sqrt(max(float(squared), 0.0)))
 
 
 def bonferroni(alpha: float, tests: int) -> float:

@@ -1,5 +1,6 @@
 """The monitoring part of a scoring: drift signals against the version's reference profile
-and accuracy estimated without labels, from :mod:`keras_variants.monitoring.check`.
+and accuracy estimated without labels, with its interval or the reason there is none,
+from :mod:`keras_variants.monitoring.check`.
 
 A version registered before reference profiles existed is scored all the same, with
 "drift not checked" and the reason.
@@ -23,18 +24,33 @@ def not_checked(reason: str) -> dict[str, Any]:
     return {"detected": False, "checked": False, "reason": reason, "signals": []}
 
 
+def not_estimated(reason: str) -> dict[str, Any]:
+    """The accuracy estimate's part of the summary when there is none, with the reason."""
+    return {
+        "estimated_accuracy": None,
+        "estimated_accuracy_interval": None,
+        "estimate_withheld": reason,
+        "estimate": None,
+    }
+
+
 @dataclass(frozen=True)
 class DriftOutcome:
-    """What the summary and the run record of the monitoring check."""
+    """What the summary and the run record of the monitoring check: the drift part, the
+    accuracy estimate's part (``estimated_accuracy``, ``estimated_accuracy_interval``,
+    ``estimate_withheld``, ``estimate``) and the run's metrics."""
 
     drift: dict[str, Any]
-    estimated_accuracy: float | None = None
-    expected_error: float | None = None
+    accuracy: dict[str, Any] = field(default_factory=lambda: not_estimated("not checked"))
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def detected(self) -> bool:
         return bool(self.drift.get("detected"))
+
+    @property
+    def estimated_accuracy(self) -> float | None:
+        return self.accuracy.get("estimated_accuracy")
 
 
 def check_drift(
@@ -51,8 +67,5 @@ def check_drift(
     answers = predictions.drop(columns=["id"])
     result = monitor(client, version.name, version, model, sent, answers)
     return DriftOutcome(
-        drift=dict(result.drift),
-        estimated_accuracy=result.estimated_accuracy,
-        expected_error=result.expected_error,
-        metrics=dict(result.metrics()),
+        drift=dict(result.drift), accuracy=dict(result.accuracy), metrics=dict(result.metrics())
     )
