@@ -7,13 +7,12 @@ from keras_variants.registry.loading import logged_model_id
 from keras_variants.scoring import outputs
 from keras_variants.scoring.request import ScoringRequest, ScoringResult
 from keras_variants.scoring.runs import scoring_run
-from keras_variants.tracking.store import client_for, experiment_id
+from keras_variants.tracking.store import client_for, experiment_id, scoring_experiment
 from tasks.score import (
     check_drift,
     find_version,
     load_model,
     log_scoring,
-    mark_version,
     read_input,
     score_rows,
     write_files,
@@ -22,7 +21,7 @@ from tasks.score import (
 
 @flow(name="score")
 def score(config: PipelineConfig, request: ScoringRequest) -> ScoringResult:
-    """Read the input and find the version; then, in a run of the data set's experiment,
+    """Read the input and find the version; then, in a run of the model's scoring experiment,
     score every row through the served model, check drift, and write the files into a
     staging folder that becomes the destination only when all is done."""
     watch = outputs.Stopwatch()
@@ -52,12 +51,12 @@ def score(config: PipelineConfig, request: ScoringRequest) -> ScoringResult:
                 read,
                 outputs.summary_metrics(summary, drift.metrics),
                 staging,
+                outputs.summary_tags(summary),
             )
     line = outputs.summary_line(summary)
-    mark_version(config, version, run_id, line)
     return ScoringResult(
         run_id=run_id,
-        experiment_id=experiment_id(config, request.dataset),
+        experiment_id=experiment_id(config, scoring_experiment(version.name)),
         folder=destination,
         summary=summary,
         line=line,

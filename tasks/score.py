@@ -73,12 +73,7 @@ def log_scoring(
     read: inputs.ScoringInput,
     metrics: dict[str, float | None],
     folder: Path,
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """The scoring's params, inputs, metrics and files on its MLflow run."""
-    runs.log_scoring(client_for(config), run_id, version, model_id, read, metrics, folder)
-
-
-@task(name="mark-version", cache_policy=NO_CACHE)
-def mark_version(config: PipelineConfig, version: ModelVersion, run_id: str, line: str) -> None:
-    """The version's tags for its latest scoring."""
-    runs.mark_version(client_for(config), version, run_id, line)
+    """The scoring's params, inputs, metrics, tags and files on its MLflow run."""
+    runs.log_scoring(client_for(config), run_id, version, model_id, read, metrics, folder, tags)

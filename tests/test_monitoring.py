@@ -336,3 +336,25 @@ def test_the_report_names_a_shift_the_model_is_blind_to_with_its_reason() -> Non
     assert not any(line.startswith("Blind by design") for line in summary_lines(measured))
     measured["steps"][2] = measured["steps"][2] | {"name": "shuffled words", "blind": "no order"}
     assert summary_lines(measured)[-1] == "Blind by design: shuffled words (no order)."
+
+
+def test_the_model_card_shows_the_coverage_and_where_the_scorings_are() -> None:
+    from keras_variants.registry.model_card import CardFacts, card_markdown
+
+    facts = CardFacts(
+        model="mnist-classifier", version="3", variant="mnist_cnn", label="mnist_cnn",
+        dataset="mnist", run_id="r1", architecture="cnn", parameter_count="1",
+        training={}, data_sha256={}, test={"test/accuracy": 0.99},
+        monitoring=_measured(1.0, 0.025),
+    )  # fmt: skip
+    card = card_markdown(facts)
+    estimate = card.split("## Accuracy estimated without labels\n", 1)[1]
+    assert "with a 90% interval" in estimate and "rotated 45° at 500 rows" in estimate
+    assert "| rotated 45° | 0.900 | 0.880 | 0.020 | 10/10 held, width 0.08 |" in estimate
+    assert "Intervals held less often than 90% on: rotated 45° at 500 rows (8/10)." in estimate
+    history = card.split("## Scoring history\n", 1)[1]
+    assert history.startswith("Every scoring is a run of the MLflow experiment "
+                              "`mnist-classifier scoring` (made by the first scoring)")  # fmt: skip
+    assert "images of any format, size and layout" in card  # what is done to an image
+    uncalibrated = card_markdown(CardFacts(**{**facts.__dict__, "monitoring": None}))
+    assert "No interval was calibrated for this version" in uncalibrated

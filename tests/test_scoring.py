@@ -5,6 +5,7 @@ smoke run's registered champions (files, MLflow run, a failure leaving its run F
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -167,11 +168,22 @@ def test_a_served_refusal_becomes_the_rows_reason(message: str, reason: str) -> 
         (
             {
                 "rows": 500, "rejected": 0, "estimated_accuracy": 0.8712,
-                "expected_error": 0.021, "accuracy": 0.88, "labelled_rows": 500,
+                "estimated_accuracy_interval": [0.8149, 0.8951], "accuracy": 0.88,
+                "estimate": {"level": 0.9, "checked_on_shifts_up_to": "rotated 60°"},
+                "labelled_rows": 500,
+                "drift": {"checked": True, "detected": False, "signals": []},
+            },  # the bounds are rounded outwards
+            "500 rows scored, 0 rejected; estimated accuracy 0.87 (0.81-0.90, 90%; checked on "
+            "shifts up to rotated 60°) (measured on 500 labels: 0.880); no drift",
+        ),
+        (
+            {
+                "rows": 2, "rejected": 0, "estimated_accuracy": None,
+                "estimate_withheld": "fewer than 50 rows, too few",
                 "drift": {"checked": True, "detected": False, "signals": []},
             },
-            "500 rows scored, 0 rejected; estimated accuracy 0.871 ± 0.021 (measured on "
-            "500 labels: 0.880); no drift",
+            "2 rows scored, 0 rejected; accuracy: not estimated (fewer than 50 rows, too few); "
+            "no drift",
         ),
         (
             {
@@ -285,7 +297,16 @@ def test_variants_score_reviews_and_digits_end_to_end(
     )
     assert done.returncode == 0, done.stderr
     line, files = done.stdout.strip().splitlines()
-    assert line.startswith("59 rows scored, 1 rejected; estimated accuracy ")
+    summary = json.loads((tmp_path / "scores" / files.split("MLflow run ")[1].rstrip(")")
+                          / "summary.json").read_text())  # fmt: skip
+    interval = summary["estimated_accuracy_interval"]
+    if summary["estimated_accuracy"] is None:  # the smoke champion may not reach that far
+        assert interval is None and summary["estimate_withheld"]
+        assert f"accuracy: not estimated ({summary['estimate_withheld']})" in line
+    else:
+        assert interval[0] <= summary["estimated_accuracy"] <= interval[1]
+        assert line.startswith("59 rows scored, 1 rejected; estimated accuracy ")
+        assert f"{math.floor(interval[0] * 100) / 100:.2f}-" in line and "90%" in line
     assert "(measured on 59 labels: " in line  # the champion has a reference profile
     assert "drift" in line and "Traceback" not in done.stderr
     run_id = files.split("MLflow run ")[1].rstrip(")")
@@ -306,7 +327,7 @@ def test_variants_score_reviews_and_digits_end_to_end(
     assert run.info.status == "FINISHED"
     assert run.data.tags["keras_variants.kind"] == "scoring"
     experiment = client.get_experiment(run.info.experiment_id).name
-    assert experiment == "imdb"
+    assert experiment == "imdb-sentiment scoring"  # the model's scoring history
     version = client.get_model_version("imdb-sentiment", summary["model"]["version"])
     assert run.data.params["model.version"] == str(version.version)
     assert run.data.params["model.id"] == summary["model"]["model_id"]
@@ -321,7 +342,11 @@ def test_variants_score_reviews_and_digits_end_to_end(
     assert linked["accuracy"].value == pytest.approx(measured)
     assert linked["rows"].dataset_digest == summary["input"]["sha256"][:32]
     tags = client.get_model_version("imdb-sentiment", summary["model"]["version"]).tags
-    assert tags["scoring.last_run_id"] == run_id and tags["scoring.last_result"] == line
+    assert not [key for key in tags if key.startswith("scoring.")]  # no per-scoring state
+    if summary["estimated_accuracy"] is not None:
+        assert run.data.metrics["estimated_accuracy/low"] == pytest.approx(interval[0])
+    else:
+        assert run.data.tags["estimate_withheld"] == summary["estimate_withheld"]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert artifacts == set(outputs.FILES)
 
@@ -361,7 +386,7 @@ def test_a_scoring_that_fails_leaves_its_run_failed_and_no_files(
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     (run,) = client.search_runs(
-        [client.get_experiment_by_name("imdb").experiment_id],
+        [client.get_experiment_by_name("imdb-sentiment scoring").experiment_id],
         f"tags.model_version = '{version.version}' and tags.`keras_variants.kind` = 'scoring'",
     )
     assert run.info.status == "FAILED"

@@ -21,7 +21,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from keras_variants.data.preprocessing import IMAGE_LAYOUT
+from keras_variants.monitoring.coverage import coverage_rows, coverage_verdict, markdown_table
+from keras_variants.monitoring.stored import load_measurement
 from keras_variants.tracking.records import load_uncertainty
+from keras_variants.tracking.store import scoring_experiment
+from keras_variants.tracking.ui_links import experiment_runs_page, mlflow_ui_for
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ class CardFacts:
     decision: str | None = None
     reason: str | None = None
     tracking_uri: str = ""
+    monitoring: dict[str, Any] | None = None  # the measurement on the known shifts
+    scoring_page: str | None = None  # the model's scoring experiment in the MLflow UI
 
 
 def limitations(facts: CardFacts) -> list[str]:
@@ -160,8 +166,35 @@ def card_markdown(facts: CardFacts) -> str:
         f"variants serve --model {f.model} --version {f.version}",
         f"variants score --model {f.model} <file or folder>",
         "```",
+        "",
+        "## Scoring history",
+        f"Every scoring is a run of the MLflow experiment `{scoring_experiment(f.model)}`"
+        + (f": {f.scoring_page}" if f.scoring_page else " (made by the first scoring)")
+        + "; nothing about a scoring is written on this version.",
+        "",
+        "## Accuracy estimated without labels",
+        *_estimate_lines(f),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _estimate_lines(f: CardFacts) -> list[str]:
+    m = f.monitoring
+    if not m or "estimators_tried" not in m:
+        return ["No interval was calibrated for this version: `variants score` gives no estimate."]
+    header, rows = coverage_rows(m)
+    up_to = ", ".join(f"{v} at {k} rows" for k, v in m.get("checked_up_to", {}).items())
+    return [
+        f"`variants score` estimates the accuracy of unlabelled rows ({m['estimator']}) with a "
+        f"{m['level']:.0%} interval: the sampling spread plus the estimate's own error on "
+        "known shifts as far from the held-out data. It gives no number for fewer rows than "
+        f"the smallest size below or beyond the furthest shift checked ({up_to}). Measured "
+        "at registration on shifts each left out of the fitting in turn:",
+        "",
+        *markdown_table(header, rows),
+        "",
+        coverage_verdict(m),
+    ]
 
 
 def _far_from_data_lines(f: CardFacts) -> list[str]:
@@ -230,7 +263,16 @@ def gather(client: MlflowClient, name: str, version: str) -> CardFacts:
         decision=registered.tags.get("promotion.decision"),
         reason=registered.tags.get("promotion.reason"),
         tracking_uri=client.tracking_uri,
+        monitoring=load_measurement(client, registered),
+        scoring_page=_scoring_page(client, name),
     )
+
+
+def _scoring_page(client: MlflowClient, name: str) -> str | None:
+    experiment = client.get_experiment_by_name(scoring_experiment(name))
+    if experiment is None:
+        return None
+    return experiment_runs_page(mlflow_ui_for(client.tracking_uri), experiment.experiment_id)
 
 
 def write_card(client: MlflowClient, name: str, version: str) -> CardFacts:

@@ -1,5 +1,7 @@
-"""A scoring's MLflow run, through an explicit client and run id: in the data set's
-experiment, tagged ``keras_variants.kind=scoring``, with the input as a dataset input
+"""A scoring's MLflow run, through an explicit client and run id: in the model's own
+scoring experiment (``<model> scoring``: the model's scoring history, linked from its
+model card; nothing about a scoring is written on the version, which the next scoring
+would overwrite), tagged ``keras_variants.kind=scoring``, with the input as a dataset input
 (SHA-256), the model version and its logged model as the run's model input, the summary's
 numbers as metrics linked to that model and data set, and the files as artifacts.
 
@@ -13,7 +15,6 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mlflow.entities import Dataset as DatasetEntity
@@ -28,6 +29,7 @@ from keras_variants.tracking.store import (
     experiment_id,
     git_commit,
     owner_tags,
+    scoring_experiment,
     sweep_stale_runs,
 )
 
@@ -39,11 +41,12 @@ DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
 def scoring_run(
     client: MlflowClient, config: PipelineConfig, dataset: str, version: ModelVersion
 ) -> Iterator[str]:
-    """A new run in ``dataset``'s experiment for scoring with ``version``; yields its id.
-    Runs that a killed process left RUNNING (a scoring's or a pipeline's) end FAILED first."""
+    """A new run in the model's scoring experiment for scoring with ``version``; yields
+    its id. Runs that a killed process left RUNNING (a scoring's or a pipeline's) end
+    FAILED first."""
     sweep_stale_runs(config)
     run = client.create_run(
-        experiment_id(config, dataset),
+        experiment_id(config, scoring_experiment(version.name)),
         run_name=f"score-{version.name}-v{version.version}",
         tags={
             KIND_TAG: "scoring",
@@ -77,9 +80,10 @@ def log_scoring(
     read: ScoringInput,
     metrics: Mapping[str, float | None],
     files: Path,
+    tags: Mapping[str, str] | None = None,
 ) -> None:
     """Everything about one scoring on its run: params, inputs, metrics (linked to the
-    version's logged model ``model_id`` and the input), the files."""
+    version's logged model ``model_id`` and the input), ``tags``, the files."""
     dataset = dataset_entity(read)
     client.log_batch(
         run_id,
@@ -111,13 +115,6 @@ def log_scoring(
             if value is not None and not math.isnan(value)
         ],
     )
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
     client.log_artifacts(run_id, str(files))
-
-
-def mark_version(client: MlflowClient, version: ModelVersion, run_id: str, line: str) -> None:
-    """Tags on the model version for its latest scoring (the registry page of a version
-    shows tags, not the runs that used it): the run id, when, and the summary line."""
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    for key, value in (("run_id", run_id), ("at", stamp), ("result", line)):
-        client.set_model_version_tag(version.name, str(version.version), f"scoring.last_{key}",
-                                     value[:5000])  # fmt: skip

@@ -42,8 +42,15 @@ def is_local_store(tracking_uri: str) -> bool:
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def scoring_experiment(model: str) -> str:
+    """The name of the experiment holding every scoring of registered model ``model``: its
+    scoring history (linked from its model card)."""
+    return f"{model} scoring"
+
+
 def experiment_id(config: PipelineConfig, name: str) -> str:
-    """The experiment for one data set, created with artifacts under ``mlruns/`` if new."""
+    """The experiment named ``name`` (a data set's, a model's scorings), created with
+    artifacts under ``mlruns/`` if new."""
     client = client_for(config)
     existing = client.get_experiment_by_name(name)
     if existing is None:
