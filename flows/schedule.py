@@ -1,5 +1,6 @@
 """The project's flows as deployments served against a Prefect server until stopped: the
-training pipeline (on a cron, on new data), the scoring of an inbox, the watchers that
+training pipeline (on a cron, on new data), the scoring of an inbox, the guard's review of
+a champion set by hand (with the receiver MLflow's webhook posts to), the watchers that
 emit their events and the notify automations. ``variants schedule`` parses its options into
 a :class:`~keras_variants.operations.plan.Plan` and calls :func:`run_schedule`; what each
 piece does lives in :mod:`keras_variants.operations`."""
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from keras_variants.operations.watch import Watcher
 
 Say = Callable[[str], None]  # a line for the user
+GUARD_DEPLOYMENT = "guard-champion"
 WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well inside
 
 
@@ -37,6 +39,7 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
     api = prefect_api()
     ui = api.removesuffix("/api")
     served: list[tuple[RunnerDeployment, str | None]] = []  # with the model it scores
+    guards: list[RunnerDeployment] = []
     watchers: list[Watcher] = []
     if plan.trains:
         deployment, watcher = _training(config, profile, plan, say)
@@ -51,7 +54,10 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
 
         inbox = plan.inbox
         watchers.append(watch.inbox_watcher(inbox, WATCH_INTERVAL_S, waiting))
+    if plan.guard is not None:
+        guards.append(_guard_deployment(config, plan, say))
     watched = [notifications.Watched(d.apply(), d.name, model) for d, model in served]
+    watched += [notifications.Watched(d.apply(), d.name, guards=True) for d in guards]
     if plan.notify is not None:
         notifications.install(plan.notify, watched, ui, mlflow_ui_for(config.tracking_uri))
         say(f"notify: failed or crashed runs, promotions and drift post JSON to {plan.notify}")
@@ -61,14 +67,17 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
                 f"notify: cannot reach {plan.notify} now ({problem}); "
                 "runs go on, messages to it are lost"
             )
+    stop_receiver = _guard_receiver(config, plan, say) if plan.guard else None
     say(f"Prefect UI: {ui}/deployments; stop with Ctrl-C")
     for watcher in watchers:
         watcher.start()
     try:
-        serve_until_stopped([d for d, _ in served], api)
+        serve_until_stopped([d for d, _ in served] + guards, api)
     finally:
         for watcher in watchers:
             watcher.stop()
+        if stop_receiver is not None:
+            stop_receiver()
 
 
 def _training(
@@ -130,3 +139,43 @@ def _scoring(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDeployment:
     }
     description = f"score what lands in {folder} with {plan.model}'s champion"
     return deployments.scoring(score_inbox, name, parameters, folder, description)
+
+
+def _guard_deployment(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDeployment:
+    """The guard's deployment: a review of each champion move the receiver hands on."""
+    from flows.guard import guard_champion
+    from keras_variants.operations import deployments
+
+    if not config.tracking_uri.startswith(("http://", "https://")):
+        raise ConfigError(
+            "--guard-champion: MLflow sends webhooks from its tracking server only; point "
+            "MLFLOW_TRACKING_URI (or --tracking-uri) at it, e.g. http://127.0.0.1:5000"
+        )
+    if config.data_dir is None:
+        raise ConfigError(
+            "--guard-champion scores a champion set by hand on the test data: pass "
+            "--data-dir or set VARIANTS_DATA_DIR"
+        )
+    say(
+        "guard: a 'champion' set by hand in MLflow is checked as the gate checks a "
+        "challenger, against the champion on record, and reverted unless it stands"
+    )
+    return deployments.guard(
+        guard_champion,
+        GUARD_DEPLOYMENT,
+        {"config": config.model_dump(mode="json")},
+        f"review a champion set in the MLflow registry at {config.tracking_uri}",
+    )
+
+
+def _guard_receiver(config: PipelineConfig, plan: Plan, say: Say) -> Callable[[], None]:
+    """The receiver at ``plan.guard``, MLflow's webhook posting to it; what stops it."""
+    import os
+
+    from keras_variants.operations import mlflow_webhooks
+    from keras_variants.operations.guard_receiver import start_guard
+    from keras_variants.tracking.store import client_for
+
+    assert plan.guard is not None
+    secret = os.environ[mlflow_webhooks.SECRET_ENV].strip()
+    return start_guard(client_for(config), plan.guard, secret, say)

@@ -1,6 +1,7 @@
 """``variants schedule``: serve the project's deployments against a Prefect server until
 Ctrl-C: the training pipeline (``--cron``, ``--on-new-data``), the scoring of an inbox
-(``--score-inbox DIR --model NAME``) and the notify automations (``--notify``). The options
+(``--score-inbox DIR --model NAME``), the guard of a champion set by hand
+(``--guard-champion URL``) and the notify automations (``--notify``). The options
 become a :class:`~keras_variants.operations.plan.Plan`; :mod:`flows.schedule` serves it."""
 
 from __future__ import annotations
@@ -52,15 +53,25 @@ def schedule(
             "a scoring finds drift, or a model is promoted.",
         ),
     ] = None,
+    guard_champion: Annotated[
+        str | None,
+        typer.Option(
+            "--guard-champion",
+            help="Check a 'champion' set by hand in MLflow as the gate checks a challenger, "
+            "and revert it unless it stands: MLflow's webhook posts to this URL "
+            "(http://HOST:PORT/mlflow-webhook, where the receiver listens), signed with "
+            "$VARIANTS_WEBHOOK_SECRET; needs MLflow's tracking server.",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option("--name", help="Training deployment's name.")] = "scheduled",
 ) -> None:
     """Serve the project's deployments against a Prefect server, until Ctrl-C.
 
     It needs a running Prefect server: see docs/schedules.md."""
-    plan = Plan(name, cron, on_new_data, score_inbox, model, notify)
+    plan = Plan(name, cron, on_new_data, score_inbox, model, notify, guard_champion)
     check_plan(plan)
     config = selection.config()
-    if plan.trains:
+    if plan.trains or plan.guard:
         options.check_data(ctx, config)
     runtime.start_prefect(early_server=False)
     from flows.schedule import run_schedule

@@ -74,6 +74,44 @@ def training(
     )
 
 
+def guard(flow: Flow, name: str, parameters: dict[str, Any], description: str) -> RunnerDeployment:
+    """The guard's review of each ``champion`` move the receiver hands on (its event names
+    the model and version, which become the run's parameters); one review at a time."""
+
+    return flow.to_deployment(
+        name=name,
+        parameters=parameters,
+        description=description,
+        triggers=[guard_trigger(name)],
+        concurrency_limit=one_at_a_time(),
+    )
+
+
+def guard_trigger(name: str) -> Any:
+    """Run the guard on :data:`~keras_variants.operations.events.CHAMPION_MOVED`, with the
+    event's model and version as the run's parameters."""
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name=f"{name}: champion moved",
+        description=(
+            f"Review a 'champion' set in the MLflow registry ({events.CHAMPION_MOVED}, sent by "
+            "the guard's receiver when MLflow's webhook tells it)"
+        ),
+        expect={events.CHAMPION_MOVED},
+        parameters=GUARD_PARAMETERS,
+        threshold=1,
+        within=0,
+    )
+
+
+# The run's parameters from the event's payload (Prefect renders them on the server).
+GUARD_PARAMETERS = {
+    "model": "{{ event.payload.model }}",
+    "version": "{{ event.payload.version }}",
+}
+
+
 def scoring(
     flow: Flow, name: str, parameters: dict[str, Any], inbox: Path, description: str
 ) -> RunnerDeployment:

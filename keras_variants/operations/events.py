@@ -1,8 +1,9 @@
 """The project's own Prefect events, one name each, and the resource each one is about.
 
-Emitted from flows and tasks (promoted, drift) or from ``variants schedule``'s watchers (data
-changed, inbox waiting); automations and deployment triggers match on these names. Emitting
-never fails a run: Prefect drops an event it cannot send.
+Emitted from flows and tasks (promoted, drift, champion reverted), from ``variants
+schedule``'s watchers (data changed, inbox waiting) or from the guard's receiver (champion
+moved, as MLflow's webhook told it); automations and deployment triggers match on these
+names. Emitting never fails a run: Prefect drops an event it cannot send.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ DATA_CHANGED = f"{PREFIX}.data.changed"
 INBOX_WAITING = f"{PREFIX}.inbox.waiting"
 MODEL_PROMOTED = f"{PREFIX}.model.promoted"
 DRIFT_FOUND = f"{PREFIX}.scoring.drift"
+CHAMPION_MOVED = f"{PREFIX}.registry.champion-moved"  # by anyone: the guard reviews it
+CHAMPION_REVERTED = f"{PREFIX}.model.champion-reverted"  # set by hand, did not stand
 
 
 def folder_resource(kind: str, folder: Path) -> str:
@@ -46,6 +49,18 @@ def emit_promoted(model: str, version: str, reason: str, tracking_uri: str) -> N
     page = version_page(mlflow_ui_for(tracking_uri), model, version)
     payload = {"model": model, "version": version, "reason": reason, "mlflow_url": page}
     emit(MODEL_PROMOTED, model_resource(model, version), payload)
+
+
+def emit_champion_moved(model: str, version: str) -> None:
+    """``champion`` of ``model`` now names ``version``: the guard's deployment reviews it."""
+    resource = {"prefect.resource.id": f"{PREFIX}.registry.{model}", "model": model}
+    emit(CHAMPION_MOVED, resource, {"model": model, "version": version})
+
+
+def emit_reverted(model: str, version: str, reason: str, tracking_uri: str) -> None:
+    page = version_page(mlflow_ui_for(tracking_uri), model, version)
+    payload = {"model": model, "version": version, "reason": reason, "mlflow_url": page}
+    emit(CHAMPION_REVERTED, model_resource(model, version), payload)
 
 
 def emit_drift(model: str, version: str, reason: str, mlflow_url: str) -> None:

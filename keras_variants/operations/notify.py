@@ -2,7 +2,8 @@
 server's automations through a webhook block, so a slow or unreachable URL never touches a
 run (the server's action fails and logs it; the run goes on).
 
-The message: ``event`` (``failed`` | ``crashed`` | ``drift`` | ``promoted``), ``deployment``,
+The message: ``event`` (``failed`` | ``crashed`` | ``drift`` | ``promoted`` | ``reverted``: a
+champion set by hand that the guard reverted), ``deployment``,
 ``flow_run``, ``model``, ``version``, a one-line ``reason`` and links to the Prefect and MLflow
 pages. :func:`message_template` writes it as a Jinja template that the server renders with
 the triggering event and its flow run; :func:`install` saves the block and the automations.
@@ -55,19 +56,29 @@ FIELDS = (
 @dataclass(frozen=True)
 class Watched:
     """A deployment whose runs and events notify: its id and name, and the model it scores
-    (None for training, whose model is only known once something is promoted)."""
+    (None for training, whose model is only known once something is promoted); ``guards``:
+    the guard's reviews, which promote (a champion set by hand, confirmed) or revert."""
 
     deployment_id: UUID
     name: str
     model: str | None = None
+    guards: bool = False
+
+    def model_events(self) -> list[tuple[str, str]]:
+        """The kinds of message its runs' events make, with the event each comes from."""
+        if self.guards:
+            return [("reverted", events.CHAMPION_REVERTED), ("promoted", events.MODEL_PROMOTED)]
+        if self.model:
+            return [("drift", events.DRIFT_FOUND)]
+        return [("promoted", events.MODEL_PROMOTED)]
 
 
 def message_template(
     kind: str, deployment: str, model: str | None, prefect_ui: str, mlflow_ui: str
 ) -> str:
     """The message as a Jinja template for the server to render. ``kind``: ``run-end`` (a
-    failed or crashed run; ``event`` is the run's state), ``drift`` or ``promoted`` (model,
-    version, reason and MLflow link from the event's payload)."""
+    failed or crashed run; ``event`` is the run's state), ``drift``, ``promoted`` or
+    ``reverted`` (model, version, reason and MLflow link from the event's payload)."""
     from_event = _FROM_EVENT["run-end" if kind == "run-end" else "model-event"]
     constants = {
         "event": kind,
@@ -135,12 +146,9 @@ def install(url: str, watched: list[Watched], prefect_ui: str, mlflow_ui: str) -
                 "run-end",
             )
         )
-        kind, event = (
-            ("drift", events.DRIFT_FOUND)
-            if deployment.model
-            else ("promoted", events.MODEL_PROMOTED)
-        )
-        wanted.append((f"{AUTOMATION_PREFIX}: {deployment.name} {kind}", {event}, deployment, kind))
+        for kind, event in deployment.model_events():
+            name = f"{AUTOMATION_PREFIX}: {deployment.name} {kind}"
+            wanted.append((name, {event}, deployment, kind))
     names = []
     with get_client(sync_client=True) as client:
         for name, expect, deployment, kind in wanted:
@@ -174,6 +182,7 @@ def _description(kind: str, deployment: str) -> str:
         "run-end": f"a run of {deployment} fails or crashes",
         "drift": f"a scoring run of {deployment} finds drift",
         "promoted": f"a run of {deployment} promotes a model",
+        "reverted": f"a run of {deployment} reverts a champion set by hand",
     }[kind]
     return f"POST a JSON message to the --notify URL when {when} (block {BLOCK_NAME})"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from keras_variants.errors import ConfigError
 
@@ -19,6 +20,7 @@ class Plan:
     inbox: Path | None = None
     model: str | None = None
     notify: str | None = None
+    guard: str | None = None  # the URL MLflow's webhook posts champion moves to
 
     @property
     def trains(self) -> bool:
@@ -31,10 +33,11 @@ def check_plan(plan: Plan) -> None:
     from keras_variants.operations.inbox import check_inbox
     from keras_variants.operations.notify import check_url
 
-    if not plan.trains and plan.inbox is None:
+    if not plan.trains and plan.inbox is None and plan.guard is None:
         raise ConfigError(
-            "nothing to schedule: pass --cron EXPR, --on-new-data and/or "
-            "--score-inbox DIR --model NAME (see 'variants schedule --help')"
+            "nothing to schedule: pass --cron EXPR, --on-new-data, "
+            "--score-inbox DIR --model NAME and/or --guard-champion URL "
+            "(see 'variants schedule --help')"
         )
     if (plan.inbox is None) != (plan.model is None):
         raise ConfigError("--score-inbox DIR and --model NAME go together: pass both")
@@ -42,3 +45,26 @@ def check_plan(plan: Plan) -> None:
         check_inbox(plan.inbox)
     if plan.notify is not None:
         check_url(plan.notify)
+    if plan.guard is not None:
+        check_guard(plan.guard)
+
+
+def check_guard(url: str) -> None:
+    """The receiver's URL (it listens on its host and port) and the webhook's secret."""
+    import os
+
+    from keras_variants.operations.guard_receiver import PATH
+    from keras_variants.operations.mlflow_webhooks import MIN_SECRET_CHARS, SECRET_ENV
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port or parts.path != PATH:
+        raise ConfigError(
+            f"--guard-champion: pass the URL MLflow posts to, as http://HOST:PORT{PATH} "
+            f"(the receiver listens on HOST:PORT), e.g. http://127.0.0.1:5055{PATH}"
+        )
+    if len(os.environ.get(SECRET_ENV, "").strip()) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"--guard-champion: set {SECRET_ENV} to a secret of at least {MIN_SECRET_CHARS} "
+            "characters (MLflow signs each webhook with it), e.g. "
+            f"export {SECRET_ENV}=$(openssl rand -hex 24)"
+        )
