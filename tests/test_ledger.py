@@ -81,6 +81,7 @@ def test_one_run_range_is_the_t_prediction_interval() -> None:
     half = 4.302653 * math.sqrt(4 / 3)
     assert (low, high) == pytest.approx((2 - half, 2 + half), abs=1e-5)
     assert one_run_range([5.0, 5.0, 5.0]) == (5.0, 5.0)
+    assert one_run_range([1.0, 2.0, 3.0], bounds=(1, 20)) == pytest.approx((1, 2 + half))
     assert one_run_range([0.3]) is None
 
 
@@ -134,6 +135,18 @@ def test_claim_1_row_from_hand_made_seeds() -> None:
     assert row.why.startswith("other setups: the 1st ed. notebook trains on all training rows")
     book = ledger_row(entry, [3.0, 3.0, 3.0, 3.0, 3.0], "book", "holds")
     assert not book.why.startswith("other setups")
+
+
+def test_seeds_spread_over_every_possible_epoch_cannot_tell() -> None:
+    """Three seeds at epochs 6, 8 and 15 of 20: one run could fall anywhere from 1 to 20,
+    so no source can be said to agree."""
+    entry = next(e for e in load_sources().entries if e.id == "imdb_reduced epoch")
+    row = ledger_row(entry, [6.0, 8.0, 15.0], "book", bounds=(1, 20))
+    assert row.ours.one_run == (1, 20) and row.verdict == "cannot tell"
+    assert {a for _, a in row.book} == {"cannot tell"} and row.lecture == "cannot tell"
+    assert row.why.startswith("our seeds spread so far that one run could take any value")
+    narrow = ledger_row(entry, [6.0, 6.0, 7.0, 6.0], "book", bounds=(1, 20))
+    assert narrow.verdict == "agrees"
 
 
 def test_a_words_only_lecture_is_judged_by_the_claims_verdict() -> None:

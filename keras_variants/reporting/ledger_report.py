@@ -68,6 +68,18 @@ def _values(entry: Entry, records: Sequence[VariantRecord], table: dict) -> list
     return values
 
 
+def _bounds(entry: Entry, records: Sequence[VariantRecord]) -> tuple[float, float]:
+    """The values ``entry``'s measure can take: epochs 1 to the runs' last, accuracies 0-1
+    (for a claim, their differences); losses are unbounded above."""
+    measure = CLAIM_MEASURES.get(entry.claim or "", entry.measure or "")
+    if measure == "validation_loss_min_epoch":
+        last = max(len(r.curves.get("val/loss", [])) for r in records)
+        return (1 - last, last - 1) if entry.claim else (1, last)
+    if "accuracy" in measure:
+        return (-1.0, 1.0) if entry.claim else (0.0, 1.0)
+    return (-math.inf, math.inf) if entry.claim else (0.0, math.inf)
+
+
 def ledger(records: Sequence[VariantRecord], decided: Sequence[Decided]) -> list[Row]:
     """The ledger's rows for the entries this run measured, in the sources' order."""
     table = seed_table(list(records))
@@ -77,7 +89,8 @@ def ledger(records: Sequence[VariantRecord], decided: Sequence[Decided]) -> list
     for entry in load_sources().entries:
         values = _values(entry, records, table)
         if values:
-            rows.append(ledger_row(entry, values, protocol, verdicts.get(entry.claim or "")))
+            verdict = verdicts.get(entry.claim or "")
+            rows.append(ledger_row(entry, values, protocol, verdict, _bounds(entry, records)))
     return rows
 
 

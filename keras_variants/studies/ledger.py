@@ -40,9 +40,14 @@ SETUP = {
 }
 
 
-def one_run_range(values: Sequence[float], level: float = LEVEL) -> tuple[float, float] | None:
+def one_run_range(
+    values: Sequence[float],
+    level: float = LEVEL,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> tuple[float, float] | None:
     """Where one more run's value falls with probability ``level``, from ``values`` (one
-    per seed): the t prediction interval; None with fewer than two values."""
+    per seed): the t prediction interval, cut to the values the measure can take
+    (``bounds``: an epoch is 1-20, an accuracy 0-1); None with fewer than two values."""
     data = np.asarray(values, dtype=np.float64)
     if len(data) < 2:
         return None
@@ -53,7 +58,7 @@ def one_run_range(values: Sequence[float], level: float = LEVEL) -> tuple[float,
 
     t = float(stats.t.ppf(0.5 + level / 2, len(data) - 1))
     half = t * std * math.sqrt(1 + 1 / len(data))
-    return mean - half, mean + half
+    return max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 def agreement(value: float, precision: float, span: tuple[float, float] | None) -> Agreement:
@@ -107,15 +112,19 @@ def ledger_row(
     values: Sequence[float],
     protocol: Protocol,
     claim_verdict: Verdict | None = None,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
 ) -> Row:
     """The entry's line from ``values``, ours one per seed (for a claim: its paired
-    differences), made under ``protocol``; ``claim_verdict`` judges the words."""
+    differences), made under ``protocol``; ``claim_verdict`` judges the words; ``bounds``:
+    the values the measure can take."""
     ours = None
     if len(values):
         summary = summarize(values)
-        span = one_run_range(values)
+        span = one_run_range(values, bounds=bounds)
         ours = Ours(summary.n, summary.mean, summary.low, summary.high, span, protocol)
     span = ours.one_run if ours else None
+    if span is not None and span[0] <= bounds[0] and span[1] >= bounds[1]:
+        span = None  # one run could take any value: nothing to judge by
 
     def judge(value: float | None, precision: float = 0.0) -> Agreement | None:
         if value is not None:
@@ -133,15 +142,22 @@ def ledger_row(
     verdict: Agreement = "cannot tell"
     if primary is not None and primary.value is not None:
         verdict = agreement(primary.value, primary.precision, span)
-    return Row(entry, ours, lecture, book, primary, verdict, why_they_differ(entry, primary, ours))
+    why = why_they_differ(entry, primary, ours, span is None)
+    return Row(entry, ours, lecture, book, primary, verdict, why)
 
 
-def why_they_differ(entry: Entry, primary: Reference | None, ours: Ours | None) -> str:
+def why_they_differ(
+    entry: Entry, primary: Reference | None, ours: Ours | None, no_range: bool = False
+) -> str:
     """The entry's reason, led by whether this run repeated the primary source's setup."""
     if ours is None:
         return "not measured in this run: " + entry.why
     if ours.n < 2:
         return "one seed gives no range to judge by; " + entry.why
+    if no_range:
+        return "our seeds spread so far that one run could take any value: more seeds; " + (
+            entry.why
+        )
     if primary is None or primary.protocol == ours.protocol:
         return entry.why
     return (
