@@ -292,9 +292,7 @@ def test_variants_score_reviews_and_digits_end_to_end(
     table.loc[5, "text"] = "   "
     table.to_csv(tmp_path / "reviews.csv", index=False)
     # Drift is the next test's subject: whatever it finds here, the scoring exits 0.
-    done = _variants(
-        processes, smoke_config, "reviews.csv", "--model", "imdb-sentiment", cwd=tmp_path
-    )
+    done = _variants(smoke_config, "reviews.csv", "--model", "imdb-sentiment", processes=processes)
     assert done.returncode == 0, done.stderr
     line, files = done.stdout.strip().splitlines()
     summary = json.loads((tmp_path / "scores" / files.split("MLflow run ")[1].rstrip(")")
