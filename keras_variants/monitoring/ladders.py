@@ -14,12 +14,14 @@ as users send them (PNG, text) through the served model's own preprocessing and 
 
 Windows of 100, 500 and 1,000 rows measure the signals (40 per clean set and size, 10 per
 shift; none larger than its rows, see :func:`_drawn`). For the accuracy estimate, windows
-of 20 rows (40 clean, 20 per shift) and 10 more of 100 rows per shift join them: its
+of 50 rows (40 clean, 20 per shift) and 10 more of 100 rows per shift join them: its
 interval is calibrated per window size (:mod:`.interval`) on every window, through the
 same procedure a scoring goes through (:func:`.assess.assess`'s parts). Its coverage is
 measured with each shift left out of the fitting in turn and the ``clean, held out``
 windows never fitted on; the estimator (of :data:`.estimate.ESTIMATORS`) is the one
-whose intervals held on the most shifts left out, the narrowest among those.
+whose intervals held on the most shifts left out, the closest to the truth among those
+(the smallest mean error over the labelled windows; measured: the plain mean confidence
+held as often as ATC on IMDb but overstated clean accuracy by 0.07).
 
 Blind by design: a bag-of-words model's inputs and outputs do not change when a review's
 words are shuffled, so no signal here can see word order.
@@ -56,7 +58,7 @@ from keras_variants.serving.answers import ServedModel, answers_frame
 WINDOW_SIZES = (100, 500, 1_000)  # the signals' windows
 WINDOWS = 10  # per shift and window size
 CLEAN_WINDOWS = 40  # per clean set and window size: the false-alarm rate needs more
-ESTIMATE_WINDOWS = 20  # per shift at 20 and 100 rows, for the estimate (clean: CLEAN_WINDOWS)
+ESTIMATE_WINDOWS = 20  # per shift at 50 and 100 rows, for the estimate (clean: CLEAN_WINDOWS)
 CLEAN_ROWS = 2_000  # clean held-out rows per clean set, drawn without replacement
 SHIFT_ROWS = 500  # rows per shifted pool (and at most this many of the one class)
 ALPHAS = (0.05, 0.02, 0.01, 0.005)
@@ -251,7 +253,8 @@ def _calibration_windows(
 
 def choose_estimator(windows: dict[str, list[Window]]) -> tuple[str, dict[str, dict]]:
     """The estimator whose intervals held on the most (shift, window size) pairs left out
-    of the fitting, the narrowest on average among those; and each one's figures."""
+    of the fitting, the smallest mean error among those (then the narrowest); and each
+    one's figures."""
     tried = {}
     for name, mine in windows.items():
         coverage = held_out_coverage(mine, FIT, CHECK)
@@ -262,7 +265,7 @@ def choose_estimator(windows: dict[str, list[Window]]) -> tuple[str, dict[str, d
             "width": float(np.mean([e["width"] for e in labelled])) if labelled else 1.0,
             "error": float(np.mean([e["error"] for e in coverage if "error" in e])),
         }
-    chosen = max(tried, key=lambda n: (tried[n]["held"], -tried[n]["width"]))
+    chosen = max(tried, key=lambda n: (tried[n]["held"], -tried[n]["error"], -tried[n]["width"]))
     return chosen, tried
 
 

@@ -111,13 +111,15 @@ def _estimate_lines(m: dict[str, Any]) -> list[str]:
     if not tried:  # measured before intervals were calibrated
         return ["Accuracy estimate: no interval was calibrated for this version."]
     figures = ", ".join(
-        f"{name} held on {t['held']} of {t['pairs']}, mean width {t['width']:.2f}"
+        f"{name} held on {t['held']} of {t['pairs']}, mean error {t['error']:.3f}, "
+        f"mean width {t['width']:.2f}"
         for name, t in tried.items()
     )
     up_to = ", ".join(f"{v} ({k} rows)" for k, v in m.get("checked_up_to", {}).items())
     return [
         f"Accuracy estimate: {m['estimator']}, the estimator whose intervals held on the most "
-        f"(shift, window size) pairs left out of the fitting ({figures}); where the "
+        f"(shift, window size) pairs left out of the fitting, the closest to the truth among "
+        f"those ({figures}); where the "
         "predicted classes drift, fitted again on the held-out rows re-mixed to the class "
         "mix black-box shift estimation finds.",
         f"Interval: {m['level']:.0%}, the sampling spread plus the estimator's error on the "
