@@ -14,6 +14,7 @@ from prefect.client.schemas.sorting import TaskRunSort
 from flows.validate import validate_data
 from keras_variants.config.pipeline import build_config
 from tests.conftest import rewrite_npz
+from tests.helpers import wait_for
 
 
 def _task_states(flow_run_id) -> dict[str, str]:
@@ -26,10 +27,21 @@ def _task_states(flow_run_id) -> dict[str, str]:
     return {run.name: run.state.name for run in runs}
 
 
+TASKS = {"ingest-mnist", "ingest-imdb", "validate-mnist", "validate-imdb"}
+
+
 def _validate(config) -> dict[str, str]:
+    """The flow's task states once the server has recorded the last of them (it records
+    them from events, after the flow has returned)."""
     state = validate_data(config, return_state=True)
     assert state.is_completed()
-    return _task_states(state.state_details.flow_run_id)
+
+    def recorded() -> dict[str, str] | None:
+        states = _task_states(state.state_details.flow_run_id)
+        done = set(states) >= TASKS and not {"Pending", "Running"} & set(states.values())
+        return states if done else None
+
+    return wait_for(recorded, 60, "the validation's task states")
 
 
 def test_rerun_uses_cache_until_a_file_changes(
