@@ -33,12 +33,9 @@ def test_look_sizes(plan: tuple[int, int, int], sizes: tuple[int, ...]) -> None:
     assert look_sizes(*plan) == sizes
 
 
-def test_obrien_fleming_spending_over_four_looks() -> None:
-    """Lan and DeMets' O'Brien-Fleming-type function at 1/4, 1/2, 3/4, 1 for alpha 0.05
-    spends 0.00009, 0.0056, 0.0236, 0.05 in all (their published table): increments."""
-    spent = spent_alpha((5, 10, 15, 20))
-    assert spent == pytest.approx((0.0000886, 0.005486, 0.018051, 0.026375), rel=2e-3)
-    assert sum(spent) == pytest.approx(0.05)
+def test_each_look_spends_an_equal_share() -> None:
+    assert spent_alpha((5, 10, 15, 20)) == pytest.approx((0.0125,) * 4)
+    assert sum(spent_alpha((3, 5))) == pytest.approx(0.05)
     assert spent_alpha((7,)) == (0.05,)
 
 
@@ -56,15 +53,15 @@ def _table(differences: list[float]) -> dict:
 SEQUENTIAL = [
     # paired differences in seed order, looks, verdict, seeds it was decided on, look
     ([3.0, 3.1, 2.9, 3.0, 3.0] * 2, (5, 10), "holds", 5, "look 1 of 2"),
-    # two looks spend 0.0056 and 0.0444: the first five alone (mean 1, sd 1.58) span zero
-    # at 99.44%; all ten (mean 1.5, sd 1.27) lie above it at 95.56%
+    # two looks spend 0.025 each: the first five alone (mean 1, sd 1.58) span zero at
+    # 97.5%; all ten (mean 1.5, sd 1.27) lie above it
     ([3, -1, 1, 2, 0, 2, 2, 3, 1, 2], (5, 10), "holds", 10, "look 2 of 2"),
     ([2, -2, 3, -3, 0] * 2, (5, 10), "inconclusive", 10, "look 2 of 2"),
     # only seven seeds trained: the last look with its seeds is look 1
     ([1, -1, 2, -2, 0, 1, -1], (5, 10), "inconclusive", 5, "look 1 of 2"),
     # practically nil (within one epoch, TOST): plain at look 1, or only with ten seeds
     ([0.1, -0.1, 0.05, -0.05, 0.0] * 2, (5, 10), "does not hold", 5, "look 1 of 2"),
-    ([0.8, -0.8, 0.4, -0.4, 0.0] * 2, (5, 10), "does not hold", 10, "look 2 of 2"),
+    ([1.2, -1.2, 0.6, -0.6, 0.0] * 2, (5, 10), "does not hold", 10, "look 2 of 2"),
 ]
 
 

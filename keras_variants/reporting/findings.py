@@ -155,12 +155,12 @@ def claims_rule(looks: tuple[int, ...] | None) -> str:
     )
     if not looks:
         return text + f" Intervals at {1 - ALPHA:.0%}: one look at every seed."
-    spent = ", ".join(f"{s:.4g}" for s in spent_alpha(looks))
+    share = spent_alpha(looks)[0]
     return text + (
         f" Seeds were added until every claim was decided (--seeds auto): looks at "
         f"{', '.join(map(str, looks))} seeds, each claim decided at its first deciding "
-        f"look; the error rate {ALPHA:g} is spread over the looks by {RULE} (spent: "
-        f"{spent}), so each interval's confidence is 1 minus its look's share."
+        f"look; the error rate {ALPHA:g} is spread over the looks by {RULE}: "
+        f"{share:.4g} each, intervals at {100 * (1 - share):.4g}%."
     )
 
 
