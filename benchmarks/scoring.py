@@ -1,5 +1,7 @@
 """Scoring benchmark: `variants score` on 25,000 test reviews (a .txt file) and on 10,000
-test digits (a folder of PNG files), each as a user runs it, startup included.
+test digits (a folder of PNG files), each as a user runs it, startup included; and as a new
+user meets it: 20 digits in a new process (cold), and a .txt with a byte that is not UTF-8
+(the time to its refusal).
 
 Needs a store with champions (after `variants run --data-dir ../shared/data`; a smoke run
 of the champion architectures computes the same per row). Writes the inputs into a work
@@ -32,6 +34,7 @@ from sections import write_section  # benchmarks/ runs as scripts: its own folde
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- scoring -->", "<!-- /scoring -->"
 TARGET_SECONDS, TARGET_GB, TARGET_DRIFT_SHARE = 30.0, 1.0, 0.20
+TARGET_FEW_SECONDS, TARGET_REFUSAL_SECONDS, FEW_DIGITS = 8.0, 2.0, 20  # issue 35, item 5
 
 
 def write_inputs(data_dir: Path, work: Path, reviews: int, digits: int) -> dict[str, Path]:
@@ -55,8 +58,11 @@ def write_inputs(data_dir: Path, work: Path, reviews: int, digits: int) -> dict[
     return {"imdb-sentiment": text, "mnist-classifier": folder}
 
 
-def run_measured(args: list[str], cwd: Path) -> tuple[float, float, float, str]:
-    """Wall seconds, peak GB of the process tree, peak GB of the command alone, stdout."""
+def run_measured(
+    args: list[str], cwd: Path, refused: bool = False
+) -> tuple[float, float, float, str]:
+    """Wall seconds, peak GB of the process tree, peak GB of the command alone, stdout
+    (stderr when ``refused``: the command is to fail, and does)."""
     started = time.perf_counter()
     process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)  # fmt: skip
@@ -81,9 +87,9 @@ def run_measured(args: list[str], cwd: Path) -> tuple[float, float, float, str]:
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({process.returncode}):\n{err}")
-    return wall, peaks["tree"] / 1e9, peaks["command"] / 1e9, out
+    if (process.returncode != 0) != refused:
+        raise SystemExit(f"{' '.join(args)} exited {process.returncode}:\n{out}{err}")
+    return wall, peaks["tree"] / 1e9, peaks["command"] / 1e9, err if refused else out
 
 
 def main() -> None:
@@ -125,6 +131,7 @@ def main() -> None:
             (f"{what}: drift part share of the wall time ({checked})",
              f"{drift_share:.1%}", f"<= {TARGET_DRIFT_SHARE:.0%}"),
         ]  # fmt: skip
+    rows += first_contact(variants, args)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     lines = [
@@ -150,6 +157,36 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     write_section(args.output, BEGIN, END, section)
+
+
+def first_contact(variants: str, args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """What a new user meets: 20 digits scored by a new process, and a review file with a
+    byte that is not UTF-8 refused (wall time to the exit)."""
+    few = write_inputs(args.data_dir, args.work, 1, FEW_DIGITS)["mnist-classifier"]
+    out = args.work / f"scores-few-{int(time.time())}"
+    wall, _, _, stdout = run_measured(
+        [variants, "score", str(few), "--model", "mnist-classifier", "--out", str(out),
+         "--tracking-uri", args.tracking_uri],
+        args.work,
+    )  # fmt: skip
+    print(f"{FEW_DIGITS} digits, cold: {stdout.strip().splitlines()[0]}; wall {wall:.1f} s")
+    bad = args.work / "not-utf8.txt"
+    bad.write_bytes("A fine film.\nna\xefve\n".encode("latin-1"))
+    refusal, _, _, stderr = run_measured(
+        [variants, "score", str(bad), "--model", "imdb-sentiment",
+         "--tracking-uri", args.tracking_uri],
+        args.work,
+        refused=True,
+    )  # fmt: skip
+    if "is not UTF-8" not in stderr:
+        raise SystemExit(f"the bad file was refused for another reason:\n{stderr}")
+    print(f"not UTF-8: {stderr.strip()}; wall {refusal:.2f} s")
+    return [
+        (f"{FEW_DIGITS} PNG digits (folder), a new process (cold): wall s, startup included",
+         f"{wall:.1f}", f"<= {TARGET_FEW_SECONDS:.0f} s"),
+        ("a .txt with a byte that is not UTF-8: wall s to its refusal", f"{refusal:.2f}",
+         f"<= {TARGET_REFUSAL_SECONDS:.0f} s"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

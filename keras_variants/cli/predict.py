@@ -34,28 +34,51 @@ def predict(
     tracking_uri: options.TrackingOption = None,
 ) -> None:
     """Ask a registered model, as it is served: one line per input with label and probability."""
+    options.check_model_choice(model, None, version)
+    sent = sent_inputs(model, inputs)  # image files read and checked before TensorFlow loads
     runtime.import_tensorflow()
     from keras_variants.tracking.store import client_for
 
     config = options.build("full", None, tracking_uri)
-    for line in predict_lines(client_for(config), model, inputs, version):
+    for line in predict_lines(client_for(config), model, inputs, version, sent):
         typer.echo(line)
 
 
+def sent_inputs(model: str, inputs: list[str]) -> list[str]:
+    """What the served model is sent for ``inputs``: review texts as they are, image files
+    base64-encoded; a file that cannot be read, or is no image, is an error naming it."""
+    from keras_variants.registry.versions import REGISTERED_MODELS
+    from keras_variants.scoring.rows import not_an_image
+
+    if model != REGISTERED_MODELS["mnist"]:
+        return inputs
+    sent = []
+    for path in inputs:
+        data = _read_image(path)
+        reason = not_an_image(data)
+        if reason is not None:
+            raise VariantsError(f"{path}: {reason}; pass PNG or JPEG image files")
+        sent.append(base64.b64encode(data).decode("ascii"))
+    return sent
+
+
 def predict_lines(
-    client: MlflowClient, model: str, inputs: list[str], version: str | None = None
+    client: MlflowClient,
+    model: str,
+    inputs: list[str],
+    version: str | None = None,
+    sent: list[str] | None = None,
 ) -> list[str]:
     """A registered version's answers (default: the champion's), one line per input: review
-    texts for imdb-sentiment, image files for mnist-classifier."""
+    texts for imdb-sentiment, image files for mnist-classifier (``sent``: what
+    :func:`sent_inputs` made of them, if done already)."""
     from keras_variants.registry.loading import load_version, resolve_version
     from keras_variants.registry.versions import REGISTERED_MODELS
     from keras_variants.serving.requests import BadRequest
 
     version = resolve_version(client, model, version=version)
-    if model == REGISTERED_MODELS["mnist"]:
-        sent = [base64.b64encode(_read_image(path)).decode("ascii") for path in inputs]
-    else:
-        sent = inputs
+    if sent is None:
+        sent = sent_inputs(model, inputs)
     try:
         answers = load_version(client, model, version).predict(sent)
     except BadRequest as exc:

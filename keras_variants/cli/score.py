@@ -52,22 +52,29 @@ def score(
     """Score new data with a registered version, check it for drift, and track it in MLflow."""
     from keras_variants.cli.preflight import check_store_exists
     from keras_variants.config.pipeline import build_config
+    from keras_variants.scoring.inputs import input_kind
+
+    # A mistake in the input or the store answers in a moment, before MLflow, pandas,
+    # Prefect or TensorFlow is imported: what the input holds (a .txt decoded whole),
+    # whatever the model, and whether the store is there.
+    if not input.exists():
+        raise typer.BadParameter(f"{input}: no such file or folder", param_hint="INPUT")
+    input_kind(input)
+    config = build_config(tracking_uri=tracking_uri)
+    check_store_exists(config.tracking_uri)
+    check_model_choice(model, alias, version)  # MLflow is imported from here on
+
     from keras_variants.registry.loading import resolve_version
     from keras_variants.scoring.inputs import check_input
     from keras_variants.scoring.outputs import check_destination
     from keras_variants.scoring.request import ScoringRequest
     from keras_variants.tracking.store import client_for
 
-    check_model_choice(model, alias, version)
-    if not input.exists():
-        raise typer.BadParameter(f"{input}: no such file or folder", param_hint="INPUT")
     if out is not None:
         check_destination(out)
-    config = build_config(tracking_uri=tracking_uri)
-    check_store_exists(config.tracking_uri)
     request = ScoringRequest(input=input, model=model, alias=alias, version=version, out=out)
-    # A mistake answers in a moment, before Prefect and TensorFlow start: what the input
-    # holds, and whether the version exists.
+    # Then, before Prefect and TensorFlow are imported: whether the input holds what the
+    # model takes, and whether the version exists.
     check_input(input, request.dataset, model)
     resolve_version(client_for(config), model, alias, version)
     server = runtime.start_prefect()

@@ -30,28 +30,35 @@ TABLE_SUFFIXES = (".csv", ".parquet")
 KIND_OF_DATASET: dict[str, Kind] = {"imdb": "text", "mnist": "image"}
 
 
-def check_input(path: Path, dataset: str, model: str) -> Kind:
-    """What ``path`` holds for ``model`` (a model of ``dataset``), checked in a moment before
-    anything starts: it exists, is of a kind this reads, holds what the model takes, and a
-    folder has an image in it. The full read is :func:`read_input`'s."""
-    wanted = KIND_OF_DATASET[dataset]
+def input_kind(path: Path, wanted: Kind = "text") -> Kind:
+    """What ``path`` holds, checked in a moment and before anything heavy is imported: it
+    exists, is of a kind this reads, a ``.txt`` is UTF-8 text with a line in it, a table has
+    a column to score (with both, ``wanted``), a folder has an image in it. The full read is
+    :func:`read_input`'s."""
     if path.is_dir():
-        kind: Kind = "image"
         _first_image(path)
-    elif not path.exists():
+        return "image"
+    if not path.exists():
         raise InputError(
             f"{path}: no such file or folder; pass a folder of images, or a .txt, .csv or "
             ".parquet file"
         )
-    elif path.suffix.lower() == ".txt":
-        kind = "text"
-    elif path.suffix.lower() in TABLE_SUFFIXES:
-        kind = _table_kind(path, _table_columns(path), wanted)
-    else:
-        raise InputError(
-            f"{path}: cannot score a {path.suffix or 'suffix-less'} file; pass a folder of "
-            "images, or a .txt, .csv or .parquet file"
-        )
+    if path.suffix.lower() == ".txt":
+        _text_lines(path)
+        return "text"
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return _table_kind(path, _table_columns(path), wanted)
+    raise InputError(
+        f"{path}: cannot score a {path.suffix or 'suffix-less'} file; pass a folder of "
+        "images, or a .txt, .csv or .parquet file"
+    )
+
+
+def check_input(path: Path, dataset: str, model: str) -> Kind:
+    """What ``path`` holds for ``model`` (a model of ``dataset``): :func:`input_kind`'s
+    checks, and that it holds what the model takes."""
+    wanted = KIND_OF_DATASET[dataset]
+    kind = input_kind(path, wanted)
     if kind != wanted:
         raise InputError(_wrong_kind(path, kind, model))
     return kind
@@ -165,13 +172,22 @@ def _read_folder(folder: Path) -> ScoringInput:
 
 def _read_lines(path: Path) -> ScoringInput:
     """One review per line; the id of a row is its line number (from 1)."""
+    raw, lines = _text_lines(path)
+    read = ScoringInput(path, "text", sha256=hashlib.sha256(raw).hexdigest())
+    for number, line in enumerate(lines, start=1):
+        add_text(read, str(number), line)
+    return read
+
+
+def _text_lines(path: Path) -> tuple[bytes, list[str]]:
+    """A ``.txt`` file's bytes and its lines, or InputError: not UTF-8 (which line), or
+    empty."""
     raw = _read_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
-    read = ScoringInput(path, "text", sha256=hashlib.sha256(raw).hexdigest())
     # Lines end at "\n" (or "\r\n") only: a review may hold other separators Python's
     # splitlines() would cut at.
     lines = text.replace("\r\n", "\n").split("\n")
@@ -179,9 +195,7 @@ def _read_lines(path: Path) -> ScoringInput:
         lines.pop()  # the last line's own end
     if not lines:
         raise InputError(f"{path}: the file is empty; put one review per line in it")
-    for number, line in enumerate(lines, start=1):
-        add_text(read, str(number), line)
-    return read
+    return raw, lines
 
 
 def _read_table(path: Path, kind: Kind, dataset: str) -> ScoringInput:
