@@ -38,7 +38,7 @@ def next_look(
     plan = config.seed_plan
     if plan is None:
         return [], []
-    sizes = look_sizes(plan.first, plan.batch, plan.cap)
+    sizes = look_sizes(plan.first, plan.cap)
     table = by_seed(outcomes)
     decided = [
         decide_sequentially(claim, table, sizes)

@@ -21,20 +21,21 @@ from tasks.study import next_look
 from tasks.train import VariantOutcome
 
 LOOKS = [
-    ((5, 5, 20), (5, 10, 15, 20)),
-    ((5, 5, 22), (5, 10, 15, 20, 22)),  # the last look at the cap
-    ((3, 2, 5), (3, 5)),
-    ((5, 5, 5), (5,)),
+    ((5, 40), (5, 10, 20, 40)),
+    ((5, 30), (5, 10, 20, 30)),  # the last look at the cap
+    ((5, 20), (5, 10, 20)),
+    ((3, 5), (3, 5)),
+    ((5, 5), (5,)),
 ]
 
 
 @pytest.mark.parametrize(("plan", "sizes"), LOOKS)
-def test_look_sizes(plan: tuple[int, int, int], sizes: tuple[int, ...]) -> None:
+def test_look_sizes(plan: tuple[int, int], sizes: tuple[int, ...]) -> None:
     assert look_sizes(*plan) == sizes
 
 
 def test_each_look_spends_an_equal_share() -> None:
-    assert spent_alpha((5, 10, 15, 20)) == pytest.approx((0.0125,) * 4)
+    assert spent_alpha((5, 10, 20, 40)) == pytest.approx((0.0125,) * 4)
     assert sum(spent_alpha((3, 5))) == pytest.approx(0.05)
     assert spent_alpha((7,)) == (0.05,)
 
@@ -88,9 +89,10 @@ def test_needed_labels_and_next_seeds() -> None:
         ),  # inconclusive
     ]
     assert needed_labels(decided) == ["c", "a"]
-    assert next_seeds((5, 10, 15, 20), 5) == range(5, 10)
-    assert next_seeds((5, 10, 15, 20), 12) == range(12, 15)
-    assert next_seeds((5, 10, 15, 20), 20) is None
+    assert next_seeds((5, 10, 20, 40), 5) == range(5, 10)
+    assert next_seeds((5, 10, 20, 40), 10) == range(10, 20)
+    assert next_seeds((5, 10, 20, 40), 12) == range(12, 20)
+    assert next_seeds((5, 10, 20, 40), 40) is None
 
 
 def _outcome(label: str, seed: int, **measures: float) -> VariantOutcome:
@@ -134,8 +136,8 @@ def test_the_next_look_trains_more_seeds_of_the_undecided_claims_variants_only()
 def test_seeds_auto_on_the_command_line() -> None:
     overrides = study_overrides(None, 0, "auto", None, "lecture")
     assert overrides["seeds"] == (0, 1, 2, 3, 4)
-    assert (overrides["seed_plan"].first, overrides["seed_plan"].cap) == (5, 20)
-    assert parse_seed_plan("auto:40").cap == 40 and parse_seed_plan("7") is None
+    assert (overrides["seed_plan"].first, overrides["seed_plan"].cap) == (5, 40)
+    assert parse_seed_plan("auto:20").cap == 20 and parse_seed_plan("7") is None
     for bad in ("auto:5", "auto:x", "auto:101"):
         with pytest.raises(ConfigError, match=f"^--seeds '{bad}': write auto"):
             parse_seed_plan(bad)
@@ -153,7 +155,7 @@ def test_a_smoke_study_adds_seeds_until_decided_or_the_cap(
     config = build_config(
         profile="smoke", data_dir=data_slices, workdir=tmp_path,
         variants=("imdb_dense", "imdb_reduced"), seeds=(0, 1, 2),
-        seed_plan={"first": 3, "batch": 2, "cap": 5}, promote=False,
+        seed_plan={"first": 3, "cap": 5}, promote=False,
     )  # fmt: skip
     result = pipeline(config)
     seeds = {}
@@ -165,7 +167,7 @@ def test_a_smoke_study_adds_seeds_until_decided_or_the_cap(
     assert {t.seed for t in added} == seeds["imdb_dense"] - {0, 1, 2}
     parent = client_for(config).get_run(result.parent_run_ids["imdb"])
     assert {k: v for k, v in parent.data.params.items() if k.startswith("seeds.")} == {
-        "seeds.rule": "auto", "seeds.first": "3", "seeds.batch": "2", "seeds.cap": "5"
+        "seeds.rule": "auto", "seeds.first": "3", "seeds.cap": "5"
     }  # fmt: skip
     page = result.report.read_text()
     assert "looks at 3, 5 seeds" in page

@@ -47,8 +47,9 @@ SeedsOption = Annotated[
     typer.Option(
         "--seeds",
         help="Train every variant once per seed: a count (5 means seeds 0-4) or a list "
-        "(0,3,7); or 'auto': seeds 0-4, then 5 more at a time for the variants of the "
-        "lecture claims still undecided, until all are decided or 20 seeds ('auto:N': N).",
+        "(0,3,7); or 'auto': seeds 0-4, then twice as many at each look (10, 20, 40) for "
+        "the variants of the lecture claims still undecided, until all are decided or 40 "
+        "seeds ('auto:N': N).",
     ),
 ]
 ProtocolOption = Annotated[

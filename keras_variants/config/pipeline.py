@@ -93,12 +93,12 @@ MAX_SEEDS = 100  # the most seeds --seeds auto:N may add up to
 
 
 class SeedPlan(_Frozen):
-    """``--seeds auto``: seeds 0 to ``first``-1, then ``batch`` more at a time, for the
-    variants of the lecture claims still undecided, until all are decided or ``cap``."""
+    """``--seeds auto``: seeds 0 to ``first``-1, then twice as many at each later look
+    (``first`` more, then 2 ``first`` more, ...), for the variants of the lecture claims
+    still undecided, until all are decided or ``cap`` seeds."""
 
     first: int = Field(5, ge=3, description="seeds of the first look")
-    batch: int = Field(5, ge=1, description="seeds added at each later look")
-    cap: int = Field(20, ge=4, le=MAX_SEEDS, description="seeds at the last look")
+    cap: int = Field(40, ge=4, le=MAX_SEEDS, description="seeds at the last look")
 
     @model_validator(mode="after")
     def _cap_after_first(self) -> SeedPlan:
@@ -111,7 +111,6 @@ class SeedPlan(_Frozen):
         return {
             "seeds.rule": "auto",
             "seeds.first": str(self.first),
-            "seeds.batch": str(self.batch),
             "seeds.cap": str(self.cap),
         }
 

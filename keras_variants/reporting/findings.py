@@ -125,8 +125,7 @@ def looks_of(params: Mapping[str, str]) -> tuple[int, ...] | None:
     (its parent runs' ``seeds.*`` params, ``SeedPlan.params``); None for fixed seeds."""
     if params.get("seeds.rule") != "auto":
         return None
-    first, batch, cap = (int(params[f"seeds.{k}"]) for k in ("first", "batch", "cap"))
-    return look_sizes(first, batch, cap)
+    return look_sizes(int(params["seeds.first"]), int(params["seeds.cap"]))
 
 
 def lecture_verdicts(

@@ -1,7 +1,9 @@
 """Seeds until decided: the looks of a study that adds seeds in batches until every claim
 is decided, the error rate each look may spend, and what to train next.
 
-The rule: looks after ``first`` seeds, then every ``batch`` more, the last at ``cap``. A
+The rule: looks after ``first`` seeds, then at twice as many each time, the last at
+``cap`` (5, 10, 20, 40: the interval's width halves every two looks, so each look has a
+real chance to decide what the last could not, for the same few looks' shares). A
 claim is decided at the first look where its interval decides it
 (:func:`~keras_variants.studies.claims.decide_claim`); to keep its error rate at ``alpha``
 over all the looks, each of the K planned looks spends ``alpha / K`` (Bonferroni over the
@@ -25,11 +27,12 @@ from keras_variants.studies.claims import ALPHA, Claim, Decided, decide_claim, p
 RULE = "Bonferroni over the planned looks (each spends an equal share of the error rate)"
 
 
-def look_sizes(first: int, batch: int, cap: int) -> tuple[int, ...]:
-    """Seeds at each look: ``first``, then ``batch`` more each time, the last ``cap``."""
-    if batch < 1 or cap <= first:
-        return (first,)
-    return (*range(first, cap, batch), cap)
+def look_sizes(first: int, cap: int) -> tuple[int, ...]:
+    """Seeds at each look: ``first``, then twice as many each time, the last ``cap``."""
+    sizes = [first]
+    while sizes[-1] < cap:
+        sizes.append(min(2 * sizes[-1], cap))
+    return tuple(sizes)
 
 
 def spent_alpha(sizes: Sequence[int], alpha: float = ALPHA) -> tuple[float, ...]:

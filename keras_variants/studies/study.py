@@ -50,7 +50,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def parse_seed_plan(text: str) -> SeedPlan | None:
     """``"auto"``: seeds added until the lecture's claims are decided (:class:`SeedPlan`'s
-    first seeds and batches, at most its cap); ``"auto:N"``: at most N seeds; None for a
+    first seeds, doubled at each look, at most its cap); ``"auto:N"``: at most N seeds; None for a
     count or a list (:func:`parse_seeds`)."""
     word, _, cap = text.partition(":")
     if word != "auto":
