@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -276,9 +277,11 @@ def test_accuracy_counts_labelled_rows_only() -> None:
 
 
 def _variants(config, *args: str, processes: Processes) -> subprocess.CompletedProcess[str]:
+    """``variants score`` in this session's environment (its Prefect home), as before."""
     return processes.run(
         [str(Path(sys.executable).parent / "variants"), "score", *args,
          "--tracking-uri", config.tracking_uri],
+        env=dict(os.environ),
     )  # fmt: skip
 
 
