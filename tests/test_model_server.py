@@ -43,7 +43,13 @@ class Server:
         )
 
 
-def start(processes: Processes, config, *options: str, env_extra: dict | None = None) -> Server:
+def start(
+    processes: Processes,
+    config,
+    *options: str,
+    env_extra: dict | None = None,
+    model: str = "imdb-sentiment",
+) -> Server:
     port = free_port()
     log = processes.folder / f"serve-{port}.log"
     predictions = processes.folder / f"predictions-{port}"
@@ -51,7 +57,7 @@ def start(processes: Processes, config, *options: str, env_extra: dict | None = 
         MLFLOW_TRACKING_URI=config.tracking_uri, SERVE_TOKEN=TOKEN, **(env_extra or {})
     )
     args = [
-        str(BIN / "variants"), "serve", "--model", "imdb-sentiment", "--port", str(port),
+        str(BIN / "variants"), "serve", "--model", model, "--port", str(port),
         "--token-env", "SERVE_TOKEN", "--log-predictions", str(predictions), *options,
     ]  # fmt: skip
     with log.open("w") as out:
@@ -341,6 +347,44 @@ def test_a_timeout_stops_the_work_not_only_the_answer(smoke_run, smoke_config, p
         wait_for(lambda: "a prediction stopped at its timeout" in server.log.read_text(), 30,
                  "the work to stop")  # fmt: skip
         assert server.post({"inputs": [REVIEW]}).status_code == 200
+    finally:
+        stop(server)
+
+
+def test_large_images_stop_at_the_bound_and_leave_the_server_free(
+    smoke_run, smoke_config, processes
+) -> None:
+    """Requests of many large PNGs (17 KB each, 4096x4096 pixels decoded, ~0.25 s each):
+    four at once are answered 504 at their bound and their decoding ends with them, so the
+    next request is answered, not refused 503 while the decoding goes on; the log has one
+    line per request and no traceback."""
+    import base64
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from PIL import Image
+
+    from keras_variants.data.preprocessing import png_base64
+
+    canvas = np.zeros((4096, 4096), np.uint8)
+    canvas[1800:2300, 1900:2100] = 255  # a "1"
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    large = base64.b64encode(buffer.getvalue()).decode()
+    server = start(
+        processes, smoke_config, "--timeout", "2", "--max-concurrent", "2", "--max-queue", "2",
+        model="mnist-classifier",
+    )  # fmt: skip
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: server.post({"inputs": [large] * 40}), range(4)))
+        assert [a.status_code for a in answers] == [504] * 4, [a.text[:100] for a in answers]
+        assert httpx.get(f"{server.url}/ping", timeout=5).status_code == 200
+        small = server.post({"inputs": [png_base64(canvas[::146, ::146])]})
+        assert small.status_code == 200, small.text[:200]
+        log = server.log.read_text()
+        assert "Traceback" not in log and "never retrieved" not in log
     finally:
         stop(server)
 
