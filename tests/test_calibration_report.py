@@ -219,7 +219,8 @@ def test_section_figures_are_embedded_and_written(smoke_run) -> None:
             assert (smoke_run.report.parent / name).read_bytes() == base64.b64decode(uri)
             assert f"![{name}]({name})" in markdown
         # Each data set's section sits in its part of the page, after its own heading.
-        assert page.index(f"<h2>{dataset}</h2>") < page.index(f"<img alt='{names[0]}'")
+        heading = f"<h2>{dataset}: curves and details</h2>"
+        assert page.index(heading) < page.index(f"<img alt='{names[0]}'")
 
 
 def test_section_rows_hold_each_runs_values_and_the_page_formats_them() -> None:

@@ -118,7 +118,7 @@ def test_report_matches_mlflow_and_embeds_plots(smoke_run, smoke_config) -> None
     assert "<th>val loss - train loss (last epoch; &gt; 0: overfitting)</th>" in html
     for decision in smoke_run.decisions:  # what the terminal printed
         assert f"<li>{decision.model} v{decision.version}: promoted to champion: first" in html
-    mnist_table = html.split("<h2>mnist</h2>")[1].split("</table>")[0]
+    mnist_table = html.split("<h3>mnist</h3>")[1].split("</table>")[0]
     assert "<th>test AUC</th>" in html and "<th>test AUC</th>" not in mnist_table
     markdown = (smoke_run.report.parent / "report.md").read_text()
     assert "| imdb_reduced |" in markdown
