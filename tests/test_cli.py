@@ -516,7 +516,9 @@ def test_a_run_is_quiet_and_ends_on_its_summary(quiet_run: tuple[Path, Done]) ->
     assert tail[6] == f"report: {workdir}/reports/" + tail[6].split("/reports/")[1]
     assert tail[7].startswith(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{workdir}")
     assert [line.split()[0] for line in tail[8:]] == ["mnist", "imdb"]
-    assert all(line.endswith(f"/runs?{ML}") and "/#/experiments/" in line for line in tail[8:])
+    assert [line.split()[1] for line in tail[8:]] == ["variants:", "variants:"]
+    assert all(f"/runs?{ML}&searchFilter=" in line and "compareRunsMode=CHART" in line
+               for line in tail[8:])  # fmt: skip
     assert len(tail) == 10
 
 
