@@ -132,7 +132,10 @@ def test_claim_1_row_from_hand_made_seeds() -> None:
     assert by_kind == {("1st", "text"): "differs", ("1st", "notebook"): "agrees",
                        ("2nd/3rd", "text"): "differs"}  # fmt: skip
     assert row.primary.kind == "notebook" and row.verdict == "agrees"
-    assert row.why.startswith("other setups: the 1st ed. notebook trains on all training rows")
+    assert row.why.startswith(
+        "other setups: the 1st ed. notebook is the book protocol's, this run the lecture's "
+        "(--protocol book repeats it); one run of the book's against our seeds"
+    )
     book = ledger_row(entry, [3.0, 3.0, 3.0, 3.0, 3.0], "book", "holds")
     assert not book.why.startswith("other setups")
 

@@ -160,7 +160,11 @@ def why_they_differ(
         )
     if primary is None or primary.protocol == ours.protocol:
         return entry.why
-    return (
-        f"other setups: the {primary.name} {SETUP[primary.protocol]}, this run "
-        f"{SETUP[ours.protocol]} (--protocol {ours.protocol}); " + entry.why
-    )
+    if primary.protocol == "other":
+        setup = f"the {primary.name} {SETUP['other']}, as neither protocol here does; "
+    else:
+        setup = (
+            f"other setups: the {primary.name} is the {primary.protocol} protocol's, this "
+            f"run the {ours.protocol}'s (--protocol {primary.protocol} repeats it); "
+        )
+    return setup + entry.why
