@@ -18,7 +18,7 @@ from keras_variants.lanes.call import call_here
 from keras_variants.model.builders import build_model
 from keras_variants.monitoring.stored import PROFILE_TAG
 from keras_variants.registry import gate
-from keras_variants.registry.gate_memo import memo_tag, pack_correct, recall
+from keras_variants.registry.gate_memo import answers_path, memo_tag, pack_correct, remembered
 from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs, score_and_profile
 from keras_variants.registry.versions import REGISTERED_MODELS, files_record
 from keras_variants.serving import saving
@@ -82,19 +82,27 @@ def test_a_tampered_memo_is_not_used(store: Store, imdb: Dataset) -> None:
     assert store.gate(imdb, first).promoted  # first champion: profiled, answers remembered
     scorer = store.scorer(imdb)
     memo = memo_tag(scorer.key)
-    real = recall(store.client.get_model_version(NAME, first).tags, scorer.key)
+    version = store.client.get_model_version(NAME, first)
+    seal = version.tags[memo]
+    assert len(seal) == 32  # on the version the seal only; the answers are in its run
+    real = remembered(store.client, NAME, first, scorer.key)
     assert real is not None and 0 < real.mean() < 1
-    perfect = np.ones(real.size, bool)
-    seal = store.client.get_model_version(NAME, first).tags[memo].rpartition(":")[2]
+    perfect = pack_correct(np.ones(real.size, bool))
     challenger = store.register(seed=2)
-    for tampered in (pack_correct(perfect), f"{pack_correct(perfect)}:{seal}"):
-        store.client.set_model_version_tag(NAME, first, memo, tampered)
+
+    def gated_on_real_answers(case: str) -> None:
         decision = store.gate(imdb, challenger, dry_run=True, significance=1.0)
         assert decision.champion_version == first
-        assert decision.champion_accuracy == pytest.approx(real.mean()), tampered
+        assert decision.champion_accuracy == pytest.approx(real.mean()), case
+
+    store.client.log_text(version.run_id, perfect, answers_path(scorer.key))
+    gated_on_real_answers("the artifact edited, the seal kept")
+    for tampered in (perfect, f"{perfect}:{seal}"):
+        store.client.set_model_version_tag(NAME, first, memo, tampered)
+        gated_on_real_answers(tampered)
     # A run that writes scores the champion again and leaves a sealed memo of its answers.
     store.gate(imdb, challenger, significance=1.0)
-    again = recall(store.client.get_model_version(NAME, first).tags, scorer.key)
+    again = remembered(store.client, NAME, first, scorer.key)
     assert again is not None and again.tolist() == real.tolist()
 
 
@@ -108,7 +116,7 @@ def test_a_memo_of_another_version_is_not_used(store: Store, imdb: Dataset) -> N
     store.client.set_model_version_tag(NAME, second, memo_tag(key), copied)
     again = store.gate(imdb, second, dry_run=True, significance=1.0)
     assert again.challenger_accuracy == decision.challenger_accuracy
-    assert recall(store.client.get_model_version(NAME, second).tags, key) is None
+    assert remembered(store.client, NAME, second, key) is None
 
 
 def _lane_dies_while_profiling(function, *args):

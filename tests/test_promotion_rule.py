@@ -95,27 +95,38 @@ OTHER_FILES = '{"MLmodel":"a1","served_model.py":"c3"}'
 ANSWERS = np.array([1, 0, 1, 1, 0, 0, 0, 0, 1], bool)
 MEMO = sealed(FILES, "k1", ANSWERS)
 ALL_RIGHT = sealed(FILES, "k1", np.ones(9, bool))
+SEAL = MEMO[-32:]  # what the tag holds when the answers are an artifact of the run
 
 
 @pytest.mark.parametrize(
-    ("tags", "key", "trusted"),
+    ("tags", "key", "stored", "trusted"),
     [
-        ({"files.sha256": FILES, "gate.correct.k1": MEMO}, "k1", True),
+        # The answers in the run's artifact, their seal on the version.
+        ({"files.sha256": FILES, "gate.correct.k1": SEAL}, "k1", "9:sIA=", True),
+        ({"files.sha256": FILES, "gate.correct.k1": SEAL}, "k1", "9:/4A=", False),  # edited
+        ({"files.sha256": FILES, "gate.correct.k1": SEAL}, "k1", None, False),  # artifact gone
+        ({"files.sha256": OTHER_FILES, "gate.correct.k1": SEAL}, "k1", "9:sIA=", False),
+        # The answers in the tag (a version with no run; memos written before).
+        ({"files.sha256": FILES, "gate.correct.k1": MEMO}, "k1", None, True),
         # The bits edited, the seal kept: not this version's answers.
-        ({"files.sha256": FILES, "gate.correct.k1": "9:/4A=:" + MEMO[-32:]}, "k1", False),
+        ({"files.sha256": FILES, "gate.correct.k1": "9:/4A=:" + SEAL}, "k1", None, False),
+        # The tag's answers win over an artifact's: they are what the seal covers.
+        ({"files.sha256": FILES, "gate.correct.k1": "9:/4A=:" + SEAL}, "k1", "9:sIA=", False),
         # Written for other files (the version's files were replaced and re-recorded).
-        ({"files.sha256": OTHER_FILES, "gate.correct.k1": MEMO}, "k1", False),
+        ({"files.sha256": OTHER_FILES, "gate.correct.k1": MEMO}, "k1", None, False),
         # Copied under another scorer's key (other inputs, labels or scoring code).
-        ({"files.sha256": FILES, "gate.correct.k2": MEMO}, "k2", False),
+        ({"files.sha256": FILES, "gate.correct.k2": MEMO}, "k2", None, False),
         # Written before memos were sealed, or by hand.
-        ({"files.sha256": FILES, "gate.correct.k1": "9:sIA="}, "k1", False),
-        ({"files.sha256": FILES, "gate.correct.k1": "garbage"}, "k1", False),
-        ({"gate.correct.k1": MEMO}, "k1", False),  # no file record to bind it to
-        ({"files.sha256": FILES}, "k1", False),  # nothing remembered
+        ({"files.sha256": FILES, "gate.correct.k1": "9:sIA="}, "k1", None, False),
+        ({"files.sha256": FILES, "gate.correct.k1": "garbage"}, "k1", "9:sIA=", False),
+        ({"gate.correct.k1": MEMO}, "k1", None, False),  # no file record to bind it to
+        ({"files.sha256": FILES}, "k1", "9:sIA=", False),  # nothing remembered
     ],
 )
-def test_a_memo_is_trusted_only_under_its_seal(tags: dict, key: str, trusted: bool) -> None:
-    found = recall(tags, key)
+def test_a_memo_is_trusted_only_under_its_seal(
+    tags: dict, key: str, stored: str | None, trusted: bool
+) -> None:
+    found = recall(tags, key, stored)
     assert (found is not None) is trusted
     if trusted:
         assert found.tolist() == ANSWERS.tolist()

@@ -216,11 +216,12 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     rows = make_splits(data, smoke_config.profile, 0).test_rows
     scorer = served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows))
     memo = f"gate.correct.{scorer.key}"
-    remembered = client.get_model_version(name, champion).tags[memo]
-    assert remembered.startswith(f"{len(rows)}:")  # one bit per test input
+    assert len(client.get_model_version(name, champion).tags[memo]) == 32  # the seal alone
+    remembered = gate_memo.remembered(client, name, champion, scorer.key)
+    assert remembered is not None and remembered.size == len(rows)  # one per test input
     again = gate.promote(client, name, int(champion), scorer)  # MLflow's versions are ints
     assert again.reason == "is already the champion" and not again.promoted
-    assert gate_memo.unpack_correct(remembered).mean() == again.challenger_accuracy
+    assert remembered.mean() == again.challenger_accuracy
     # Other test rows, another digest: scored afresh.
     assert (
         served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows[:100])).key
@@ -230,7 +231,7 @@ def test_gate_scores_each_version_once_per_test_data(smoke_run, smoke_config, da
     gate_memo.remember(client, name, champion, scorer.key, np.arange(500) < 250)
     decision = gate.promote(client, name, champion, scorer, dry_run=True)
     assert decision.challenger_accuracy == 0.5
-    client.set_model_version_tag(name, champion, memo, remembered)
+    gate_memo.remember(client, name, champion, scorer.key, remembered)
 
 
 def test_gate_promotes_on_paired_evidence_not_on_a_gain(smoke_run, smoke_config) -> None:

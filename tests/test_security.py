@@ -137,6 +137,29 @@ def test_documented_servers_bind_to_loopback() -> None:
 def test_the_first_file_not_as_registered(found: dict, problem: str | None) -> None:
     recorded = {"MLmodel": "a", "served_model.py": "b"}
     assert integrity.first_difference(recorded, found) == problem
+    tag = integrity.record(recorded)  # one digest on the version, the table in its run
+    assert len(tag) == 64 and integrity.matches(tag, found) is (problem is None)
+    assert integrity.matches(integrity.encode(recorded), found) is (problem is None)  # old tags
+
+
+MANIFEST = integrity.encode({"MLmodel": "a", "served_model.py": "b"})
+
+
+@pytest.mark.parametrize(
+    ("recorded", "manifest", "table"),
+    [
+        (integrity.record(integrity.decode(MANIFEST)), MANIFEST, {"MLmodel": "a",
+                                                                  "served_model.py": "b"}),
+        # A manifest edited to fit the changed files no longer hashes to the version's tag.
+        (integrity.record(integrity.decode(MANIFEST)), MANIFEST.replace('"b"', '"c"'), None),
+        (integrity.record(integrity.decode(MANIFEST)), None, None),  # the artifact is gone
+        (MANIFEST, None, {"MLmodel": "a", "served_model.py": "b"}),  # an old tag is the table
+    ],
+)  # fmt: skip
+def test_a_manifest_is_believed_only_if_it_hashes_to_the_tag(
+    recorded: str, manifest: str | None, table: dict | None
+) -> None:
+    assert integrity.manifest_of(recorded, manifest) == table
 
 
 @pytest.fixture
@@ -158,8 +181,10 @@ def _register(tmp_path: Path, folder: Path) -> MlflowClient:
     name = REGISTERED_MODELS["imdb"]
     client.create_registered_model(name)
     source = folder.as_uri()
-    client.create_model_version(name, source, tags={"variant": "imdb_dense"}
-                                | files_record(client, source))  # fmt: skip
+    run_id = client.create_run("0").info.run_id  # the trial's run keeps the files' manifest
+    client.set_terminated(run_id)
+    client.create_model_version(name, source, run_id, {"variant": "imdb_dense"}
+                                | files_record(client, source, run_id))  # fmt: skip
     client.set_registered_model_alias(name, "champion", "1")
     return client
 
@@ -206,6 +231,25 @@ def test_a_tampered_version_is_refused_before_loading(registered, tmp_path, how)
     decision = gate.promote(client, name, "1", lambda model: 1.0)
     assert not decision.promoted and problem in decision.reason
     assert not marker.exists()
+
+
+def test_a_version_whose_manifest_was_edited_too_is_refused(registered, tmp_path) -> None:
+    """Files and their manifest (in the run's artifacts) changed together: the version's
+    one digest still refuses the load, without naming a file it cannot know."""
+    from keras_variants.errors import VariantsError
+    from keras_variants.registry.loading import load_version
+
+    client, folder = registered
+    name = REGISTERED_MODELS["imdb"]
+    version = client.get_model_version(name, "1")
+    recorded = version.tags[integrity.FILES_TAG]
+    assert len(recorded) == 64  # the manifest's digest, not the table
+    _tamper(folder, "changed", tmp_path / "pwned")
+    forged = integrity.encode(integrity.file_digests(folder))
+    client.log_text(version.run_id, forged, integrity.manifest_path(recorded))
+    with pytest.raises(VariantsError, match="its files are not the files registered"):
+        load_version(client, name, "1")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_predict_and_serve_refuse_a_tampered_version(

@@ -1,7 +1,14 @@
 """What a registered version's files must be: the SHA-256 of every file of its model folder,
-recorded on the version when it is registered (tag ``files.sha256``) and compared before any
-load, so that a file changed, added or removed in the artifact store since then (a pickle
-with a payload, say) is refused before anything is deserialized.
+recorded when it is registered and compared before any load, so that a file changed, added
+or removed in the artifact store since then (a pickle with a payload, say) is refused before
+anything is deserialized.
+
+The registry keeps one digest per version (tag ``files.sha256``): the SHA-256 of the
+version's *manifest*, the table {file: SHA-256}. The manifest itself is an artifact of the
+version's run (:func:`manifest_path`, named by that digest), read only when the files do
+not match, to say which file differs; a manifest that does not hash to the tag is not
+believed. Versions recorded before kept the whole table in the tag (a JSON object); it is
+read as such.
 
 Pure functions on a folder and a recorded table; the registry does the I/O.
 """
@@ -12,7 +19,8 @@ import hashlib
 import json
 from pathlib import Path
 
-FILES_TAG = "files.sha256"  # JSON {relative path: sha256} on the model version
+FILES_TAG = "files.sha256"  # on the model version: the SHA-256 of its manifest
+MANIFEST_FOLDER = "version_files"  # in the version's run: <manifest digest>.json
 CHUNK_BYTES = 2**20
 # MLflow itself writes this YAML (the model's name and version) into the model's folder
 # whenever anyone loads ``models:/name/version``; on a local store that is the registered
@@ -42,6 +50,38 @@ def encode(digests: dict[str, str]) -> str:
 
 def decode(tag: str) -> dict[str, str]:
     return json.loads(tag)
+
+
+def record(digests: dict[str, str]) -> str:
+    """The version's tag for these file digests: the SHA-256 of their manifest."""
+    return hashlib.sha256(encode(digests).encode()).hexdigest()
+
+
+def manifest_path(recorded: str) -> str:
+    """Where in the version's run the manifest of the tag ``recorded`` is kept."""
+    return f"{MANIFEST_FOLDER}/{recorded}.json"
+
+
+def is_table(recorded: str) -> bool:
+    """Whether a tag is the whole table, as versions recorded before manifests keep it."""
+    return recorded.startswith("{")
+
+
+def matches(recorded: str, found: dict[str, str]) -> bool:
+    """Whether the files ``found`` are the files the tag ``recorded`` names."""
+    if is_table(recorded):
+        return decode(recorded) == found
+    return record(found) == recorded
+
+
+def manifest_of(recorded: str, manifest: str | None) -> dict[str, str] | None:
+    """The table behind the tag ``recorded``: the tag itself for an old one, else
+    ``manifest`` (the text of the artifact) if it hashes to the tag; None otherwise."""
+    if is_table(recorded):
+        return decode(recorded)
+    if manifest is None or hashlib.sha256(manifest.encode()).hexdigest() != recorded:
+        return None
+    return decode(manifest)
 
 
 def first_difference(recorded: dict[str, str], found: dict[str, str]) -> str | None:

@@ -18,7 +18,12 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.errors import VariantsError
 from keras_variants.registry import integrity
-from keras_variants.registry.versions import REGISTERED_MODELS, model_path
+from keras_variants.registry.versions import (
+    REGISTERED_MODELS,
+    artifact_text,
+    files_record,
+    model_path,
+)
 from keras_variants.serving.saving import load_served
 
 
@@ -52,7 +57,8 @@ def resolve_version(
 def verified_path(client: MlflowClient, name: str, version: str) -> str:
     """The local folder of a registered version, once every file in it is the file
     registered; a changed, added or missing file (or no record) is one error naming it."""
-    recorded = client.get_model_version(name, version).tags.get(integrity.FILES_TAG)
+    found = client.get_model_version(name, version)
+    recorded = found.tags.get(integrity.FILES_TAG)
     if recorded is None:
         raise VariantsError(
             f"{name} v{version} has no file hashes recorded (registered before they were), "
@@ -60,35 +66,43 @@ def verified_path(client: MlflowClient, name: str, version: str) -> str:
             f"registered them: variants trust --model {name} --version {version}"
         )
     folder = model_path(client, name, version)
-    problem = integrity.first_difference(
-        integrity.decode(recorded), integrity.file_digests(Path(folder))
+    digests = integrity.file_digests(Path(folder))
+    if integrity.matches(recorded, digests):
+        return folder
+    stored = None
+    if found.run_id and not integrity.is_table(recorded):
+        stored = artifact_text(client, found.run_id, integrity.manifest_path(recorded))
+    manifest = integrity.manifest_of(recorded, stored)
+    problem = (manifest is not None and integrity.first_difference(manifest, digests)) or (
+        "its files are not the files registered (and the record of which file is which is "
+        "missing or changed too)"
     )
-    if problem is not None:
-        remedy = "restore the file or register the model again"
-        if problem.startswith("__pycache__/"):  # runs instead of the checked code file
-            remedy = (
-                "if a load outside variants wrote it (mlflow models serve without "
-                "PYTHONDONTWRITEBYTECODE=1), delete that __pycache__ folder"
-            )
-        raise VariantsError(
-            f"{name} v{version}: {problem} since it was registered (in {folder}); refusing "
-            f"to load it: {remedy}"
+    remedy = "restore the file or register the model again"
+    if problem.startswith("__pycache__/"):  # runs instead of the checked code file
+        remedy = (
+            "if a load outside variants wrote it (mlflow models serve without "
+            "PYTHONDONTWRITEBYTECODE=1), delete that __pycache__ folder"
         )
-    return folder
+    raise VariantsError(
+        f"{name} v{version}: {problem} since it was registered (in {folder}); refusing "
+        f"to load it: {remedy}"
+    )
 
 
 def trust(client: MlflowClient, name: str, version: str) -> int:
     """Record the SHA-256 of the files of a version registered before hashes were recorded,
     as they are now (the user vouches for them); from then on they are checked like any
     other. A version with hashes keeps them: it is never re-recorded. The number of files."""
-    if integrity.FILES_TAG in client.get_model_version(name, version).tags:
+    found = client.get_model_version(name, version)
+    if integrity.FILES_TAG in found.tags:
         raise VariantsError(
             f"{name} v{version} has its file hashes from registration already; nothing to "
             "trust. If a file changed, restore it or register the model again"
         )
-    digests = integrity.file_digests(Path(model_path(client, name, version)))
-    client.set_model_version_tag(name, version, integrity.FILES_TAG, integrity.encode(digests))
-    return len(digests)
+    source = model_path(client, name, version)
+    tags = files_record(client, source, found.run_id or None)
+    client.set_model_version_tag(name, version, integrity.FILES_TAG, tags[integrity.FILES_TAG])
+    return len(integrity.file_digests(Path(source)))
 
 
 def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:

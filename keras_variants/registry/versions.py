@@ -7,6 +7,7 @@ MLflow only, no TensorFlow. Promotion itself is decided in :mod:`keras_variants.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -46,18 +47,24 @@ def register_challenger(client: MlflowClient, record: VariantRecord) -> str:
     except MlflowException:
         client.get_registered_model(name)  # it exists (perhaps created a moment ago): fine
     location = client.get_logged_model(model_id).artifact_location
-    tags |= files_record(client, location)
+    tags |= files_record(client, location, record.run_id)
     version = _register_logged_model(client, name, model_id, record.run_id, tags)
     client.set_registered_model_alias(name, "challenger", version.version)
     try_write_card(client, name, str(version.version))
     return str(version.version)
 
 
-def files_record(client: MlflowClient, source: str) -> dict[str, str]:
+def files_record(client: MlflowClient, source: str, run_id: str | None = None) -> dict[str, str]:
     """The version tag that records the SHA-256 of every file at ``source``, written at
-    registration and checked before every load (:mod:`keras_variants.registry.loading`)."""
+    registration and checked before every load (:mod:`keras_variants.registry.loading`):
+    the digest of their manifest, which is kept in ``run_id``'s artifacts
+    (:mod:`keras_variants.registry.integrity`); with no run, the manifest itself."""
     digests = integrity.file_digests(Path(folder_of(client, source)))
-    return {integrity.FILES_TAG: integrity.encode(digests)}
+    if run_id is None:
+        return {integrity.FILES_TAG: integrity.encode(digests)}
+    recorded = integrity.record(digests)
+    client.log_text(run_id, integrity.encode(digests), integrity.manifest_path(recorded))
+    return {integrity.FILES_TAG: recorded}
 
 
 def _register_logged_model(
@@ -96,6 +103,15 @@ def folder_of(client: MlflowClient, source: str) -> str:
     return mlflow.artifacts.download_artifacts(
         artifact_uri=source, tracking_uri=client.tracking_uri
     )
+
+
+def artifact_text(client: MlflowClient, run_id: str, path: str) -> str | None:
+    """The text of the artifact ``path`` of ``run_id``, or None if it is not there."""
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            return Path(client.download_artifacts(run_id, path, folder)).read_text()
+    except (MlflowException, OSError):
+        return None
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
