@@ -4,6 +4,10 @@ its own before the command imports Prefect, so that the two load side by side an
 command never imports the server's code. Prefect is pointed at it through
 ``PREFECT_API_URL`` (inherited by the processes started from here). It ends with the
 command: stopped at exit, and on Linux sent SIGTERM when the command dies in any way.
+
+Unless the command is verbose, the server's own output (the tracebacks it logs when its
+SQLite database is busy, say, which its clients ride out) goes to a log file, named if the
+server fails to start and removed when it stops.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,16 +30,22 @@ from keras_variants.errors import VariantsError
 
 _server: subprocess.Popen | None = None  # the temporary server this process started
 _port = 0
+_log: Path | None = None  # where its output goes, when not to the command's terminal
 
 
-def spawn() -> None:
+def spawn(quiet: bool = True) -> None:
     """Start the server now, unless ``PREFECT_API_URL`` names one; call before Prefect is
-    imported, then :func:`adopt` once its settings are read."""
-    global _server, _port
+    imported, then :func:`adopt` once its settings are read. ``quiet``: its output to a
+    log file, not the terminal."""
+    global _server, _port, _log
     if _server is not None or os.environ.get("PREFECT_API_URL"):
         return
     _port = _free_port()
-    _server = _spawn_server(_port)
+    if quiet:
+        handle, name = tempfile.mkstemp(prefix="variants-prefect-server-", suffix=".log")
+        os.close(handle)
+        _log = Path(name)
+    _server = _spawn_server(_port, _log)
     atexit.register(stop)
 
 
@@ -81,18 +92,19 @@ class EarlyServer:
                     return
             time.sleep(0.05)
         code = self._process.poll()
-        stop()
+        log = stop(keep_log=True)
         ended = f"it ended with exit code {code}" if code is not None else "it did not answer"
+        output = f"its output is in {log}" if log else "run again with --verbose to see its output"
         raise VariantsError(
             f"Prefect's temporary server did not start ({ended} within {self._timeout:.0f} s); "
-            "run again with --verbose to see its output, or start one with 'prefect server "
-            "start' and set PREFECT_API_URL"
+            f"{output}, or start one with 'prefect server start' and set PREFECT_API_URL"
         )
 
 
-def _spawn_server(port: int) -> subprocess.Popen:
+def _spawn_server(port: int, log: Path | None) -> subprocess.Popen:
     """Prefect's temporary server on ``port``, as Prefect itself starts one (its settings
-    come from the same environment and profile), run by :func:`_serve`."""
+    come from the same environment and profile), run by :func:`_serve`; its output to
+    ``log`` if given."""
     env = {
         **os.environ,
         "PREFECT_UI_ENABLED": "0",
@@ -100,7 +112,12 @@ def _spawn_server(port: int) -> subprocess.Popen:
         "PREFECT__SERVER_FINAL": "1",
     }
     command = [sys.executable, "-m", __name__, str(port)]
-    return subprocess.Popen(command, env=env, preexec_fn=_ends_with_parent)
+    if log is None:
+        return subprocess.Popen(command, env=env, preexec_fn=_ends_with_parent)
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_ends_with_parent
+        )
 
 
 def _serve(port: int) -> None:
@@ -150,12 +167,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop() -> None:
+def stop(keep_log: bool = False) -> Path | None:
     """Ship Prefect's pending logs and events, then stop the temporary server now (its
-    runs are kept in Prefect's database, as with Prefect's own temporary server)."""
-    global _server
+    runs are kept in Prefect's database, as with Prefect's own temporary server); its log
+    file is removed unless ``keep_log`` (then returned)."""
+    global _server, _log
     if _server is None:
-        return
+        return None
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
@@ -174,6 +192,10 @@ def stop() -> None:
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()
+    log, _log = _log, None
+    if log is not None and not keep_log:
+        log.unlink(missing_ok=True)
+    return log
 
 
 if __name__ == "__main__":  # the server's process, started by _spawn_server

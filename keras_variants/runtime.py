@@ -162,7 +162,7 @@ def start_prefect(early_server: bool = True) -> EarlyServer:
     (:mod:`keras_variants.prefect_server`), so that the two load side by side. Call
     :meth:`EarlyServer.wait` before the first flow call."""
     if early_server:
-        prefect_server.spawn()  # before Prefect's own import: the server's start is longest
+        prefect_server.spawn(quiet=not _verbose)  # before Prefect's import: its start is longest
     import prefect.settings
 
     server = prefect_server.adopt(prefect.settings.get_current_settings())

@@ -464,6 +464,23 @@ def test_the_temporary_prefect_server_ends_with_the_command(quiet_run: tuple[Pat
     assert left == []
 
 
+def test_a_temporary_server_that_cannot_start_is_one_line_naming_its_log(
+    tmp_path: Path, data_slices: Path
+) -> None:
+    """Prefect's temporary server, on a database it cannot create: the command says so in
+    one line naming the file its output went to (the server's traceback is there, not on
+    the terminal)."""
+    done = variants(
+        "run", "--profile", "smoke", "--data-dir", str(data_slices), cwd=tmp_path,
+        TMPDIR=str(tmp_path),
+        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path}/no/such/db",
+    )  # fmt: skip
+    assert_short_error(done, 1, "Prefect's temporary server did not start", "its output is in")
+    (log,) = tmp_path.glob("variants-prefect-server-*.log")
+    assert str(log) in done.lines[0]
+    assert "Traceback" in log.read_text()
+
+
 def test_each_trained_run_records_what_it_cost_the_host(quiet_run: tuple[Path, Done]) -> None:
     """MLflow's system metrics (the host's CPU and memory) on every trained run, however
     short it was: the run page shows what each trial cost (sampled by the command's own
