@@ -1,11 +1,12 @@
 """Folders of files kept by a key (the data sets read before, the report's drawn figures):
 each entry written whole into a temporary folder and renamed, so that no reader sees half
-of one, and the least recently used removed. Several processes may share the parent."""
+of one, and the least recently used removed. Several processes, and several threads of one,
+may share the parent: each writer has a temporary folder of its own."""
 
 from __future__ import annotations
 
-import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +16,16 @@ PARTIAL_S = 3600  # a half-written entry this old was left by a process that die
 
 def keep(entry: Path, write: Callable[[Path], None]) -> None:
     """``write(folder)`` into a new temporary folder, renamed to ``entry`` when complete;
-    nothing kept if it fails (no room) or ``entry`` was kept meanwhile by another process."""
-    partial = entry.parent / f".{entry.name}.{os.getpid()}"
+    nothing kept if it fails (no room) or ``entry`` was kept meanwhile by another writer."""
+    partial = None
     try:
-        partial.mkdir(parents=True, exist_ok=True)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
         write(partial)
         partial.rename(entry)
     except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def prune(folder: Path, kept: int, unused_s: float = 0.0) -> None:
