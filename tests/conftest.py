@@ -188,8 +188,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         shared = [name for name in SHARED if name in item.fixturenames]
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
+            _group_for_xdist(config, item, shared[0])
     if config.getoption("dist", "no") != "no":  # longest first: no long test starts last
         items.sort(key=_longest_first)
+
+
+def _group_for_xdist(config: pytest.Config, item: pytest.Item, group: str) -> None:
+    """In an xdist worker under ``--dist loadgroup``: the test's id ends in ``@group``, the
+    suffix by which the controller keeps a group on one worker. xdist 3.8 writes it into
+    ``item._nodeid``, which pytest 9.2 no longer reads (its ids are structured), so every
+    group was spread over the workers and each rebuilt the shared fixture
+    (pytest-dev/pytest-xdist#1386; the fix, #1388, updates the structured id as here)."""
+    from _pytest.nodeid import coerce_node_id
+
+    if getattr(config.option, "loadgroup", False) and not item.nodeid.endswith(f"@{group}"):
+        item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def _longest_first(item: pytest.Item) -> int:
