@@ -148,7 +148,7 @@ def smoke_config(store: Path, data_slices: Path) -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
-@tier("slow")  # not shared: a smoke run (about a minute) on each worker that needs one
+@tier("slow", shared=True)  # one smoke run (about a minute), its tests on one worker
 def smoke_run(prefect_server, smoke_config: PipelineConfig) -> PipelineResult:
     """One smoke-profile pipeline run shared by the tracking, registry and report tests."""
     from flows.pipeline import pipeline
