@@ -443,3 +443,30 @@ def test_a_scoring_run_left_running_by_a_dead_process_is_swept(tmp_path: Path) -
     assert sweep_stale_runs(config) == [dead.info.run_id]
     assert client.get_run(dead.info.run_id).info.status == "FAILED"
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+def test_a_scoring_deletes_the_last_scoring_tags_earlier_releases_left(tmp_path: Path) -> None:
+    """Versions scored by earlier releases carry ``scoring.last_*`` tags; the next scoring
+    with the version deletes them (its run, in the model's scoring experiment, is the
+    history) and leaves the version's other tags alone."""
+    from keras_variants.config.pipeline import build_config
+    from keras_variants.scoring.runs import delete_stale_version_tags, scoring_run
+    from keras_variants.tracking.store import client_for
+
+    config = build_config(profile="smoke", workdir=tmp_path)
+    client = client_for(config)
+    client.create_registered_model("imdb-sentiment")
+    created = client.create_model_version("imdb-sentiment", str(tmp_path / "model"))
+    stale = {"scoring.last_run_id": "r0", "scoring.last_at": "2026-12-01T00:00:00+00:00",
+             "scoring.last_result": "2 rows scored, 2 rejected; no drift"}  # fmt: skip
+    for key, value in {**stale, "monitoring.profile": "monitoring/v1/profile.npz"}.items():
+        client.set_model_version_tag("imdb-sentiment", created.version, key, value)
+    version = client.get_model_version("imdb-sentiment", created.version)
+    with scoring_run(client, config, "imdb", version) as run_id:
+        pass
+    tags = client.get_model_version("imdb-sentiment", created.version).tags
+    assert tags == {"monitoring.profile": "monitoring/v1/profile.npz"}
+    run = client.get_run(run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "imdb-sentiment scoring"
+    # A scoring beside it deleted them first: nothing left to delete, no error.
+    assert delete_stale_version_tags(client, version) == sorted(stale)

@@ -7,6 +7,9 @@ numbers as metrics linked to that model and data set, and the files as artifacts
 
 The run ends FINISHED when the scoring does, FAILED on an error, KILLED on an interruption;
 one whose process was killed outright is ended FAILED by the next scoring or pipeline run.
+Releases before the scoring experiment wrote the last scoring on the version as tags
+(``scoring.last_run_id``, ``scoring.last_at``, ``scoring.last_result``); the next scoring
+with that version deletes them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import LoggedModelInput, Metric, Param
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from keras_variants.config.pipeline import PipelineConfig
@@ -34,6 +38,8 @@ from keras_variants.tracking.store import (
 )
 
 KIND_TAG = "keras_variants.kind"
+# The version tags of the last scoring that earlier releases wrote (per-scoring state).
+STALE_VERSION_TAGS = "scoring.last_"
 DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
 
 
@@ -43,8 +49,9 @@ def scoring_run(
 ) -> Iterator[str]:
     """A new run in the model's scoring experiment for scoring with ``version``; yields
     its id. Runs that a killed process left RUNNING (a scoring's or a pipeline's) end
-    FAILED first."""
+    FAILED first; the version's per-scoring tags of earlier releases are deleted."""
     sweep_stale_runs(config)
+    delete_stale_version_tags(client, version)
     run = client.create_run(
         experiment_id(config, scoring_experiment(version.name)),
         run_name=f"score-{version.name}-v{version.version}",
@@ -65,6 +72,19 @@ def scoring_run(
         client.set_terminated(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def delete_stale_version_tags(client: MlflowClient, version: ModelVersion) -> list[str]:
+    """Delete the tags about its last scoring that earlier releases wrote on ``version``
+    (the scoring's runs hold its history now); the keys deleted."""
+    stale = sorted(key for key in version.tags if key.startswith(STALE_VERSION_TAGS))
+    for key in stale:
+        try:
+            client.delete_model_version_tag(version.name, str(version.version), key)
+        except MlflowException as exc:  # deleted meanwhile by a scoring beside this one
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    return stale
 
 
 def dataset_entity(read: ScoringInput) -> DatasetEntity:
