@@ -638,3 +638,15 @@ def test_promote_dry_run_force_and_rollback(
     done = promote("--rollback")
     assert_short_error(done, 1, f"{name} has no 'previous' version to roll back to")
     assert aliases() == before
+
+
+def test_score_help_says_how_digit_images_are_laid_out(tmp_path: Path, heavy_stubs: Path) -> None:
+    """A user's images of any size, 28x28 included, are brought to MNIST's layout: the help
+    says so, in the words the model card uses (one definition, data/layout.py)."""
+    from keras_variants.data.layout import IMAGE_LAYOUT
+
+    done = variants("score", "--help", cwd=tmp_path, stubs=heavy_stubs)
+    assert done.code == 0, done.text
+    flat = " ".join(done.text.replace("│", " ").split())
+    assert "Digits (mnist-classifier): " + " ".join(IMAGE_LAYOUT.split()) in flat
+    assert "a 28x28 resize" in flat and "into 20x20 keeping its aspect ratio" in flat

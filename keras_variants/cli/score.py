@@ -11,6 +11,7 @@ import typer
 
 from keras_variants import prefect_server, runtime
 from keras_variants.cli.options import TrackingOption, check_model_choice
+from keras_variants.data.layout import IMAGE_LAYOUT
 
 # With --fail-on-drift, when drift is detected or could not be checked (as `variants promote`
 # exits 3 when it refuses).
@@ -22,7 +23,8 @@ def score(
         Path,
         typer.Argument(
             help="A folder of images, a .txt file (one review per line), or a .csv / "
-            ".parquet file with a 'text' or 'image' column (and optionally 'label', 'id').",
+            ".parquet file with a 'text' or 'image' column (and optionally 'label', 'id'). "
+            f"Digits (mnist-classifier): {IMAGE_LAYOUT}.",
             show_default=False,
         ),
     ],

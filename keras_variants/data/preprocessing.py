@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_variants.config.variants import DatasetSpec, VariantConfig
+from keras_variants.data.layout import MNIST_BOX, MNIST_CENTRE, MNIST_CENTRE_TOLERANCE, MNIST_SIDE
 from keras_variants.data.ragged import Ragged
 from keras_variants.errors import InputError
 
@@ -41,20 +42,6 @@ START_CHAR, OOV_CHAR, INDEX_FROM = 1, 2, 3
 # The tokenizer that made the word ranks of the offline mirror (its README): lower case,
 # HTML line breaks as spaces, runs of letters and digits with inner apostrophes.
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
-MNIST_SIDE, MNIST_BOX = 28, 20  # digits were fitted into 20x20, centred in 28x28
-# Where MNIST's digits have their centre of mass (row, column), and how far from it any of
-# its 70,000 digits lies (measured: at most 0.52 pixels; mean (13.995, 14.008)).
-MNIST_CENTRE, MNIST_CENTRE_TOLERANCE = 14.0, 0.6
-# What the served digit model does with an image, in a user's words (the model card's).
-IMAGE_LAYOUT = (
-    "images of any format, size and layout: a light background is inverted; an image "
-    "already laid out as MNIST's digits are (28x28, the ink's box 19-20 pixels on its long "
-    "side, its centre of mass within 0.6 pixels of (14, 14): every one of MNIST's 70,000 "
-    "digits) is taken as it is, so MNIST's own files score as the stored test set; any "
-    "other (another size, a 28x28 resize, a digit off centre or small) is laid out as "
-    "MNIST's digits were: the ink's bounding box scaled into 20x20 keeping its aspect "
-    "ratio, centred by its centre of mass in 28x28"
-)
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 

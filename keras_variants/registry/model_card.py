@@ -20,7 +20,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from keras_variants.data.preprocessing import IMAGE_LAYOUT
+from keras_variants.data.layout import IMAGE_LAYOUT
 from keras_variants.monitoring.coverage import coverage_rows, coverage_verdict, markdown_table
 from keras_variants.monitoring.stored import load_measurement
 from keras_variants.tracking.records import load_uncertainty
