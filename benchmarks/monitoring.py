@@ -8,6 +8,12 @@ champions (after `variants run --data-dir ../shared/data`); re-measures each cha
 the figures and writes them into BENCHMARKS.md between the `<!-- monitoring -->` markers:
 
     python benchmarks/monitoring.py [--tracking-uri sqlite:///$PWD/mlflow.db] [--rows 10000]
+                                    [--store-profile]
+
+The accuracy estimate's interval on clean held-out rows is printed by their number (50 to
+1,000 rows). ``--store-profile`` stores the re-measured profile and measurement with each
+champion, as its registration would have, so that what `variants score` prints comes from
+the code measured here, not from the one that registered it.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--store-profile", action="store_true")
     args = parser.parse_args()
 
     from mlflow.tracking import MlflowClient
 
     from keras_variants.data.datasets import load_dataset
+    from keras_variants.monitoring.coverage import clean_width_rows, markdown_table
     from keras_variants.monitoring.ladders import measure
+    from keras_variants.monitoring.stored import store_profile
     from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs
     from keras_variants.registry.versions import REGISTERED_MODELS, model_path
     from keras_variants.reporting.monitoring_report import summary_lines, to_markdown
@@ -57,8 +66,11 @@ def main() -> None:
         served_seconds = time.perf_counter() - started
         served_cpu = time.process_time() - cpu
         served = served_model_of(model)
-        _, m = measure(served, scorer.gate.inputs, scorer.gate.labels,
-                       answers_frame(dataset, answers), 0)  # fmt: skip
+        profile, m = measure(served, scorer.gate.inputs, scorer.gate.labels,
+                             answers_frame(dataset, answers), 0)  # fmt: skip
+        if args.store_profile:
+            store_profile(client, name, version.version, profile.to_bytes(), m)
+            version = client.get_model_version(name, version.version)
         m["version"] = f"{name} v{version.version}"
         lines = [f"### {name}", *to_markdown(m)[1:]]
         timing = (
@@ -68,6 +80,8 @@ def main() -> None:
         )
         lines.insert(2, timing)
         print("\n".join(summary_lines(m)))
+        header, rows = clean_width_rows(m)
+        print("\n".join(markdown_table(header, rows)))
         section += lines
         examples += scored_examples(client, name, version, model, data, args.data_dir)
         if dataset == "mnist":

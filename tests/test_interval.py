@@ -96,6 +96,27 @@ def test_an_envelope_keeps_each_windows_excess_the_clean_floor_and_the_limits() 
     assert again.widening(0.3) == pytest.approx(envelope.widening(0.3), abs=1e-5)
 
 
+def test_the_widening_grows_with_the_distance_beyond_clean_rows_own() -> None:
+    """Clean windows lie 0.1 from the reference by sampling alone (the noise, their
+    median); a shift at 0.5 lay 0.2 below. At the noise or nearer only the clean floor;
+    halfway from it to the shift, half the excess (x 1.5); a shift no further than the
+    noise joins the floor, whatever its distance's share."""
+    windows = [_window("clean", d, 0.95, 0.95) for d in (0.08, 0.1, 0.12)]
+    windows.append(_window("rotated 45°", 0.5, 0.95, 0.0))
+    envelope = interval.fit_envelope(windows, baseline="clean")
+    excess = interval.sampling_bounds(0.95, 500)[0] - 0.0
+    assert envelope.noise == pytest.approx(0.1)
+    assert envelope.widening(0.05) == envelope.widening(0.1) == (0.0, 0.0)
+    assert envelope.widening(0.3)[0] == pytest.approx(1.5 * excess * 0.5)
+    assert envelope.widening(0.9)[0] == pytest.approx(1.5 * excess)
+    assert Envelope.from_dict(envelope.as_dict()).noise == pytest.approx(0.1)
+    near = interval.fit_envelope([*windows, _window("noise", 0.09, 0.95, 0.5)], "clean")
+    assert near.floor[0] == pytest.approx(interval.sampling_bounds(0.95, 500)[0] - 0.5)
+    # An envelope stored before the noise was kept widens from 0, as it did.
+    old = Envelope.from_dict({k: v for k, v in envelope.as_dict().items() if k != "noise"})
+    assert old.widening(0.3)[0] == pytest.approx(1.5 * excess * 0.3 / 0.5)
+
+
 def test_held_out_coverage_leaves_each_shift_out_of_the_fitting() -> None:
     """A shift bracketed by others is covered from them; the furthest shift, left out, is
     past every other one and gets no number; a rung without truth is only counted."""

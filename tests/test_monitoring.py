@@ -63,6 +63,33 @@ def test_bonferroni_divides_the_family_level() -> None:
     assert signals.bonferroni(0.05, 0) == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize(
+    ("windows", "allowed"),
+    [(40, 1), (100, 4), (200, 9), (18, -1), (19, 0)],  # (k + 1) / (n + 1) <= 5%
+)
+def test_a_threshold_may_raise_as_many_clean_alarms_as_the_conformal_bound_allows(
+    windows: int, allowed: int
+) -> None:
+    from keras_variants.monitoring.ladders import allowed_alarms
+
+    assert allowed_alarms(windows) == allowed
+    assert (allowed + 1) / (windows + 1) <= 0.05 < (allowed + 2) / (windows + 1)
+
+
+def test_alpha_is_the_largest_whose_clean_alarms_stay_within_the_bound() -> None:
+    """40 clean windows a size: one alarm is allowed, two are not. The smallest p-values
+    (of 10 signals) 0.004 and 0.0015 alarm at 0.05 (p < 0.005) and the second at 0.02."""
+    from keras_variants.monitoring.ladders import Drawn, choose_alpha
+
+    def windows(*smallest: float) -> list[Drawn]:
+        rest = [0.5] * (40 - len(smallest))
+        return [Drawn(np.arange(3), {"a": p, "b": 0.9}) for p in (*smallest, *rest)]
+
+    assert choose_alpha({100: windows(0.004, 0.0015)}, signals=10) == 0.02
+    assert choose_alpha({100: windows(0.004), 500: windows(0.0015)}, signals=10) == 0.05
+    assert choose_alpha({100: windows(1e-9, 1e-9)}, signals=10) == 0.001  # the smallest
+
+
 def test_digit_features_measure_a_drawn_rectangle() -> None:
     image = np.zeros((1, 28, 28), dtype=np.uint8)
     image[0, 4:10, 10:14] = 200  # rows 4-9, columns 10-13
@@ -262,7 +289,8 @@ def _measured(rotated_45_alarms: float, clean_alarms: float) -> dict:
             "error": 0.02,
         }
         if covered is not None:
-            entry["interval"] = {"estimated": windows, "covered": covered, "width": 0.08}
+            entry["interval"] = {"estimated": windows, "covered": covered, "width": 0.08,
+                                 "widest": 0.09}  # fmt: skip
         return entry
 
     return {
@@ -329,6 +357,38 @@ def test_the_report_and_the_card_show_where_the_interval_held_on_shifts_left_out
     assert coverage_verdict(measured).startswith("On every shift left out of the fitting")
 
 
+def test_the_clean_rows_widths_by_size_say_from_how_many_rows_they_are_narrow() -> None:
+    """Clean held-out windows of sizes drawn for the estimate alone (no alarm rate) get
+    their own table, not a column of the coverage table; the verdict names the first size
+    from which every interval was at most 0.10 wide and they held."""
+    from keras_variants.monitoring.coverage import (
+        clean_width_rows,
+        clean_width_verdict,
+        coverage_rows,
+    )
+    from keras_variants.reporting.monitoring_report import to_html, to_markdown
+
+    measured = _measured(1.0, 0.025)
+    clean = measured["steps"][1]["sizes"]
+    for size, widest, covered in (("50", 0.21, 40), ("100", 0.12, 39), ("200", 0.095, 35)):
+        found = {"estimated": 40, "covered": covered, "width": widest - 0.01, "widest": widest}
+        clean[size] = {"estimate_windows": 40, "interval": found}
+    header, rows = coverage_rows(measured)
+    assert header[-3:] == ["100 rows", "500 rows", "1000 rows"]  # no 50 or 200 column
+    header, rows = clean_width_rows(measured)
+    assert [r[0] for r in rows] == ["50", "100", "200", "500", "1000"]
+    assert rows[2] == ["200", "40", "35/40", "0.085", "0.095", "yes"]
+    # 200 rows were narrow enough but held 35 times in 40, under 90%: from 500 on.
+    assert clean_width_verdict(measured) == (
+        "On clean held-out rows, from 500 rows on (of the sizes tried) every interval was "
+        "at most 0.10 wide and they held at least 90% of the time."
+    )
+    clean["1000"]["interval"]["widest"] = 0.11
+    assert clean_width_verdict(measured).startswith("On clean held-out rows, not every")
+    assert "| 200 | 40 | 35/40 | 0.085 | 0.095 | yes |" in to_markdown(measured)
+    assert "<td>35/40</td>" in to_html(measured)
+
+
 def test_the_report_names_a_shift_the_model_is_blind_to_with_its_reason() -> None:
     from keras_variants.reporting.monitoring_report import summary_lines
 
@@ -352,6 +412,12 @@ def test_the_model_card_shows_the_coverage_and_where_the_scorings_are() -> None:
     assert "with a 90% interval" in estimate and "rotated 45° at 500 rows" in estimate
     assert "| rotated 45° | 0.900 | 0.880 | 0.020 | 10/10 held, width 0.08 |" in estimate
     assert "Intervals held less often than 90% on: rotated 45° at 500 rows (8/10)." in estimate
+    # Clean rows' widths in one line: the card is the registry's description (5,000 chars).
+    assert (
+        "Clean held-out rows, mean width (widest) by rows: 500 rows 0.080 (0.090, held "
+        "38/40), 1000 rows 0.080 (0.090, held 40/40). On clean held-out rows, from 500 rows"
+        in estimate
+    )
     history = card.split("## Scoring history\n", 1)[1]
     assert history.startswith("Every scoring is a run of the MLflow experiment "
                               "`mnist-classifier scoring` (made by the first scoring)")  # fmt: skip

@@ -7,18 +7,21 @@ Measured when a version is registered, on its held-out rows split in two halves:
 reference built from one half (a sample of at most 1,000 rows observed, the one the
 version's profile keeps), windows drawn without replacement from the other: from two
 disjoint sets of up to 2,000 clean rows (``clean``: the family-wise level ``alpha`` is
-chosen on its windows, the largest of :data:`ALPHAS` whose false-alarm rate is at most 5%
-at every window size; ``clean, held out``: the false-alarm rates reported are measured on
-its windows), from up to 500 rows of one class only, and from 500 of its rows shifted, sent
-as users send them (PNG, text) through the served model's own preprocessing and model.
+chosen on its windows, the largest of :data:`ALPHAS` that raises at most one alarm in 40
+at every window size: :func:`allowed_alarms`; ``clean, held out``: the false-alarm rates
+reported are measured on its windows), from up to 500 rows of one class only, and from
+500 of its rows shifted, sent as users send them (PNG, text) through the served model's
+own preprocessing and model.
 
 Windows of 100, 500 and 1,000 rows measure the signals (40 per clean set and size, 10 per
 shift; none larger than its rows, see :func:`_drawn`). For the accuracy estimate, windows
-of 50 rows (40 clean, 20 per shift) and 10 more of 100 rows per shift join them: its
-interval is calibrated per window size (:mod:`.interval`) on every window, through the
-same procedure a scoring goes through (:func:`.assess.assess`'s parts). Its coverage is
-measured with each shift left out of the fitting in turn and the ``clean, held out``
-windows never fitted on; the estimator (of :data:`.estimate.ESTIMATORS`) is the one
+of 50 rows (40 clean, 20 per shift) and 10 more of 100 rows per shift join them,
+and clean held-out windows of :data:`CLEAN_WIDTH_SIZES` rows measure its width on clean
+rows by their number: its interval is calibrated per window size (:mod:`.interval`) on
+every window, through the same procedure a scoring goes through
+(:func:`.assess.assess`'s parts). Its coverage is measured with each shift left out of
+the fitting in turn and the ``clean, held out`` windows never fitted on; the estimator
+(of :data:`.estimate.ESTIMATORS`) is the one
 whose intervals held on the most shifts left out, the closest to the truth among those
 (the smallest mean error over the labelled windows; measured: the plain mean confidence
 held as often as ATC on IMDb but overstated clean accuracy by 0.07).
@@ -58,10 +61,13 @@ from keras_variants.serving.answers import ServedModel, answers_frame
 WINDOW_SIZES = (100, 500, 1_000)  # the signals' windows
 WINDOWS = 10  # per shift and window size
 CLEAN_WINDOWS = 40  # per clean set and window size: the false-alarm rate needs more
-ESTIMATE_WINDOWS = 20  # per shift at 50 and 100 rows, for the estimate (clean: CLEAN_WINDOWS)
+ESTIMATE_WINDOWS = 20  # per shift below 500 rows, for the estimate (clean: CLEAN_WINDOWS)
+# Clean held-out windows of these sizes too, for the estimate alone: its interval's width
+# on clean rows by their number (the sampling part shrinks with it).
+CLEAN_WIDTH_SIZES = (50, 100, 150, 200, 300, 500, 1_000)
 CLEAN_ROWS = 2_000  # clean held-out rows per clean set, drawn without replacement
 SHIFT_ROWS = 500  # rows per shifted pool (and at most this many of the one class)
-ALPHAS = (0.05, 0.02, 0.01, 0.005)
+ALPHAS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 FALSE_ALARM_TARGET, TARGET_SIZE = 0.05, 500
 FIT, CHECK = "clean", "clean, held out"  # the clean windows chosen on, and measured on
 ONE_CLASS = "one class only"
@@ -152,7 +158,10 @@ def _measure(
         )
         for step in steps
     ]
-    drawn = [_drawn(reference, s, kernel, rng) for s, kernel in zip(steps, kernels, strict=True)]
+    widths = np.random.default_rng([seed, 1])  # the widths' windows leave the others as they were
+    drawn = [
+        _drawn(reference, s, kernel, rng, widths) for s, kernel in zip(steps, kernels, strict=True)
+    ]
     alpha = choose_alpha(drawn[0])
     profile = replace(reference, alpha=alpha)
     windows = _calibration_windows(profile, steps, drawn, kernels)
@@ -178,28 +187,35 @@ def _measure(
 
 
 def _drawn(
-    reference: Profile, step: Step, kernel: np.ndarray, rng: np.random.Generator
+    reference: Profile,
+    step: Step,
+    kernel: np.ndarray,
+    rng: np.random.Generator,
+    widths: np.random.Generator,
 ) -> dict[int, list[Drawn]]:
     """Per window size, the step's windows with their signals' p-values. Windows are drawn
     without replacement; sizes larger than a step's rows are skipped: windows drawn with
     replacement repeat rows, which the tests take for evidence (measured: shuffled
     reviews, invisible to a bag-of-words model, flagged in 5 of 10 such 1,000-row windows
     drawn from 500 rows, 0 of 10 at 500). The embedding's test takes its blocks of the
-    step's ``kernel`` (the reference's distance rows first)."""
+    step's ``kernel`` (the reference's distance rows first). The clean held-out windows of
+    :data:`CLEAN_WIDTH_SIZES` only are drawn with ``widths``."""
     out: dict[int, list[Drawn]] = {}
     clean = step.name in (FIT, CHECK)
     theirs = len(kernel) - len(step.observed)
     classes = len(reference.class_counts)
-    for size in sorted({interval.SIZES[0], *WINDOW_SIZES}):
+    ladder = {*interval.SIZES, *WINDOW_SIZES}
+    for size in sorted(ladder | set(CLEAN_WIDTH_SIZES if step.name == CHECK else ())):
         if size > len(step.observed):
             continue
+        draw = rng if size in ladder else widths
         signals = (CLEAN_WINDOWS if clean else WINDOWS) if size in WINDOW_SIZES else 0
         count = CLEAN_WINDOWS if clean else WINDOWS
         if size < max(interval.SIZES) and not clean:
             count = max(count, ESTIMATE_WINDOWS)
         out[size] = []
         for index in range(count):
-            rows = rng.choice(len(step.observed), size, replace=False)
+            rows = draw.choice(len(step.observed), size, replace=False)
             window = step.observed.take(rows)
             if index < signals:
                 pooled = np.r_[np.arange(theirs), theirs + rng.permutation(rows)[:MMD_ROWS]]
@@ -213,13 +229,25 @@ def _drawn(
     return out
 
 
+def allowed_alarms(windows: int, target: float = FALSE_ALARM_TARGET) -> int:
+    """The most alarms a threshold may raise on ``windows`` clean windows for a new clean
+    window's chance of an alarm to be at most ``target``: the new window is as likely as
+    each of those to be the most extreme, so a threshold passed by ``k`` of ``n`` gives
+    an alarm with probability at most (k + 1) / (n + 1) (the split-conformal bound). -1:
+    too few windows to show any threshold meets it."""
+    return int(np.floor(target * (windows + 1) + 1e-9)) - 1
+
+
 def choose_alpha(clean: dict[int, list[Drawn]], signals: int | None = None) -> float:
-    """The largest of :data:`ALPHAS` whose false-alarm rate on the ``clean`` windows of
-    every size is at most the target (the smallest when none is)."""
+    """The largest of :data:`ALPHAS` that raises no more alarms on the ``clean`` windows
+    of any size than :func:`allowed_alarms` allows (the smallest when none does)."""
     measured = [[w for w in ws if w.signals] for ws in clean.values()]
     for alpha in ALPHAS:
-        rates = [np.mean([_alarm(w, alpha, signals) for w in ws]) for ws in measured if ws]
-        if max(rates, default=0.0) <= FALSE_ALARM_TARGET:
+        if all(
+            sum(_alarm(w, alpha, signals) for w in ws) <= allowed_alarms(len(ws))
+            for ws in measured
+            if ws
+        ):
             return alpha
     return ALPHAS[-1]
 
@@ -234,20 +262,21 @@ def _calibration_windows(
     """Per estimator, every window of every step as the interval's calibration sees it:
     its estimate and distances through the procedure a scoring goes through."""
     threshold = bonferroni(profile.alpha, len(signal_names(profile)))
-    largest = max(interval.SIZES)
     out: dict[str, list[Window]] = {name: [] for name in ESTIMATORS}
     for step, per_size, kernel in zip(steps, drawn, kernels, strict=True):
         for size, windows in per_size.items():
+            calibrated = interval.size_for(size, interval.SIZES)  # as a scoring measures
+            assert calibrated is not None
             for w in windows:
                 window = step.observed.take(w.rows)
                 weights = remix(profile, window.classes, w.p["predicted_class"] < threshold)
-                measured = w.rows[:largest]  # a random subset: the rows were drawn at random
+                measured = w.rows[:calibrated]  # a random subset: the rows were drawn at random
                 far = distances(profile, step.observed.take(measured), weights, kernel, measured)
                 truth = None
                 if step.labels is not None:
                     truth = float(np.mean(window.classes == step.labels[w.rows]))
                 for name, value in estimates(profile, window.confidence, weights).items():
-                    out[name].append(Window(step.name, min(size, largest), size, far, value, truth))
+                    out[name].append(Window(step.name, calibrated, size, far, value, truth))
     return {name: interval.with_sampling(windows) for name, windows in out.items()}
 
 
@@ -301,7 +330,7 @@ def summarize(
             found = held_out.get((step.name, size))
             if found:
                 entry["interval"] = {
-                    k: found[k] for k in ("estimated", "covered", "width") if k in found
+                    k: found[k] for k in ("estimated", "covered", "width", "widest") if k in found
                 }
             sizes[str(size)] = entry
         rows.append(
@@ -318,6 +347,7 @@ def summarize(
         "reference_rows": profile.rows,
         "alpha": alpha,
         "alphas_tried": list(ALPHAS),
+        "alarms_allowed": allowed_alarms(CLEAN_WINDOWS),
         "false_alarm_target": FALSE_ALARM_TARGET,
         "alpha_chosen_on": FIT,
         "false_alarms_measured_on": CHECK,

@@ -21,7 +21,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from keras_variants.data.layout import IMAGE_LAYOUT
-from keras_variants.monitoring.coverage import coverage_rows, coverage_verdict, markdown_table
+from keras_variants.monitoring.coverage import (
+    clean_width_rows,
+    clean_width_verdict,
+    coverage_rows,
+    coverage_verdict,
+    markdown_table,
+)
 from keras_variants.monitoring.stored import load_measurement
 from keras_variants.tracking.records import load_uncertainty
 from keras_variants.tracking.store import scoring_experiment
@@ -187,14 +193,27 @@ def _estimate_lines(f: CardFacts) -> list[str]:
     return [
         f"`variants score` estimates the accuracy of unlabelled rows ({m['estimator']}) with a "
         f"{m['level']:.0%} interval: the sampling spread plus the estimate's own error on "
-        "known shifts as far from the held-out data. It gives no number for fewer rows than "
+        "known shifts as far from the held-out data (beyond the distance clean rows lie at by "
+        "sampling alone). It gives no number for fewer rows than "
         f"the smallest size below or beyond the furthest shift checked ({up_to}). Measured "
         "at registration on shifts each left out of the fitting in turn:",
         "",
         *markdown_table(header, rows),
         "",
         coverage_verdict(m),
+        *_clean_width_lines(m),
     ]
+
+
+def _clean_width_lines(m: dict[str, Any]) -> list[str]:
+    """One line, not the report's table: the card is the registry's description, which
+    keeps 5,000 characters."""
+    _, rows = clean_width_rows(m)
+    verdict = clean_width_verdict(m)
+    if not rows or verdict is None:
+        return []
+    widths = ", ".join(f"{r[0]} rows {r[3]} ({r[4]}, held {r[2]})" for r in rows)
+    return ["", f"Clean held-out rows, mean width (widest) by rows: {widths}. {verdict}"]
 
 
 def _far_from_data_lines(f: CardFacts) -> list[str]:

@@ -72,8 +72,8 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         f"model (no shifted window larger than that: n/a); measured in {m['seconds']} s{cpu}.",
         f"Threshold: family-wise level {m['alpha']} (Bonferroni over {len(m['signals'])} "
         f"signals: each p < {m['alpha'] / len(m['signals']):.2g}), the largest of "
-        f"{', '.join(map(str, m['alphas_tried']))} whose false-alarm rate on the '{fit}' "
-        f"windows is at most {FALSE_ALARM_TARGET:.0%}"
+        f"{', '.join(map(str, m['alphas_tried']))} "
+        + _threshold_rule(m, fit)
         + (" at every window size." if fit != check else f" at {TARGET_SIZE} rows."),
     ]
     held_out = _step(m, check)
@@ -104,8 +104,20 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _threshold_rule(m: dict[str, Any], fit: str) -> str:
+    windows, allowed = m.get("clean_windows", 40), m.get("alarms_allowed")
+    if allowed is None:  # measured before the conformal rule
+        return f"whose false-alarm rate on the '{fit}' windows is at most {FALSE_ALARM_TARGET:.0%}"
+    return (
+        f"that raised at most {allowed} alarm{'s' if allowed != 1 else ''} in the {windows} "
+        f"'{fit}' windows, so that a new clean window alarms with probability at most "
+        f"{FALSE_ALARM_TARGET:.0%} ((k + 1) / (n + 1) = {(allowed + 1) / (windows + 1):.1%}, "
+        "the split-conformal bound)"
+    )
+
+
 def _estimate_lines(m: dict[str, Any]) -> list[str]:
-    from keras_variants.monitoring.coverage import coverage_verdict
+    from keras_variants.monitoring.coverage import clean_width_verdict, coverage_verdict
 
     tried = m.get("estimators_tried")
     if not tried:  # measured before intervals were calibrated
@@ -123,9 +135,11 @@ def _estimate_lines(m: dict[str, Any]) -> list[str]:
         "predicted classes drift, fitted again on the held-out rows re-mixed to the class "
         "mix black-box shift estimation finds.",
         f"Interval: {m['level']:.0%}, the sampling spread plus the estimator's error on the "
-        "known shifts as far from the reference; no estimate beyond the furthest shift "
+        "known shifts as far from the reference (beyond the distance clean rows lie at by "
+        "sampling alone); no estimate beyond the furthest shift "
         f"checked ({up_to}) or below the smallest window size.",
         coverage_verdict(m),
+        *filter(None, [clean_width_verdict(m)]),
     ]
 
 
@@ -161,8 +175,11 @@ def _html_table(header: list[str], rows: list[list[str]], left: set[int]) -> lis
     return parts
 
 
+CLEAN_WIDTHS = "The interval on clean held-out rows (never fitted on), by their number"
+
+
 def to_html(m: dict[str, Any]) -> str:
-    from keras_variants.monitoring.coverage import coverage_rows
+    from keras_variants.monitoring.coverage import clean_width_rows, coverage_rows
 
     parts = ["<h3>Monitoring</h3><ul>"]
     parts += [f"<li>{html.escape(line)}</li>" for line in summary_lines(m)]
@@ -175,11 +192,15 @@ def to_html(m: dict[str, Any]) -> str:
             "<h4>The accuracy estimate's 90% interval on shifts left out of its fitting</h4>"
         )
         parts += _html_table(header, rows, {0})
+    header, rows = clean_width_rows(m)
+    if rows:
+        parts.append(f"<h4>{html.escape(CLEAN_WIDTHS)}</h4>")
+        parts += _html_table(header, rows, set())
     return "".join(parts)
 
 
 def to_markdown(m: dict[str, Any]) -> list[str]:
-    from keras_variants.monitoring.coverage import coverage_rows, markdown_table
+    from keras_variants.monitoring.coverage import clean_width_rows, coverage_rows, markdown_table
 
     header, rows = _rows(m)
     lines = ["### Monitoring", "", *(f"- {line}" for line in summary_lines(m)), ""]
@@ -187,5 +208,9 @@ def to_markdown(m: dict[str, Any]) -> list[str]:
     header, rows = coverage_rows(m)
     if rows:
         lines += ["", "The accuracy estimate's 90% interval on shifts left out of its fitting:", ""]
+        lines += markdown_table(header, rows)
+    header, rows = clean_width_rows(m)
+    if rows:
+        lines += ["", f"{CLEAN_WIDTHS}:", ""]
         lines += markdown_table(header, rows)
     return [*lines, ""]
