@@ -20,11 +20,10 @@ if TYPE_CHECKING:
     from keras_variants.operations.watch import Watcher
 
 Say = Callable[[str], None]  # a line for the user
-GUARD_DEPLOYMENT = "guard-champion"
 WATCH_INTERVAL_S = 5.0  # a changed data file starts a run within a minute: well inside
 
 
-def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = print) -> None:
+def run_schedule(config: PipelineConfig, plan: Plan, say: Say = print) -> None:
     """Build and register the deployments, start the watchers and automations, then serve
     until Ctrl-C or SIGTERM; ``say`` prints what was started."""
     from keras_variants.operations import events, watch
@@ -42,7 +41,7 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
     guards: list[RunnerDeployment] = []
     watchers: list[Watcher] = []
     if plan.trains:
-        deployment, watcher = _training(config, profile, plan, say)
+        deployment, watcher = _training(config, plan, say)
         served.append((deployment, None))
         watchers += [watcher] if watcher else []
     if plan.inbox is not None:
@@ -50,9 +49,10 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
 
         def waiting(names: list[str]) -> None:
             say(f"inbox: {', '.join(names)} waiting; scoring run requested")
-            events.emit_folder_event(events.INBOX_WAITING, "inbox", inbox, {"files": names})
+            payload = {"files": names, "model": plan.model}
+            events.emit_folder_event(events.INBOX_WAITING, "inbox", inbox, payload)
 
-        inbox = plan.inbox
+        inbox = plan.inbox.resolve()
         watchers.append(watch.inbox_watcher(inbox, WATCH_INTERVAL_S, waiting))
     if plan.guard is not None:
         guards.append(_guard_deployment(config, plan, say))
@@ -81,11 +81,12 @@ def run_schedule(config: PipelineConfig, profile: str, plan: Plan, say: Say = pr
 
 
 def _training(
-    config: PipelineConfig, profile: str, plan: Plan, say: Say
+    config: PipelineConfig, plan: Plan, say: Say
 ) -> tuple[RunnerDeployment, Watcher | None]:
     """The training deployment, and the data watcher when it runs on new data."""
-    from flows.pipeline import pipeline, task_runner_for  # no TensorFlow here: lanes train
+    from flows.deployed import train  # no TensorFlow here: lanes train
     from keras_variants.operations import deployments, events, watch
+    from keras_variants.operations.declarations import TRAINING, declared, run_parameters
 
     if plan.on_new_data and config.data_dir is None:
         raise ConfigError(
@@ -97,13 +98,7 @@ def _training(
         + ([f"when a file in {data_dir} changes"] if data_dir else [])
     )
     deployment = deployments.training(
-        # The config's task runner (max_parallel, runner), not the decorator's default.
-        pipeline.with_options(task_runner=task_runner_for(config)),
-        plan.name,
-        {"config": config.model_dump(mode="json")},
-        plan.cron,
-        data_dir,
-        f"keras-variants pipeline, profile {profile}, {when}",
+        train, declared()[TRAINING], plan.name, run_parameters(config), plan.cron, data_dir
     )
     say(f"training '{plan.name}' {when}; one run at a time, one that comes due waits")
     if data_dir is None:
@@ -119,8 +114,9 @@ def _training(
 
 def _scoring(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDeployment:
     """The scoring deployment over the inbox; inputs a stopped run had taken go back."""
-    from flows.inbox import score_inbox
+    from flows.deployed import inbox as score_inbox
     from keras_variants.operations import deployments, inbox
+    from keras_variants.operations.declarations import SCORING, declared, run_parameters
 
     assert plan.inbox is not None and plan.model is not None
     folder = plan.inbox.resolve()
@@ -132,19 +128,15 @@ def _scoring(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDeployment:
         f"scoring '{name}': what lands in {plan.inbox} with {plan.model}'s champion, "
         "results in scored/, inputs to done/ or failed/; one run at a time, later files wait"
     )
-    parameters = {
-        "config": config.model_dump(mode="json"),
-        "inbox": str(folder),
-        "model": plan.model,
-    }
-    description = f"score what lands in {folder} with {plan.model}'s champion"
-    return deployments.scoring(score_inbox, name, parameters, folder, description)
+    parameters = {"inbox": str(folder), "model": plan.model, **run_parameters(config)}
+    return deployments.scoring(score_inbox, declared()[SCORING], name, parameters, folder)
 
 
 def _guard_deployment(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDeployment:
     """The guard's deployment: a review of each champion move the receiver hands on."""
     from flows.guard import guard_champion
     from keras_variants.operations import deployments
+    from keras_variants.operations.declarations import GUARD, declared, run_parameters
 
     if not config.tracking_uri.startswith(("http://", "https://")):
         raise ConfigError(
@@ -162,9 +154,9 @@ def _guard_deployment(config: PipelineConfig, plan: Plan, say: Say) -> RunnerDep
     )
     return deployments.guard(
         guard_champion,
-        GUARD_DEPLOYMENT,
-        {"config": config.model_dump(mode="json")},
-        f"review a champion set in the MLflow registry at {config.tracking_uri}",
+        declared()[GUARD],
+        run_parameters(config),
+        f"(Its store: {config.tracking_uri}.)",
     )
 
 

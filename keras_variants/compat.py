@@ -131,3 +131,15 @@ def process_wide_uri_slots() -> list[tuple[ModuleType, str]]:
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     return [(tracking_utils, "_tracking_uri"), (registry_utils, "_registry_uri")]
+
+
+def check_prefect_yaml(raw: dict[str, Any]) -> None:
+    """Raise pydantic's ``ValidationError`` if ``raw`` (a parsed ``prefect.yaml``) is not
+    what ``prefect deploy`` accepts.
+
+    Prefect 3.8.8 reads the file into ``prefect.cli.deploy._models.PrefectYamlModel`` (in
+    ``prefect.cli.deploy._config``) and has no public schema or check of it: the public way
+    is to run ``prefect deploy`` against a server, which the workers' system test does."""
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    PrefectYamlModel.model_validate(raw)

@@ -220,3 +220,13 @@ def test_a_file_dataset_is_the_entity_mlflow_would_make(tmp_path: Path) -> None:
     assert ours.to_dictionary() == theirs.to_dictionary()
     profiled = file_dataset(path, "mnist test", "e" * 32, {"split": "test", "rows": 3})
     assert (profiled.source_type, profiled.profile) == ("local", '{"split": "test", "rows": 3}')
+
+
+def test_a_prefect_yaml_is_checked_as_prefect_deploy_reads_it() -> None:
+    from prefect.cli.deploy import _config
+    from pydantic import ValidationError
+
+    assert "PrefectYamlModel.model_validate" in inspect.getsource(_config)
+    compat.check_prefect_yaml({"name": "p", "deployments": [{"name": "d", "entrypoint": "f.py:f"}]})
+    with pytest.raises(ValidationError):
+        compat.check_prefect_yaml({"deployments": [{"name": "d", "concurrency_limit": "one"}]})

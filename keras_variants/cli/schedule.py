@@ -76,4 +76,4 @@ def schedule(
     runtime.start_prefect(early_server=False)
     from flows.schedule import run_schedule
 
-    run_schedule(config, selection.profile, plan, typer.echo)
+    run_schedule(config, plan, typer.echo)

@@ -39,10 +39,28 @@ def model_resource(model: str, version: str) -> dict[str, str]:
 
 def emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> None:
     """Send one event to the Prefect server (a flow run's context adds the flow run, flow and
-    deployment as related resources)."""
+    deployment as related resources; the deployment is added here too, for events sent from a
+    subflow, whose own run has none: the deployments' flows run the project's flows as
+    subflows, and the automations of ``--notify`` match on the deployment)."""
     from prefect.events import emit_event
 
-    emit_event(event=event, resource=resource, payload=payload)
+    emit_event(event=event, resource=resource, payload=payload, related=deployment_related())
+
+
+def deployment_related() -> list[dict[str, str]]:
+    """The deployment whose run this is (its subflows' too), as a related resource; none
+    outside a deployment's run."""
+    from prefect.runtime import deployment
+
+    found = deployment.id
+    if not found:
+        return []
+    return [
+        {
+            "prefect.resource.id": f"prefect.deployment.{found}",
+            "prefect.resource.role": "deployment",
+        }
+    ]
 
 
 def emit_promoted(model: str, version: str, reason: str, tracking_uri: str) -> None:
