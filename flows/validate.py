@@ -1,6 +1,7 @@
 """The data half of the pipeline: ingest every data set, then validate it."""
 
 from prefect import flow
+from prefect.futures import PrefectFuture
 
 from keras_variants.config.pipeline import PipelineConfig
 from keras_variants.config.variants import NUM_WORDS
@@ -23,10 +24,18 @@ def ingest_and_validate(
 ) -> tuple[dict[str, dict[str, object]], dict[str, Dataset]]:
     """Called inside a flow: every data set is read and checked before anything trains;
     ``lane`` encodes the samples that the checks on model inputs look at."""
-    results_dir = config.reports_dir / "validation"
-    reads = {name: ingest.submit(name, config.data_dir, NUM_WORDS) for name in config.datasets()}
+    reads = {name: read(config, name) for name in config.datasets()}
     datasets = {name: read.result() for name, read in reads.items()}
-    checks = {
-        name: validate.submit(data, NUM_WORDS, results_dir, lane) for name, data in datasets.items()
-    }
+    checks = {name: check(config, data, lane) for name, data in datasets.items()}
     return {name: check.result() for name, check in checks.items()}, datasets
+
+
+def read(config: PipelineConfig, name: str) -> PrefectFuture[Dataset]:
+    """Called inside a flow: data set ``name`` read (the ingest task, submitted)."""
+    return ingest.submit(name, config.data_dir, NUM_WORDS)
+
+
+def check(config: PipelineConfig, data: Dataset, lane: Lane) -> PrefectFuture[dict[str, object]]:
+    """Called inside a flow: ``data`` validated (the validate task, submitted); its
+    summary, or DataValidationError listing every failure."""
+    return validate.submit(data, NUM_WORDS, config.reports_dir / "validation", lane)

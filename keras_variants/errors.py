@@ -9,6 +9,14 @@ class VariantsError(Exception):
     """Base class for every error this tool reports to the user without a traceback."""
 
 
+def what_was_registered(gated: list[str] | tuple[str, ...] = ()) -> str:
+    """What a failed run registered: nothing, but where a data set's gate (which runs as
+    soon as its own trials are done) had run before the failure."""
+    if not gated:
+        return "nothing was registered"
+    return f"nothing was registered but by the gate of {' and '.join(gated)}, which had run"
+
+
 class DataError(VariantsError):
     """A data file is missing, unreadable or malformed.
 

@@ -52,6 +52,7 @@ def validate(data: Dataset, num_words: int, results_dir: Path, lane: Lane) -> di
 
     The full GX result is written to ``results_dir`` either way. ``lane`` encodes samples.
     """
+    lane.warm()  # its TensorFlow import beside Great Expectations' and the raw checks
     from data_checks.checks import validate_dataset
     from data_checks.runner import write_results
 

@@ -15,6 +15,7 @@ from keras_variants.lanes.pool import Lane
 from keras_variants.operations import events
 from keras_variants.registry import gate as registry
 from keras_variants.registry.run_decisions import record_decision
+from keras_variants.reporting.publish import draw_figures as draw_report_figures
 from keras_variants.reporting.publish import publish_report
 from keras_variants.reporting.report_pages import to_markdown
 from keras_variants.tracking.records import load_pipeline
@@ -36,6 +37,13 @@ def promote_best(
     if decision.promoted:  # for --notify's automation; never fails the run
         events.emit_promoted(decision.model, decision.version, decision.reason, config.tracking_uri)
     return decision
+
+
+@task(name="figures", task_run_name="figures-{parent_run_id}", cache_policy=NO_CACHE)
+def draw_figures(config: PipelineConfig, parent_run_id: str) -> list[str]:
+    """One data set's report figures, drawn ahead of the report (which takes them from the
+    figure cache) as soon as its trials are done."""
+    return draw_report_figures(client_for(config), config.reports_dir, parent_run_id)
 
 
 @task(name="report", cache_policy=NO_CACHE)

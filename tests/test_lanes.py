@@ -104,3 +104,18 @@ def test_a_lane_allocates_per_trial_and_gives_memory_back() -> None:
         assert mapped == 3
     finally:
         lanes.close(interrupted=False)
+
+
+def test_lanes_start_with_the_run_only_when_no_trial_can_be_reused(tmp_path: Path) -> None:
+    """--force or a local store not made yet: every trial trains, so the lanes start their
+    imports at once; an existing store or a server may hold reusable trials."""
+    from keras_variants.lanes.pool import reuses_nothing
+
+    new = build_config(profile="smoke", workdir=tmp_path)
+    assert reuses_nothing(new)
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    assert new.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert not reuses_nothing(new)
+    assert reuses_nothing(new.model_copy(update={"force": True}))
+    server = build_config(profile="smoke", workdir=tmp_path, tracking_uri="http://127.0.0.1:5000")
+    assert not reuses_nothing(server)

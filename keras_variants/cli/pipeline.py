@@ -114,9 +114,10 @@ def run(
     install_signal_handlers()
     try:
         result = run_pipeline(config)
-    except (KeyboardInterrupt, TerminationSignal):
+    except (KeyboardInterrupt, TerminationSignal) as exc:
         prefect_server.stop()
-        typer.secho("stopped: runs ended KILLED, nothing registered", err=True)
+        registered = next(iter(getattr(exc, "__notes__", [])), "nothing registered")
+        typer.secho(f"stopped: runs ended KILLED, {registered}", err=True)
         raise typer.Exit(code=130) from None
     finally:
         prefect_server.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_variants.errors import ClusterError
+from keras_variants.errors import ClusterError, what_was_registered
 
 ADVICE = (
     "start the scheduler and its workers again (their workers exit with it; with the "
@@ -24,9 +24,12 @@ ADVICE = (
 )
 
 
-def lost_cluster(exc: BaseException, address: str | None) -> ClusterError | None:
+def lost_cluster(
+    exc: BaseException, address: str | None, gated: tuple[str, ...] = ()
+) -> ClusterError | None:
     """A clear error if ``exc`` (or what caused it) says the Dask cluster at ``address``
-    was lost during the run; None for any other failure."""
+    was lost during the run; None for any other failure. ``gated``: the data sets whose
+    gate had run."""
     where = address or "the local Dask cluster"
     seen: set[int] = set()
     cause: BaseException | None = exc
@@ -37,13 +40,13 @@ def lost_cluster(exc: BaseException, address: str | None) -> ClusterError | None
             return ClusterError(
                 f"lost the Dask scheduler {where} during the run "
                 f"({text.rpartition('reason: ')[2].splitlines()[0].rstrip('.')}); "
-                f"this run's MLflow runs ended FAILED and nothing was registered: {ADVICE}"
+                f"this run's MLflow runs ended FAILED and {what_was_registered(gated)}: {ADVICE}"
             )
         if name == "KilledWorker":
             return ClusterError(
                 f"a trial's Dask worker died each time Dask ran it on {where} ({text}); "
-                "this run's MLflow runs ended FAILED and nothing was registered: look at the "
-                "workers' log for the cause (memory: give them more with --memory-limit), then "
+                f"this run's MLflow runs ended FAILED and {what_was_registered(gated)}: look at "
+                "the workers' log for the cause (memory: give them more with --memory-limit), then "
                 f"{ADVICE}"
             )
         cause = cause.__cause__ or cause.__context__

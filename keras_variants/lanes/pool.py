@@ -75,6 +75,11 @@ class Lane(Protocol):
         """``data`` as a job should carry it."""
         ...
 
+    def warm(self) -> None:
+        """Start now what the first job needs (lane processes import for seconds), so that
+        it happens beside other work."""
+        ...
+
 
 class HereLane:
     """This process: for the threads runner and inside Dask workers. With
@@ -101,6 +106,9 @@ class HereLane:
 
     def share(self, data: Dataset) -> Dataset:
         return data
+
+    def warm(self) -> None:
+        pass  # this process: TensorFlow is imported by the first job
 
 
 class ProcessLanes:
@@ -133,6 +141,9 @@ class ProcessLanes:
                 self._started = True
                 for _ in range(self._workers):
                     self._pool.submit(_ready)
+
+    def warm(self) -> None:
+        self._start()
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         self._start()
@@ -204,6 +215,15 @@ def opened(config: PipelineConfig) -> Iterator[Lane]:
         lanes.close(interrupted=True)
         raise
     lanes.close(interrupted=False)
+
+
+def reuses_nothing(config: PipelineConfig) -> bool:
+    """Whether no trial of the run can be an earlier one's: ``--force``, or a local store
+    that does not exist yet (a new folder). Then lanes are sure to be needed."""
+    if config.force:
+        return True
+    local = config.tracking_uri.startswith("sqlite:///")
+    return local and not Path(config.tracking_uri.removeprefix("sqlite:///")).exists()
 
 
 # In a lane process:

@@ -5,6 +5,7 @@ Pure formatting; the flow and the command line pass in the numbers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -52,16 +53,25 @@ class Tally:
 
     def __post_init__(self) -> None:
         self.unfinished = list(self.names)
+        self._lock = threading.Lock()  # each data set's runs end in a thread of their own
+
+    def extend(self, names: Sequence[str], expected: Mapping[str, float]) -> None:
+        """More runs to count (the next look of a study), with their expected times."""
+        with self._lock:
+            self.names = [*self.names, *names]
+            self.unfinished += names
+            self.expected = {**self.expected, **expected}
 
     def add(self, name: str, completed: bool, elapsed_seconds: float) -> str:
         """Count the run ``name`` as ended (completed, or failed); its progress line."""
-        if completed:
-            self.done += 1
-        else:
-            self.failed += 1
-        self.unfinished.remove(name)
-        left = seconds_left([self.expected.get(n) for n in self.unfinished], self.lanes)
-        return progress_line(self.done, len(self.names), elapsed_seconds, self.failed, left)
+        with self._lock:
+            if completed:
+                self.done += 1
+            else:
+                self.failed += 1
+            self.unfinished.remove(name)
+            left = seconds_left([self.expected.get(n) for n in self.unfinished], self.lanes)
+            return progress_line(self.done, len(self.names), elapsed_seconds, self.failed, left)
 
 
 @dataclass(frozen=True)

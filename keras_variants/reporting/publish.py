@@ -18,9 +18,12 @@ from mlflow.tracking import MlflowClient
 
 from keras_variants.code_digest import code_digest
 from keras_variants.registry.run_decisions import run_decisions
+from keras_variants.reporting.calibration_report import calibration_section
+from keras_variants.reporting.findings import groups
 from keras_variants.reporting.monitoring_report import monitoring_for
 from keras_variants.reporting.plots import figure_cache
 from keras_variants.reporting.report import Report, build_report
+from keras_variants.reporting.report_figures import dataset_figures
 from keras_variants.reporting.report_pages import write_report
 from keras_variants.tracking.records import PipelineRecord, load_pipeline
 from keras_variants.tracking.ui_links import MLFLOW_UI, mlflow_ui_for
@@ -55,6 +58,19 @@ def report_digest(
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
     digest.update(code_digest(REPORT_CODE).encode())
     return digest.hexdigest()
+
+
+def draw_figures(client: MlflowClient, reports_dir: Path, parent_run_id: str) -> list[str]:
+    """The figures of the data set whose parent run is ``parent_run_id``, drawn into the
+    reports' figure cache ahead of the report, which then takes them from there (a pipeline
+    draws a data set's while the other trains, or beside its gate); their names."""
+    record = load_pipeline(client, parent_run_id)
+    dataset = next(d for d, run_id in record.parents.items() if run_id == parent_run_id)
+    records = record.variants[dataset]
+    with figure_cache(reports_dir / ".figures"):
+        drawn = list(dataset_figures(dataset, groups(records)))
+        section = calibration_section(dataset, records)
+    return drawn + list(section.figures if section else [])
 
 
 def publish_report(

@@ -22,13 +22,16 @@ def _curve(ax, group: Group, key: str, style: str, label: str) -> None:
 
 
 def figures(grouped: dict[str, list[Group]]) -> dict[str, bytes]:
-    """The lecture's plots as PNG bytes: mean curves, bands across seeds (drawn again only
-    when a curve changed)."""
-    content = {
-        dataset: [(g.label, g.seeds, g.mean.curves, g.spread) for g in gs]
-        for dataset, gs in grouped.items()
-    }  # everything _draw reads
-    return cached(__name__, content, lambda: _draw(grouped))
+    """The lecture's plots as PNG bytes: mean curves, bands across seeds; each data set's
+    drawn again only when one of its curves changed (so a run can draw one data set's
+    while the other still trains, and its report takes them from the cache)."""
+    return {name: png for d, gs in grouped.items() for name, png in dataset_figures(d, gs).items()}
+
+
+def dataset_figures(dataset: str, groups: list[Group]) -> dict[str, bytes]:
+    """:func:`figures` of one data set."""
+    content = {dataset: [(g.label, g.seeds, g.mean.curves, g.spread) for g in groups]}
+    return cached(__name__, content, lambda: _draw({dataset: groups}))  # all _draw reads
 
 
 def _draw(grouped: dict[str, list[Group]]) -> dict[str, bytes]:

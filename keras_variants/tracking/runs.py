@@ -57,50 +57,52 @@ def _params(values: dict[str, object]) -> list[Param]:
     return [Param(key, str(value)) for key, value in values.items()]
 
 
+def new_pipeline_id() -> str:
+    """The id that ties one pipeline run's parent runs (one per data set) together."""
+    return uuid.uuid4().hex[:12]
+
+
 @contextmanager
-def parent_runs(config: PipelineConfig, datasets: dict[str, Dataset]) -> Iterator[dict[str, str]]:
-    """One parent run per data set's experiment for this pipeline run; yields run ids."""
+def parent_run(config: PipelineConfig, pipeline_id: str, name: str, data: Dataset) -> Iterator[str]:
+    """The parent run of data set ``name`` in the pipeline run ``pipeline_id``, in the data
+    set's experiment; yields its run id. Ended FINISHED when the block ends, FAILED or
+    KILLED (with the children it left running) when it raises."""
     client = client_for(config)
-    pipeline_id = uuid.uuid4().hex[:12]
-    runs: dict[str, str] = {}
+    run = client.create_run(
+        experiment_id(config, name),
+        run_name=f"pipeline-{pipeline_id}",
+        tags=_common_tags(config, pipeline_id, name) | {"role": "pipeline"},
+    )
+    runs = {name: run.info.run_id}
     try:
-        for name, data in datasets.items():
-            run = client.create_run(
-                experiment_id(config, name),
-                run_name=f"pipeline-{pipeline_id}",
-                tags=_common_tags(config, pipeline_id, name) | {"role": "pipeline"},
-            )
-            runs[name] = run.info.run_id
-            client.log_batch(
-                run.info.run_id,
-                params=_params(
-                    {
-                        "profile": config.profile.name,
-                        "protocol": config.protocol,
-                        "seeds": ",".join(map(str, config.seeds)),
-                        **(config.seed_plan.params() if config.seed_plan else {}),
-                        "variants": ",".join(v.name for v in config.selected()),
-                        **{
-                            f"sweep.{name}.{key}": ",".join(map(str, values))
-                            for name, grid in config.sweeps.items()
-                            for key, values in grid.items()
-                        },
-                        **{f"data.{f}.sha256": d for f, d in data.fingerprints.items()},
-                    }
-                ),
-            )
-        yield runs
+        client.log_batch(
+            run.info.run_id,
+            params=_params(
+                {
+                    "profile": config.profile.name,
+                    "protocol": config.protocol,
+                    "seeds": ",".join(map(str, config.seeds)),
+                    **(config.seed_plan.params() if config.seed_plan else {}),
+                    "variants": ",".join(v.name for v in config.selected()),
+                    **{
+                        f"sweep.{variant}.{key}": ",".join(map(str, values))
+                        for variant, grid in config.sweeps.items()
+                        for key, values in grid.items()
+                    },
+                    **{f"data.{f}.sha256": d for f, d in data.fingerprints.items()},
+                }
+            ),
+        )
+        yield run.info.run_id
     except BaseException as exc:
         if server_unreachable(exc):  # the next run's start-up sweep ends them
             raise
         if isinstance(exc, Exception):  # an interruption's trials end themselves KILLED
             _end_orphaned_children(client, runs, "the pipeline run failed")
-        for run_id in runs.values():
-            client.set_terminated(run_id, _end_status(exc))
+        client.set_terminated(run.info.run_id, _end_status(exc))
         raise
     _end_orphaned_children(client, runs, "its Dask worker died; the trial ran again")
-    for run_id in runs.values():
-        client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run.info.run_id, "FINISHED")
 
 
 def _end_orphaned_children(client: MlflowClient, parents: dict[str, str], reason: str) -> None:

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from keras_variants.config.pipeline import PipelineConfig
-from keras_variants.errors import TrackingStoreError
+from keras_variants.errors import TrackingStoreError, what_was_registered
 from keras_variants.tracking.locks import store_lock
 
 OWNER_HOST_TAG = "keras_variants.host"
@@ -136,15 +136,17 @@ def server_unreachable(exc: BaseException | None) -> bool:
     return False
 
 
-def lost_server(exc: BaseException, tracking_uri: str) -> TrackingStoreError | None:
+def lost_server(
+    exc: BaseException, tracking_uri: str, gated: tuple[str, ...] = ()
+) -> TrackingStoreError | None:
     """A clear error if ``exc`` says the MLflow server at ``tracking_uri`` stopped answering
-    during a run; None for any other failure."""
+    during a run; None for any other failure. ``gated``: the data sets whose gate had run."""
     if not server_unreachable(exc) or is_local_store(tracking_uri):
         return None
     return TrackingStoreError(
         f"the MLflow tracking server {tracking_uri} stopped answering during the run (it "
-        "was retried for about a minute); nothing was registered, and this run's MLflow runs "
-        "stay RUNNING until the next 'variants run' marks them FAILED. Start the server "
+        f"was retried for about a minute); {what_was_registered(gated)}, and this run's MLflow "
+        "runs stay RUNNING until the next 'variants run' marks them FAILED. Start the server "
         "again (with the stack: scripts/stack up mlflow) and run again"
     )
 
