@@ -543,7 +543,9 @@ def test_the_dask_scheduler_admits_only_holders_of_the_stacks_certificate(dask_p
     trusting.check_hostname = False
     with (
         socket.create_connection((host, int(port)), timeout=10) as raw,
-        pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"),
+        # TLS 1.3: the server's "certificate required" alert, or, when the server closes
+        # first (a loaded machine), the end of the connection in the middle of the protocol.
+        pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REQUIRED|EOF occurred in violation"),
         trusting.wrap_socket(raw) as wrapped,
     ):
         wrapped.sendall(b"\0" * 8)
