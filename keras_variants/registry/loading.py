@@ -21,8 +21,8 @@ from keras_variants.registry import integrity
 from keras_variants.registry.versions import (
     REGISTERED_MODELS,
     artifact_text,
-    files_record,
     model_path,
+    record_digests,
 )
 from keras_variants.serving.saving import load_served
 
@@ -99,10 +99,10 @@ def trust(client: MlflowClient, name: str, version: str) -> int:
             f"{name} v{version} has its file hashes from registration already; nothing to "
             "trust. If a file changed, restore it or register the model again"
         )
-    source = model_path(client, name, version)
-    tags = files_record(client, source, found.run_id or None)
+    digests = integrity.file_digests(Path(model_path(client, name, version)))
+    tags = record_digests(client, digests, found.run_id or None)
     client.set_model_version_tag(name, version, integrity.FILES_TAG, tags[integrity.FILES_TAG])
-    return len(integrity.file_digests(Path(source)))
+    return len(digests)
 
 
 def load_version(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:

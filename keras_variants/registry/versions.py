@@ -59,7 +59,13 @@ def files_record(client: MlflowClient, source: str, run_id: str | None = None) -
     registration and checked before every load (:mod:`keras_variants.registry.loading`):
     the digest of their manifest, which is kept in ``run_id``'s artifacts
     (:mod:`keras_variants.registry.integrity`); with no run, the manifest itself."""
-    digests = integrity.file_digests(Path(folder_of(client, source)))
+    return record_digests(client, integrity.file_digests(Path(folder_of(client, source))), run_id)
+
+
+def record_digests(
+    client: MlflowClient, digests: dict[str, str], run_id: str | None
+) -> dict[str, str]:
+    """:func:`files_record` of file digests already read."""
     if run_id is None:
         return {integrity.FILES_TAG: integrity.encode(digests)}
     recorded = integrity.record(digests)
