@@ -3,12 +3,17 @@ tiers a fixture sorts its tests into."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,16 +100,48 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a command a test starts: this session's, less its PREFECT_ and
+    MLFLOW_ settings, with a Prefect home of the test's own whose database is already
+    created, as on a machine where Prefect has run before (:func:`prefect_database`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     # As in an activated environment: servers exec tools by name (mlflow: uvicorn).
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    home = tmp_path / "prefect-home"
+    if not (home / "prefect.db").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(prefect_database(), home / "prefect.db")
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         GX_ANALYTICS_ENABLED="false",
         **extra,
     )
     return env
+
+
+@functools.cache
+def prefect_database() -> Path:
+    """A Prefect server database as a server's first start leaves it (tables created, block
+    types registered), made once per test process by starting the server this tool starts:
+    a command whose Prefect home has it skips that work (about 5 s of CPU a command, over a
+    hundred commands in the suite), as every run after a user's first one does."""
+    home = Path(tempfile.mkdtemp(prefix="prefect-template-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    command = [sys.executable, "-m", "keras_variants.prefect_server", str(port)]
+    with process(command, env, home, home / "server.log"):
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200,
+            180,
+            f"Prefect's server to create its database (its log: {home / 'server.log'})",
+        )
+    database = home / "template.db"
+    source, copy = sqlite3.connect(home / "prefect.db"), sqlite3.connect(database)
+    with contextlib.closing(source), contextlib.closing(copy):
+        source.backup(copy)  # one file, the write-ahead log folded in
+    return database
 
 
 class Processes:
