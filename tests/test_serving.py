@@ -8,6 +8,7 @@ import io
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +36,12 @@ from keras_variants.registry.loading import verified_path
 from keras_variants.registry.versions import alias_version, model_path
 from keras_variants.serving import pyfunc
 from keras_variants.serving.answers import Sentiment
-from keras_variants.serving.saving import load_served, requirements, save_model
+from keras_variants.serving.saving import (
+    load_served,
+    requirements,
+    save_model,
+    warn_if_environment_differs,
+)
 from keras_variants.tracking.store import client_for
 from tests.helpers import BIN, declared_png, free_port, process, wait_for
 
@@ -83,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, data_slices: Path):
             requirements(),
         )
         models[variant.dataset] = (load_served(str(folder / name)), data)
-    return models
+    return models | {"folder": folder}
 
 
 def test_served_sentiment_equals_the_keras_model_on_stored_sequences(served, data_slices):
@@ -106,6 +112,38 @@ def test_served_digits_equal_the_keras_model_on_stored_pixels(served) -> None:
     expected = np.asarray(keras_model(encode_inputs(images, VARIANTS["mnist_cnn"])))
     np.testing.assert_allclose([a.probabilities for a in answers], expected, atol=1e-6)
     assert [a.digit for a in answers] == expected.argmax(axis=1).tolist()
+
+
+ENVIRONMENT_DIFFERENCES = [
+    ({}, None, []),
+    ({"keras": "0.0.1"}, None, ["keras 3.15.1 is installed; the model was saved with 0.0.1"]),
+    ({"no-such-package-x": "1.0"}, None,
+     ["no-such-package-x is not installed; the model was saved with 1.0"]),
+    ({}, "3.9.2", [f"Python {'.'.join(map(str, sys.version_info[:3]))} runs it; "
+                   "the model was saved with 3.9.2"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("pins", "python", "expected"), ENVIRONMENT_DIFFERENCES)
+def test_a_model_saved_in_another_environment_is_said_on_loading(
+    served, tmp_path: Path, pins: dict, python: str | None, expected: list[str], caplog
+) -> None:
+    """The served model's requirements and Python against this environment's, as MLflow's
+    own check on loading says them (which this one replaces)."""
+    import shutil
+
+    import yaml
+
+    folder = Path(shutil.copytree(served["folder"] / "imdb_dense", tmp_path / "model"))
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    lines += [f"{name}=={version}" for name, version in pins.items()]
+    (folder / "requirements.txt").write_text("\n".join(lines))
+    if python:
+        meta = yaml.safe_load((folder / "MLmodel").read_text())
+        meta["flavors"]["python_function"]["python_version"] = python
+        (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    assert warn_if_environment_differs(str(folder)) == expected
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == expected
 
 
 def _png(pixels: np.ndarray, mode: str = "L") -> bytes:
