@@ -154,7 +154,13 @@ def test_an_unreachable_notify_url_neither_fails_nor_slows_a_run(
             wait_for(lambda: lost in server_log.read_text(), 60, "the lost message logged")
             (deployment,) = http.post("/deployments/filter", json={}).json()
             query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
-            runs = http.post("/flow_runs/filter", json=query).json()
+
+            def ended() -> list[dict]:  # the folder moves before the run reports its end
+                runs = http.post("/flow_runs/filter", json=query).json()
+                return [r for r in runs if r["end_time"]]
+
+            wait_for(lambda: len(ended()) >= 2, 60, "both runs to end")
+            runs = ended()
     text = log.read_text()
     assert text.count(f"cannot reach {url}") == 1, text
     assert "Webhook" not in text  # the lost message is the server's business, not the run's
