@@ -102,7 +102,10 @@ def stop_group(proc: subprocess.Popen) -> None:
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a command a test starts: this session's, less its PREFECT_ and
     MLFLOW_ settings, with a Prefect home of the test's own whose database is already
-    created, as on a machine where Prefect has run before (:func:`prefect_database`)."""
+    created, as on a machine where Prefect has run before (:func:`prefect_database`), and
+    Prefect's results (the data checks' cache) kept where this test process keeps them, as
+    a user's stay in ``~/.prefect/storage`` from run to run: the checks of the same data
+    run once per test process, then again only on data a test changed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     # As in an activated environment: servers exec tools by name (mlflow: uvicorn).
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -112,6 +115,7 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         shutil.copyfile(prefect_database(), home / "prefect.db")
     env.update(
         PREFECT_HOME=str(home),
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(prefect_database().parent / "storage"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         GX_ANALYTICS_ENABLED="false",
         **extra,
