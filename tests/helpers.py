@@ -118,9 +118,8 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(prefect_database().parent / "storage"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         GX_ANALYTICS_ENABLED="false",
-        **extra,
     )
-    return env
+    return env | extra
 
 
 @functools.cache

@@ -35,9 +35,10 @@ def _runs(workdir: Path) -> list:
     return client.search_runs(experiments) if experiments else []
 
 
-def _start(processes: Processes, *args: str) -> subprocess.Popen:
+def _start(processes: Processes, *args: str, **env: str) -> subprocess.Popen:
     return processes.start(
         [str(BIN / "variants"), "run", *args],
+        env=processes.env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -139,7 +140,10 @@ def test_a_lane_that_dies_stops_the_run_and_the_next_run_trains_again(
     the kill.)"""
     smoke = ["--profile", "smoke", "--data-dir", str(data_slices), "--max-parallel", "1"]
     both = ["--variants", "mnist_dense,imdb_reduced"]
-    proc = _start(processes, *smoke, *both)
+    # The data checks not cached yet: MNIST is checked first, so it trains first (with both
+    # checks cached, either data set may ask for the one lane first).
+    cold = {"PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-results")}
+    proc = _start(processes, *smoke, *both, **cold)
     try:
         seen = _wait_for_training(proc)
         lanes = _lane_processes(proc.pid)
