@@ -224,12 +224,15 @@ def test_a_prefect_server_that_stays_away_ends_the_schedule_with_one_line(
     data_slices: Path, tmp_path: Path, processes: Processes
 ) -> None:
     """The Prefect server stopped for good under ``variants schedule``: once the runner's
-    polls have failed :data:`SERVER_POLL_FAILURES` times in a row (about a minute), it
-    exits 1 with one line naming the server and what to do, and neither Prefect's error
-    dump nor any traceback."""
+    polls have failed :data:`SERVER_POLL_FAILURES` times in a row, it exits 1 with one line
+    naming the server and what to do, and neither Prefect's error dump nor any traceback."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = processes.env(PREFECT_API_URL=api)
+    # Polls every 2 s, each failing at once (no client retries): Prefect's settings, which a
+    # user may set too; at the defaults (10 s, each poll retried) it takes about 70 s.
+    env = processes.env(
+        PREFECT_API_URL=api, PREFECT_RUNNER_POLL_FREQUENCY="2", PREFECT_CLIENT_MAX_RETRIES="0"
+    )
     server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     schedule = [
         str(BIN / "variants"), "schedule", "--cron", "0 0 1 1 *", "--profile", "smoke",
