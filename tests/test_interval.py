@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_variants.monitoring import estimate, interval, label_shift, signals
+from keras_variants.monitoring import estimate, held_out, interval, label_shift, signals
 from keras_variants.monitoring.interval import Envelope, Window
 
 
@@ -129,14 +129,14 @@ def test_held_out_coverage_leaves_each_shift_out_of_the_fitting() -> None:
         windows += [_window(rung, distance, 0.95, truth) for _ in range(5)]
     windows += [_window("no labels", 0.3, 0.9, None) for _ in range(5)]
     coverage = {
-        e["rung"]: e for e in interval.held_out_coverage(windows, "clean", "clean, held out")
+        e["rung"]: e for e in held_out.held_out_coverage(windows, "clean", "clean, held out")
     }
     assert "clean" not in coverage  # always fitted on
     assert coverage["clean, held out"]["covered"] == coverage["clean, held out"]["estimated"] == 20
     assert coverage["middle"]["covered"] == 5  # from "far": 1.5 x its excess x 0.4 / 0.8
     assert coverage["far"]["estimated"] == 0  # past "middle", the furthest left
     assert coverage["no labels"]["estimated"] == 5 and "covered" not in coverage["no labels"]
-    assert all(interval.holds(e) for e in coverage.values())
+    assert all(held_out.holds(e) for e in coverage.values())
 
 
 @pytest.mark.parametrize(

@@ -9,21 +9,14 @@ unlike the held-out data (shift). The interval adds both:
   each right with the estimated accuracy (SciPy's binomial; rows of differing confidence
   spread less, so this is on the safe side). Two rows get [0.5, 1.0] at best;
 - shift: on the known shifts' windows of the same size (:data:`SIZES`), how far the truth
-  lay beyond that sampling interval, below and above. The widening at a distance ``d``
-  (how differently the model sees the rows: the largest of the :data:`RADIAL`
-  statistics) is the largest excess of any window, scaled down by how far ``d`` lies
-  beyond the clean windows' own distance (``noise``, their median: clean rows are that
-  far by sampling alone) over how far the window lay beyond it: the error grows at most
-  in proportion to the distance beyond clean rows', as fast as it grew on any known
-  shift, and never less than on clean windows or on shifted windows no further than the
-  noise (:class:`Envelope`).
+  lay beyond that sampling interval, below and above, grown with how differently the
+  model sees the rows beyond clean rows' own distance (:meth:`Envelope.widening`).
 
 No estimate is given for fewer rows than the smallest size, nor for rows further from
 the reference on any drift statistic than every window the envelope was fitted on (give
 or take that statistic's sampling noise on clean windows): beyond the largest shift the
-estimate was checked on. :func:`held_out_coverage` measures
-the intervals on the known shifts each was not fitted on (each rung left out in turn,
-clean windows never used for fitting).
+estimate was checked on. Whether the intervals hold on shifts they were not fitted on:
+:mod:`.held_out`.
 """
 
 from __future__ import annotations
@@ -113,7 +106,12 @@ class Envelope:
         return [k for k, v in distances.items() if v > self.limits.get(k, -np.inf)]
 
     def widening(self, distance: float) -> tuple[float, float]:
-        """How much to widen the sampling interval below and above at ``distance``."""
+        """How much to widen the sampling interval below and above at ``distance`` (the
+        largest of the :data:`RADIAL` statistics): the largest excess of any window, scaled
+        by how far ``distance`` lies beyond the clean windows' own distance (``noise``:
+        clean rows are that far by sampling alone) over how far the window lay beyond it;
+        so the error grows at most in proportion, as fast as on any known shift, and never
+        less than on clean windows (``floor``)."""
         beyond = max(0.0, distance - self.noise)
         span = np.maximum(self.distances - self.noise, 1e-12)
         scale = GROWTH_MARGIN * np.minimum(1.0, beyond / span)
@@ -162,28 +160,28 @@ class Interval:
     beyond: tuple[str, ...] = ()  # the statistics past every checked shift
 
 
+def _binomial_bounds(estimates, rows, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``level`` interval of the share right among ``rows`` rows each right
+    with probability ``estimates`` (arrays: one SciPy call for them all)."""
+    from scipy.stats import binom
+
+    rows, p, tail = np.asarray(rows), np.clip(estimates, 0.0, 1.0), (1.0 - level) / 2.0
+    return binom.ppf(tail, rows, p) / rows, binom.ppf(1.0 - tail, rows, p) / rows
+
+
 def sampling_bounds(
     estimate: float, rows: int, level: float = SAMPLING_LEVEL
 ) -> tuple[float, float]:
-    """The central ``level`` interval of the share right among ``rows`` rows each right
-    with probability ``estimate``."""
-    from scipy.stats import binom
-
-    tail = (1.0 - level) / 2.0
-    low, high = binom.ppf([tail, 1.0 - tail], rows, float(np.clip(estimate, 0.0, 1.0)))
-    return float(low) / rows, float(high) / rows
+    """The sampling interval of one estimate from ``rows`` rows."""
+    low, high = _binomial_bounds([estimate], [rows], level)
+    return float(low[0]), float(high[0])
 
 
 def with_sampling(windows: Sequence[Window], level: float = SAMPLING_LEVEL) -> list[Window]:
-    """``windows`` with their sampling bounds computed at once (one SciPy call)."""
-    from scipy.stats import binom
-
+    """``windows`` with their sampling bounds computed at once."""
     if not windows:
         return []
-    rows = np.array([w.rows for w in windows])
-    p = np.clip([w.estimate for w in windows], 0.0, 1.0)
-    tail = (1.0 - level) / 2.0
-    low, high = binom.ppf(tail, rows, p) / rows, binom.ppf(1.0 - tail, rows, p) / rows
+    low, high = _binomial_bounds([w.estimate for w in windows], [w.rows for w in windows], level)
     return [
         replace(w, sampling=(float(a), float(b)))
         for w, a, b in zip(windows, low, high, strict=True)
@@ -267,49 +265,4 @@ def interval(
         None,
         size,
         envelope.furthest,
-    )
-
-
-def held_out_coverage(windows: Sequence[Window], baseline: str, check: str) -> list[dict]:
-    """Per rung and window rows, the intervals of its windows from envelopes fitted
-    without that rung: windows, how many got an estimate, how many of those held the
-    truth, their mean width, and the estimate's mean error. ``check``: clean windows
-    measured here and never fitted on; ``baseline``: clean windows always fitted on."""
-    out = []
-    for rung in dict.fromkeys(w.rung for w in windows):
-        if rung == baseline:
-            continue
-        envelopes = calibrate([w for w in windows if w.rung not in (rung, check)], baseline)
-        for rows in sorted({w.rows for w in windows if w.rung == rung}):
-            mine = [w for w in windows if w.rung == rung and w.rows == rows]
-            results = [
-                interval(envelopes, w.estimate, w.rows, {w.size: w.distances}, w.sampling)
-                for w in mine
-            ]
-            given = [(w, r) for w, r in zip(mine, results, strict=True) if r.estimate is not None]
-            entry: dict[str, Any] = {
-                "rung": rung,
-                "rows": rows,
-                "windows": len(mine),
-                "estimated": len(given),
-            }
-            if mine[0].truth is not None:
-                truth = np.array([w.truth for w in mine])
-                entry["true_accuracy"] = float(truth.mean())
-                entry["estimate"] = float(np.mean([w.estimate for w in mine]))
-                entry["error"] = float(np.mean(np.abs([w.estimate for w in mine] - truth)))
-            labelled = [(w, r) for w, r in given if w.truth is not None]
-            if labelled:
-                entry["covered"] = sum(r.low <= w.truth <= r.high for w, r in labelled)
-                entry["width"] = float(np.mean([r.high - r.low for _, r in labelled]))
-                entry["widest"] = float(max(r.high - r.low for _, r in labelled))
-            out.append(entry)
-    return out
-
-
-def holds(entry: dict[str, Any], level: float = LEVEL) -> bool:
-    """Whether a :func:`held_out_coverage` entry's intervals held as often as ``level``
-    (an entry with no estimate given holds: nothing was claimed)."""
-    return entry.get("covered", 0) >= level * entry.get("estimated", 0) - 1e-9 or (
-        "covered" not in entry
     )

@@ -45,7 +45,8 @@ from keras_variants.monitoring import interval
 from keras_variants.monitoring.assess import distances, estimates, remix
 from keras_variants.monitoring.drift import signal_names, tests
 from keras_variants.monitoring.estimate import ESTIMATORS
-from keras_variants.monitoring.interval import Window, calibrate, held_out_coverage, holds
+from keras_variants.monitoring.held_out import held_out_coverage, holds
+from keras_variants.monitoring.interval import Window, calibrate
 from keras_variants.monitoring.observe import Observed, observe, sample_rows
 from keras_variants.monitoring.profile import Profile, answered, build_profile
 from keras_variants.monitoring.shifts import NO_TRUTH, shifted_inputs

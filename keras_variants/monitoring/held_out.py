@@ -1,0 +1,59 @@
+"""Whether the accuracy estimate's intervals hold on shifts they were not fitted on: each
+known shift (rung) left out of the fitting in turn, clean windows of their own never
+fitted on (:func:`held_out_coverage`), and whether they held as often as claimed
+(:func:`holds`). Pure functions of the windows measured on the known shifts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from keras_variants.monitoring.interval import LEVEL, Window, calibrate, interval
+
+
+def held_out_coverage(windows: Sequence[Window], baseline: str, check: str) -> list[dict]:
+    """Per rung and window rows, the intervals of its windows from envelopes fitted
+    without that rung: windows, how many got an estimate, how many of those held the
+    truth, their mean width, and the estimate's mean error. ``check``: clean windows
+    measured here and never fitted on; ``baseline``: clean windows always fitted on."""
+    out = []
+    for rung in dict.fromkeys(w.rung for w in windows):
+        if rung == baseline:
+            continue
+        envelopes = calibrate([w for w in windows if w.rung not in (rung, check)], baseline)
+        for rows in sorted({w.rows for w in windows if w.rung == rung}):
+            mine = [w for w in windows if w.rung == rung and w.rows == rows]
+            results = [
+                interval(envelopes, w.estimate, w.rows, {w.size: w.distances}, w.sampling)
+                for w in mine
+            ]
+            given = [(w, r) for w, r in zip(mine, results, strict=True) if r.estimate is not None]
+            entry: dict[str, Any] = {
+                "rung": rung,
+                "rows": rows,
+                "windows": len(mine),
+                "estimated": len(given),
+            }
+            if mine[0].truth is not None:
+                truth = np.array([w.truth for w in mine])
+                entry["true_accuracy"] = float(truth.mean())
+                entry["estimate"] = float(np.mean([w.estimate for w in mine]))
+                entry["error"] = float(np.mean(np.abs([w.estimate for w in mine] - truth)))
+            labelled = [(w, r) for w, r in given if w.truth is not None]
+            if labelled:
+                entry["covered"] = sum(r.low <= w.truth <= r.high for w, r in labelled)
+                entry["width"] = float(np.mean([r.high - r.low for _, r in labelled]))
+                entry["widest"] = float(max(r.high - r.low for _, r in labelled))
+            out.append(entry)
+    return out
+
+
+def holds(entry: dict[str, Any], level: float = LEVEL) -> bool:
+    """Whether a :func:`held_out_coverage` entry's intervals held as often as ``level``
+    (an entry with no estimate given holds: nothing was claimed)."""
+    return entry.get("covered", 0) >= level * entry.get("estimated", 0) - 1e-9 or (
+        "covered" not in entry
+    )
