@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from keras_variants.registry import model_card
+from keras_variants.registry import model_card_store
 from keras_variants.registry.model_card import CardFacts, card_markdown, limitations
 
 
@@ -105,10 +105,10 @@ def test_card_states_what_was_measured_and_the_decision() -> None:
 
 def test_a_card_that_cannot_be_written_never_fails_its_caller(tmp_path: Path, caplog) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model_card._warned.clear()
-    with caplog.at_level(logging.DEBUG, logger=model_card.__name__):
-        assert model_card.try_write_card(client, "no-such-model", "1") is None
-        assert model_card.try_write_card(client, "no-such-model", "2") is None
+    model_card_store._warned.clear()
+    with caplog.at_level(logging.DEBUG, logger=model_card_store.__name__):
+        assert model_card_store.try_write_card(client, "no-such-model", "1") is None
+        assert model_card_store.try_write_card(client, "no-such-model", "2") is None
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no-such-model v1" in warnings[0].getMessage()
 
@@ -128,12 +128,12 @@ def test_champions_carry_their_card(smoke_run, smoke_config, tmp_path: Path) -> 
         folder = tmp_path / decision.model
         folder.mkdir()
         markdown = Path(
-            client.download_artifacts(version.run_id, model_card.CARD_FILE, str(folder))
+            client.download_artifacts(version.run_id, model_card_store.CARD_FILE, str(folder))
         ).read_text()
         assert markdown == description  # short enough to be the description whole
         card = json.loads(
             Path(
-                client.download_artifacts(version.run_id, model_card.CARD_JSON, str(folder))
+                client.download_artifacts(version.run_id, model_card_store.CARD_JSON, str(folder))
             ).read_text()
         )
         assert card["variant"] == tags["variant"] and card["version"] == str(version.version)

@@ -30,7 +30,7 @@ from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
 from keras_variants.registry.gate_memo import remember, remembered
 from keras_variants.registry.loading import verified_path
-from keras_variants.registry.model_card import try_write_card
+from keras_variants.registry.model_card_store import try_write_card
 from keras_variants.registry.promotion_rule import decide, paired, reason
 from keras_variants.registry.reference_profile import (
     NEVER_UNMONITORED,

@@ -29,7 +29,7 @@ from keras_variants.data.datasets import Dataset, split_rows
 from keras_variants.errors import VariantsError
 from keras_variants.lanes.call import Call, call_here
 from keras_variants.registry.loading import verified_path
-from keras_variants.registry.model_card import try_write_card
+from keras_variants.registry.model_card_store import try_write_card
 from keras_variants.registry.promotion_rule import Evidence, decide, paired, reason
 from keras_variants.registry.reference_profile import unmonitored
 from keras_variants.registry.served_accuracy import ServedAccuracy, gate_inputs, score_served

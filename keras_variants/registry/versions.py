@@ -20,7 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 from keras_variants import compat
 from keras_variants.errors import VariantsError
 from keras_variants.registry import integrity
-from keras_variants.registry.model_card import try_write_card
+from keras_variants.registry.model_card_store import try_write_card
 from keras_variants.tracking.records import VariantRecord
 
 REGISTERED_MODELS = {"mnist": "mnist-classifier", "imdb": "imdb-sentiment"}
