@@ -28,6 +28,10 @@ held as often as ATC on IMDb but overstated clean accuracy by 0.07).
 
 Blind by design: a bag-of-words model's inputs and outputs do not change when a review's
 words are shuffled, so no signal here can see word order.
+
+Over 300 lines on purpose: one measurement, whose windows, halves and choices (the level
+``alpha``, the estimator) depend on one another; split, a reader would follow one sample
+of rows across files.
 """
 
 from __future__ import annotations
