@@ -123,11 +123,12 @@ def warn_if_environment_differs(folder: str) -> list[str]:
         if not wanted or name.startswith(("-", "#")):
             continue
         try:
-            installed = f"{version(name)} is installed"
+            installed = version(name)
         except PackageNotFoundError:
-            installed = "is not installed"
-        if installed != f"{wanted} is installed":
-            differences.append(f"{name} {installed}; the model was saved with {wanted}")
+            installed = None
+        if installed != wanted:
+            found = "is not installed" if installed is None else f"{installed} is installed"
+            differences.append(f"{name} {found}; the model was saved with {wanted}")
     flavor = Model.load(folder).flavors.get(mlflow.pyfunc.FLAVOR_NAME, {})
     saved_with, running = flavor.get("python_version", ""), ".".join(map(str, sys.version_info[:3]))
     if saved_with and saved_with.split(".")[:2] != running.split(".")[:2]:
