@@ -28,7 +28,7 @@ def run_schedule(config: PipelineConfig, plan: Plan, say: Say = print) -> None:
     until Ctrl-C or SIGTERM; ``say`` prints what was started."""
     from keras_variants.operations import events, watch
     from keras_variants.operations import notify as notifications
-    from keras_variants.operations.runner import prefect_api, serve_until_stopped
+    from keras_variants.operations.runner import new_runner, prefect_api, serve_until_stopped
     from keras_variants.registry.versions import REGISTERED_MODELS  # loads MLflow
     from keras_variants.tracking.ui_links import mlflow_ui_for
 
@@ -56,8 +56,10 @@ def run_schedule(config: PipelineConfig, plan: Plan, say: Say = print) -> None:
         watchers.append(watch.inbox_watcher(inbox, WATCH_INTERVAL_S, waiting))
     if plan.guard is not None:
         guards.append(_guard_deployment(config, plan, say))
-    watched = [notifications.Watched(d.apply(), d.name, model) for d, model in served]
-    watched += [notifications.Watched(d.apply(), d.name, guards=True) for d in guards]
+    runner = new_runner()  # registers each deployment once, with its triggers
+    watched = [notifications.Watched(runner.add_deployment(d), d.name, m) for d, m in served]
+    for guard in guards:
+        watched.append(notifications.Watched(runner.add_deployment(guard), guard.name, guards=True))
     if plan.notify is not None:
         notifications.install(plan.notify, watched, ui, mlflow_ui_for(config.tracking_uri))
         say(f"notify: failed or crashed runs, promotions and drift post JSON to {plan.notify}")
@@ -72,7 +74,7 @@ def run_schedule(config: PipelineConfig, plan: Plan, say: Say = print) -> None:
     for watcher in watchers:
         watcher.start()
     try:
-        serve_until_stopped([d for d, _ in served] + guards, api)
+        serve_until_stopped(runner, api)
     finally:
         for watcher in watchers:
             watcher.stop()

@@ -2,7 +2,8 @@
 runner rides out a server restart (:func:`patient_runner`), a watch ends serving with one
 line once the server is gone for good (:func:`watch_server`), the flow runs it starts print
 no bookkeeping (:func:`quiet_flow_runs`), and :func:`serve_until_stopped` puts them together
-around Prefect's ``serve``. What ``variants schedule`` runs once its deployments are built.
+around a runner from :func:`new_runner`. What ``variants schedule`` runs once its
+deployments are built.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from keras_variants import compat, runtime
 from keras_variants.errors import ConfigError, PrefectServerError
 
 if TYPE_CHECKING:
-    from prefect.deployments.runner import RunnerDeployment
+    from prefect.runner import Runner
 
 # Failed polls in a row (PREFECT_RUNNER_POLL_FREQUENCY, 10 s apart) before Prefect's runner
 # stops: about a minute unanswered (66 s measured), where Prefect's 3 (~20-30 s) were
@@ -186,24 +187,36 @@ def quiet_flow_runs(folder: Path) -> Path:
     return path
 
 
-def serve_until_stopped(deployments: list[RunnerDeployment], api: str) -> None:
-    """Serve ``deployments`` until Ctrl-C or SIGTERM: quietly (unless verbose or the user
-    configured Prefect's logging), with a runner that rides out a server restart, and with
-    one error line (:class:`~keras_variants.errors.PrefectServerError`) when the Prefect
-    server at ``api`` stops answering for good."""
-    from prefect import serve
+def new_runner() -> Runner:
+    """A Prefect runner to register the deployments with (``runner.add_deployment``, which
+    returns the deployment's id), then to hand to :func:`serve_until_stopped`. Prefect's own
+    ``serve`` registers what it is given once more, and registering deletes a deployment's
+    trigger automations before creating them again: for that moment the deployment had no
+    trigger, and an event then started nothing (a CI run found the trigger missing)."""
+    from prefect.runner import Runner
+
+    return Runner(pause_on_shutdown=True)  # as Prefect's serve
+
+
+def serve_until_stopped(runner: Runner, api: str) -> None:
+    """Serve the deployments registered with ``runner`` until Ctrl-C or SIGTERM: quietly
+    (unless verbose or the user configured Prefect's logging), riding out a server restart,
+    and with one error line (:class:`~keras_variants.errors.PrefectServerError`) when the
+    Prefect server at ``api`` stops answering for good."""
+    import asyncio
+
+    from prefect.exceptions import TerminationSignal
 
     with tempfile.TemporaryDirectory(prefix="keras-variants-schedule-") as folder:
-        # Read by the flow-run processes serve starts; a user's own configuration wins.
+        # Read by the flow-run processes the runner starts; a user's own configuration wins.
         if not runtime.is_verbose() and "PREFECT_LOGGING_SETTINGS_PATH" not in os.environ:
             os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(quiet_flow_runs(Path(folder)))
         patient_runner()
         server_watch = watch_server(api)
         try:
-            serve(*deployments, print_starting_message=False)
-        except KeyboardInterrupt:
-            if not server_watch.gone.is_set():
-                raise  # the user's Ctrl-C
+            asyncio.run(runner.start())
+        except (KeyboardInterrupt, TerminationSignal):
+            pass  # Ctrl-C, SIGTERM, or the watch below: serving ends
         except Exception as exc:
             lost = lost_prefect_server(exc, api)
             if lost is None:
