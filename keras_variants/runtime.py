@@ -33,6 +33,10 @@ ENVIRONMENT_DEFAULTS = {
     # starting at once on two cores can need longer than that.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "GX_ANALYTICS_ENABLED": "false",
+    # MLflow's telemetry: besides reporting usage, its thread that fetches a configuration
+    # (failing without internet) deletes a variable from os.environ while other threads
+    # read it (a CI run: Great Expectations' dict(os.environ) raised KeyError mid-check).
+    "MLFLOW_DISABLE_TELEMETRY": "true",
     "KERAS_BACKEND": "tensorflow",
     # One call to an MLflow server, bounded both ways (MLflow's defaults wait over four
     # minutes for a dead server, 7 x 120 s for a stalled one). urllib3 waits 0, 2f, 4f s

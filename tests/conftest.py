@@ -167,6 +167,13 @@ def processes(tmp_path: Path):
         started.stop_all()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module imports MLflow: no telemetry, as the command sets it up
+    (``runtime.ENVIRONMENT_DEFAULTS``); its thread deletes a variable from os.environ while
+    the in-process pipelines' threads read it."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with the tier its fixtures sort it into, and group the tests of a

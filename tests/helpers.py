@@ -118,6 +118,7 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(prefect_database().parent / "storage"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         GX_ANALYTICS_ENABLED="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
     )
     return env | extra
 

@@ -9,10 +9,12 @@ on its path, which stop it with exit code 99 if imported.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -414,6 +416,22 @@ def _record(name: str, level: int, message: str, exc: BaseException | None = Non
 def test_quiet_console(record: logging.LogRecord, shown: bool) -> None:
     assert runtime.QuietConsole().filter(record) is shown
     assert record.exc_info is None or not shown  # a shown error loses its traceback
+
+
+def test_the_commands_process_sends_mlflow_no_telemetry(tmp_path: Path) -> None:
+    """Prepared as every command is, a process that imports MLflow has no telemetry client
+    (none of MLflow's own signs of a CI or a test, which also turn it off, are passed on)."""
+    mlflow_signs = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST", "CI")
+    env = {k: v for k, v in os.environ.items() if k not in mlflow_signs}
+    code = (
+        "from keras_variants import runtime; runtime.prepare(False); import mlflow; "
+        "from mlflow.telemetry.client import get_telemetry_client; "
+        "print(get_telemetry_client())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "None", done.stderr
 
 
 # --- whole runs -----------------------------------------------------------------------------
