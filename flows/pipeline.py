@@ -175,7 +175,8 @@ def _pipeline(config: PipelineConfig, gated: list[str]) -> PipelineResult:
     trials = longest_first(config.trials())
     # The data set of the longest trial (the CNN) first: checked first, trained first.
     order = list(dict.fromkeys(t.variant.dataset for t in trials))
-    with lanes.opened(config) as lane:  # lane processes start when first needed
+    at_once = None if config.seed_plan else len(trials)  # --seeds auto adds trials later
+    with lanes.opened(config, at_once) as lane:  # lane processes start when first needed
         if lanes.reuses_nothing(config):  # they will train: their imports beside the start
             lane.warm()
         # Against a server, MLflow's own HTTP retries bound the wait; task retries (for a

@@ -14,7 +14,7 @@ from tasks.data import ingest, validate
 @flow(name="validate-data")
 def validate_data(config: PipelineConfig) -> dict[str, dict[str, object]]:
     """Ingest and validate the data sets the selected variants need; summaries by name."""
-    with lanes.opened(config.model_copy(update={"max_parallel": 1})) as lane:
+    with lanes.opened(config, trials=1) as lane:  # one lane encodes the samples
         summaries, _ = ingest_and_validate(config, lane)
     return summaries
 

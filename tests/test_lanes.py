@@ -119,3 +119,22 @@ def test_lanes_start_with_the_run_only_when_no_trial_can_be_reused(tmp_path: Pat
     assert reuses_nothing(new.model_copy(update={"force": True}))
     server = build_config(profile="smoke", workdir=tmp_path, tracking_uri="http://127.0.0.1:5000")
     assert not reuses_nothing(server)
+
+
+@pytest.mark.parametrize(
+    ("max_parallel", "trials", "lanes"),
+    [
+        (2, 6, 2),  # the lecture: two lanes
+        (2, 1, 1),  # one trial: one lane, with every core
+        (4, 3, 3),
+        (1, 6, 1),
+        (2, 0, 1),  # a run that trains nothing still has a lane for its checks
+        (3, None, 3),  # --seeds auto: trials come later
+    ],
+)
+def test_a_run_starts_no_more_lanes_than_it_has_trials(
+    max_parallel: int, trials: int | None, lanes: int
+) -> None:
+    from keras_variants.lanes.pool import lane_count
+
+    assert lane_count(max_parallel, trials) == lanes

@@ -69,7 +69,13 @@ def run(
     ] = 0.0,
     significance: options.SignificanceOption = 0.05,
     max_parallel: Annotated[
-        int, typer.Option("--max-parallel", min=1, help="Variants trained at the same time.")
+        int,
+        typer.Option(
+            "--max-parallel",
+            min=1,
+            help="Variants trained at the same time, each in a process with its share of the "
+            "cores (no more processes than the run has trials).",
+        ),
     ] = 2,
     force: Annotated[
         bool,

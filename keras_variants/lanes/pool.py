@@ -1,13 +1,13 @@
 """Where a run's TensorFlow work happens: lanes.
 
 With the default ``processes`` runner the orchestrating process (Prefect, MLflow, Great
-Expectations, the data) never imports TensorFlow. ``max_parallel`` lane processes start
-when the run first needs one and import only what the work needs (TensorFlow, Keras, NumPy,
-and MLflow's pyfunc to save served models). Each trial, gate score and encoded-data check
-(:mod:`keras_variants.lanes.jobs`) goes to a free lane; a data set goes to the lanes once, as
-``.npy`` files they memory-map; epoch reports come back through a queue; a stop request
-(Ctrl-C, SIGTERM) reaches them through a shared event that training checks after every
-batch.
+Expectations, the data) never imports TensorFlow. ``max_parallel`` lane processes (fewer
+when the run has fewer trials) start when the run first needs one and import only what the
+work needs (TensorFlow, Keras, NumPy, and MLflow's pyfunc to save served models). Each
+trial, gate score and encoded-data check (:mod:`keras_variants.lanes.jobs`) goes to a free
+lane; a data set goes to the lanes once, as ``.npy`` files they memory-map; epoch reports
+come back through a queue; a stop request (Ctrl-C, SIGTERM) reaches them through a shared
+event that training checks after every batch.
 
 :class:`HereLane` runs the same functions in the calling process: the ``threads`` runner,
 and Dask workers, which are processes of their own.
@@ -201,14 +201,23 @@ def _next_report(inbox: queue.Queue, future: Future) -> tuple | None:
                 return None
 
 
+def lane_count(max_parallel: int, trials: int | None) -> int:
+    """How many lane processes a run starts: ``max_parallel``, but no more than the
+    ``trials`` it can train at once (None: not known yet, as with --seeds auto, which adds
+    trials as it goes). A lane more would import TensorFlow (~10 CPU s, ~1 GB) and take half
+    the cores from the one that trains."""
+    return max_parallel if trials is None else max(1, min(max_parallel, trials))
+
+
 @contextlib.contextmanager
-def opened(config: PipelineConfig) -> Iterator[Lane]:
-    """The lanes ``config``'s runner asks for, for the length of a run."""
+def opened(config: PipelineConfig, trials: int | None = None) -> Iterator[Lane]:
+    """The lanes ``config``'s runner asks for, for the length of a run of ``trials``
+    trials (:func:`lane_count`), the cores shared among them."""
     if config.runner != "processes":
         yield HereLane(one_trial_at_a_time=config.runner == "dask")
         return
-    threads = max(1, (os.cpu_count() or 1) // config.max_parallel)
-    lanes = ProcessLanes(config.max_parallel, threads)
+    workers = lane_count(config.max_parallel, trials)
+    lanes = ProcessLanes(workers, threads=max(1, (os.cpu_count() or 1) // workers))
     try:
         yield lanes
     except BaseException:
