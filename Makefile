@@ -37,11 +37,13 @@ test: $(INSTALLED)
 	exit $$status
 
 # The MLflow UI of the local store, where every link the tool prints points
-# (VARIANTS_MLFLOW_UI, default http://127.0.0.1:5000).
+# (VARIANTS_MLFLOW_UI, default http://127.0.0.1:5000); without MLflow's job runner, whose
+# consumer processes serve GenAI features this project does not use.
 MLFLOW_UI_ADDRESS = $(or $(VARIANTS_MLFLOW_UI),http://127.0.0.1:5000)
 ui: $(INSTALLED)
 	@host_port=$$(echo "$(MLFLOW_UI_ADDRESS)" | sed -E 's#^https?://##; s#/.*$$##'); \
-	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
+		--backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--host "$${host_port%:*}" --port "$${host_port##*:}"
 
 # The documentation site on http://127.0.0.1:8000 (mkdocs build --strict is CI's check).

@@ -119,6 +119,9 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         GX_ANALYTICS_ENABLED="false",
         MLFLOW_DISABLE_TELEMETRY="true",
+        # An MLflow server without its job runner, as scripts/stack starts it (its
+        # consumers, for GenAI features the project does not use, import MLflow each).
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
     )
     return env | extra
 
