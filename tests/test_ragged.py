@@ -20,6 +20,15 @@ def test_ragged_take_picks_rows_in_the_order_asked() -> None:
     assert rows.take(np.array([], dtype=int)).offsets.tolist() == [0]
 
 
+@pytest.mark.parametrize("cuts", [[4], [1, 4], [0, 2, 3, 4], [2, 2, 4]])
+def test_ragged_batches_concatenate_back_into_the_rows(cuts: list[int]) -> None:
+    rows = Ragged(np.array([1, 2, 3, 4, 5, 6]), np.array([0, 2, 2, 5, 6]))  # [1 2] [] [3 4 5] [6]
+    parts = [rows.take(slice(a, b)) for a, b in itertools.pairwise([0, *cuts])]
+    joined = Ragged.concatenate(parts)
+    assert joined.offsets.tolist() == rows.offsets.tolist()
+    assert joined.values.tolist() == rows.values.tolist()
+
+
 @pytest.mark.parametrize("picked", [[1, 2, 3], [0], [2, 3], [3]])
 def test_consecutive_rows_are_a_view_of_the_same_rows(picked: list[int]) -> None:
     rows = Ragged(np.array([1, 2, 3, 4, 5, 6]), np.array([0, 2, 2, 5, 6]))  # [1 2] [] [3 4 5] [6]

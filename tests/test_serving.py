@@ -231,6 +231,30 @@ def test_the_gate_refuses_a_model_scored_with_another_word_index(served, data_sl
         served_accuracy.ServedAccuracy(other)(model)
 
 
+@pytest.mark.parametrize("dataset", ["imdb", "mnist"])
+def test_the_gate_keeps_what_it_decoded_for_the_profile(served, dataset) -> None:
+    """The answers through predict_stored are predict's, and what it decoded on the way,
+    batch after batch, is every input's stored example in order (the profile decodes none
+    again)."""
+    from keras_variants.serving.answers import stored_rows
+
+    model, data = served[dataset]
+    python_model = model.unwrap_python_model()
+    rows = np.arange(300)  # more than one scoring batch, the last one partial
+    scorer = served_accuracy.ServedAccuracy(served_accuracy.gate_inputs(data, rows))
+    answers, stored = scorer.answers_and_stored(python_model)
+    assert answers == scorer.answers(model)
+    assert len(stored) == len(rows)
+    for picked in (np.arange(300), np.array([299, 0, 256, 255])):
+        expected = python_model.stored_inputs([scorer.gate.inputs[i] for i in picked])
+        got = stored_rows(stored, picked)
+        if dataset == "mnist":
+            np.testing.assert_array_equal(got, expected)
+        else:
+            np.testing.assert_array_equal(got.values, expected.values)
+            np.testing.assert_array_equal(got.offsets, expected.offsets)
+
+
 def _post(url: str, body: object) -> httpx.Response:
     return httpx.post(f"{url}/invocations", json=body, timeout=60)
 

@@ -33,3 +33,10 @@ class Ragged:
         pieces = [self.values[start:stop] for start, stop in zip(starts, stops, strict=True)]
         values = np.concatenate(pieces) if pieces else self.values[:0].copy()
         return Ragged(values, offsets)
+
+    @staticmethod
+    def concatenate(parts: list[Ragged]) -> Ragged:
+        """The sequences of ``parts``, one after another."""
+        lengths = np.concatenate([part.lengths for part in parts])
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(parts[0].offsets.dtype)
+        return Ragged(np.concatenate([part.values for part in parts]), offsets)

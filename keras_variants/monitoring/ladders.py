@@ -61,7 +61,7 @@ from keras_variants.monitoring.signals import (
     gaussian_kernel,
     mmd_of_kernel,
 )
-from keras_variants.serving.answers import ServedModel, answers_frame
+from keras_variants.serving.answers import ServedModel, Stored, answers_frame, stored_rows
 
 WINDOW_SIZES = (100, 500, 1_000)  # the signals' windows
 WINDOWS = 10  # per shift and window size
@@ -108,26 +108,41 @@ def served_answers(served: ServedModel, inputs: list[str]) -> pd.DataFrame:
 
 
 def measure(
-    served: ServedModel, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
+    served: ServedModel,
+    inputs: list[str],
+    labels: np.ndarray,
+    predictions: pd.DataFrame,
+    seed: int,
+    stored: Stored | None = None,
 ) -> tuple[Profile, dict[str, Any]]:
     """The version's profile (answers and estimators on every held-out row, the chosen
     settings and the estimate's calibrated interval) and the measurement of its monitors
-    on the ladders; ``predictions``: the served answers to ``inputs`` (the gate's). The
-    profile's reference sample is the one the measurement used, so its measured rates
-    are those of the reference a scoring is compared with."""
+    on the ladders; ``predictions``: the served answers to ``inputs`` (the gate's);
+    ``stored``: what the served model decoded ``inputs`` into on the way (else they are
+    decoded again). The profile's reference sample is the one the measurement used, so its
+    measured rates are those of the reference a scoring is compared with."""
     started, cpu = time.perf_counter(), time.process_time()
     # Hundreds of small matrix products: one BLAS thread each spends a tenth of the CPU
     # time that threads waiting on each other do on a busy machine.
     with threadpool_limits(1):
-        profile, result = _measure(served, inputs, labels, predictions, seed)
+        profile, result = _measure(served, inputs, labels, predictions, seed, stored)
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["cpu_seconds"] = round(time.process_time() - cpu, 2)
     return profile, result
 
 
 def _measure(
-    served: ServedModel, inputs: list[str], labels: np.ndarray, predictions: pd.DataFrame, seed: int
+    served: ServedModel,
+    inputs: list[str],
+    labels: np.ndarray,
+    predictions: pd.DataFrame,
+    seed: int,
+    stored: Stored | None,
 ) -> tuple[Profile, dict[str, Any]]:
+    def observed_rows(rows: np.ndarray) -> Observed:  # the gate's rows, decoded once
+        decoded = None if stored is None else stored_rows(stored, rows)
+        return observe(served, [inputs[i] for i in rows], predictions.iloc[rows], decoded)
+
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     order = rng.permutation(len(inputs))
@@ -135,7 +150,7 @@ def _measure(
     reference_rows, pool_rows = np.sort(order[:half]), order[half:]
     sample = sample_rows(len(reference_rows), np.random.default_rng(seed))
     sampled = reference_rows[sample]
-    observed = observe(served, [inputs[i] for i in sampled], predictions.iloc[sampled])
+    observed = observed_rows(sampled)
     reference = build_profile(
         served, [inputs[i] for i in reference_rows], predictions.iloc[reference_rows],
         labels[reference_rows], seed, sampled=(sample, observed),
@@ -145,7 +160,7 @@ def _measure(
     top = int(np.bincount(labels[pool_rows]).argmax())
     one_class = np.sort(pool_rows[labels[pool_rows] == top][:SHIFT_ROWS])
     held = np.union1d(np.union1d(fit_rows, check_rows), one_class)  # observed once
-    pool = observe(served, [inputs[i] for i in held], predictions.iloc[held])
+    pool = observed_rows(held)
     steps = [
         Step(name, pool.take(np.searchsorted(held, rows)), labels[rows])
         for name, rows in ((FIT, fit_rows), (CHECK, check_rows), (ONE_CLASS, one_class))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from keras_variants.model.calibration import predictive_entropy
 from keras_variants.monitoring.features import digit_features, review_features
-from keras_variants.serving.answers import ServedModel, classes_and_confidence
+from keras_variants.serving.answers import ServedModel, Stored, classes_and_confidence
 
 # The largest window the detectors are measured on: new data is sampled down to it, so the
 # measured detection and false-alarm rates apply to every scoring.
@@ -51,15 +51,20 @@ class Observed:
 
 
 def observe(
-    served: ServedModel, inputs: Sequence[str], predictions: pd.DataFrame | None = None
+    served: ServedModel,
+    inputs: Sequence[str],
+    predictions: pd.DataFrame | None = None,
+    stored: Stored | None = None,
 ) -> Observed:
     """Observe ``inputs`` (as sent to ``predict``) and their served answers ``predictions``,
     every row: callers sample first (the extra pass costs a model call per row). Each input
-    is decoded once (``stored_inputs``, ``predict``'s own preprocessing) and goes through the
-    model once; without ``predictions`` the answers are that pass's (the known shifts: the
-    same model, preprocessing and probabilities as ``predict``, without a second pass)."""
+    is decoded once (``stored_inputs``, ``predict``'s own preprocessing; ``stored``: what
+    ``predict_stored`` decoded them into already) and goes through the model once; without
+    ``predictions`` the answers are that pass's (the known shifts: the same model,
+    preprocessing and probabilities as ``predict``, without a second pass)."""
     dataset = served.variant.dataset
-    stored = served.stored_inputs(list(inputs))
+    if stored is None:
+        stored = served.stored_inputs(list(inputs))
     hidden, probabilities = served.stored_hidden(stored)
     if predictions is None:
         classes, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)

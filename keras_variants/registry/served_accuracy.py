@@ -20,7 +20,14 @@ from keras_variants.config.variants import NUM_WORDS, SCORING_BATCH_ROWS
 from keras_variants.data.datasets import IMDB_FILE, IMDB_REVIEWS_FILE, IMDB_WORD_INDEX_FILE, Dataset
 from keras_variants.data.preprocessing import png_base64, texts_from_word_ids
 from keras_variants.errors import VariantsError
-from keras_variants.serving.answers import Answer, answers_frame, served_model_of
+from keras_variants.serving.answers import (
+    Answer,
+    ServedModel,
+    Stored,
+    answers_frame,
+    served_model_of,
+    stored_joined,
+)
 
 
 @dataclass(frozen=True)
@@ -91,18 +98,36 @@ class ServedAccuracy:
 
     def answers(self, model: mlflow.pyfunc.PyFuncModel) -> list[Answer]:
         """The served answers to the gate's inputs, through ``predict`` in scoring batches."""
-        trained_with = served_model_of(model).word_index_sha256
+        self._check_word_index(served_model_of(model))
+        return [
+            answer for batch in self._batches() for answer in model.predict(self.gate.inputs[batch])
+        ]
+
+    def answers_and_stored(self, served: ServedModel) -> tuple[list[Answer], Stored]:
+        """:meth:`answers` through ``predict_stored`` (``predict``'s own path, the one the
+        server calls), with what it decoded the inputs into on the way (word ids, pixels):
+        the profile then decodes none of them again."""
+        self._check_word_index(served)
+        answers: list[Answer] = []
+        stored: list[Stored] = []
+        for batch in self._batches():
+            got, decoded = served.predict_stored(self.gate.inputs[batch])
+            answers += got
+            stored.append(decoded)
+        return answers, stored_joined(stored)
+
+    def _batches(self) -> list[slice]:
+        rows = SCORING_BATCH_ROWS  # as evaluation batched the same rows
+        return [slice(start, start + rows) for start in range(0, len(self.gate.inputs), rows)]
+
+    def _check_word_index(self, served: ServedModel) -> None:
+        trained_with = served.word_index_sha256
         if trained_with and self.gate.word_index_sha256 not in (None, trained_with):
             raise VariantsError(
                 f"it was trained with word index sha256 {trained_with[:12]}..., the test "
                 f"data's {IMDB_WORD_INDEX_FILE} is {self.gate.word_index_sha256[:12]}...; "
                 "score it on data made with its own word index"
             )
-        answers: list[Answer] = []
-        batch = SCORING_BATCH_ROWS  # as evaluation batched the same rows
-        for start in range(0, len(self.gate.inputs), batch):
-            answers += model.predict(self.gate.inputs[start : start + batch])
-        return answers
 
     def correct(self, answers: list[Answer]) -> np.ndarray:
         """Whether each answer is right, in the inputs' order."""
@@ -127,14 +152,14 @@ def score_and_profile(
     from keras_variants.monitoring.ladders import measure
     from keras_variants.serving.saving import load_served
 
-    model = load_served(model_dir)
-    served = served_model_of(model)
-    answers = scorer.answers(model)
+    served = served_model_of(load_served(model_dir))
+    answers, stored = scorer.answers_and_stored(served)
     profile, measurement = measure(
         served,
         scorer.gate.inputs,
         scorer.gate.labels,
         answers_frame(served.variant.dataset, answers),
         seed,
+        stored,
     )
     return scorer.correct(answers), profile.to_bytes(), measurement
