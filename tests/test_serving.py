@@ -255,6 +255,25 @@ def test_the_gate_keeps_what_it_decoded_for_the_profile(served, dataset) -> None
             np.testing.assert_array_equal(got.offsets, expected.offsets)
 
 
+@pytest.mark.parametrize("dataset", ["imdb", "mnist"])
+def test_monitoring_sees_the_probabilities_predict_answers_with(served, dataset) -> None:
+    """The last hidden layer's pass (what monitoring compares) gives predict's own
+    probabilities (to float32 rounding: predict's and monitoring's turn the same outputs
+    into probabilities each), and hidden activations as wide as the output layer's input."""
+    model, data = served[dataset]
+    python_model = model.unwrap_python_model()
+    inputs = served_accuracy.gate_inputs(data, np.arange(300)).inputs
+    hidden, probabilities = python_model.last_hidden(inputs)
+    answers = python_model.predict(None, inputs)
+    if dataset == "mnist":
+        expected = np.array([answer.probabilities for answer in answers])
+    else:
+        expected = np.array([[1 - a.probability, a.probability] for a in answers])
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
+    head = python_model.keras_model.layers[-1]
+    assert hidden.shape == (300, head.input.shape[-1])
+
+
 def _post(url: str, body: object) -> httpx.Response:
     return httpx.post(f"{url}/invocations", json=body, timeout=60)
 

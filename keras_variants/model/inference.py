@@ -99,6 +99,27 @@ def inference_outputs(model: Any, batches: Iterable[Any]) -> np.ndarray:
     return _run_compiled(model, batches, 0)
 
 
+def last_hidden_function(model: Any) -> Callable:
+    """One compiled function of a float input batch, with a fixed input signature: the
+    activations of ``model``'s last hidden layer (its output layer's input) and
+    ``model(x, training=False)``, the outputs equal to :func:`inference_outputs`' to the
+    bit. (Called eagerly, the same two-output model gave a CNN's probabilities up to 0.017
+    apart from those, at twice the CPU time.)"""
+    import keras
+    import tensorflow as tf
+
+    head = model.layers[-1]
+    both = keras.Model(model.inputs, [head.input, model.outputs[0]])
+    signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+
+    @tf.function(input_signature=[signature])
+    def hidden_and_outputs(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        hidden, outputs = both(x, training=False)
+        return hidden, outputs
+
+    return hidden_and_outputs
+
+
 def mc_dropout_mean(model: Any, batches: Iterable[Any], samples: int) -> np.ndarray:
     """Mean of ``samples`` dropout-on passes of ``model`` for each row of each float input
     batch, in the model's output shape (a sigmoid column stays one column)."""

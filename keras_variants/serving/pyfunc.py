@@ -101,21 +101,17 @@ class _KerasWithPreprocessing(compat.OwnInputChecks, mlflow.pyfunc.PythonModel):
     def stored_hidden(self, stored: Stored) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`last_hidden` of inputs already turned into stored examples by
         :meth:`stored_inputs` (monitoring decodes each input once)."""
-        import keras
-
         from keras_variants.model.calibration import class_probabilities
+        from keras_variants.model.inference import last_hidden_function
 
-        if getattr(self, "_hidden_model", None) is None:
-            head = self.keras_model.layers[-1]
-            self._hidden_model = keras.Model(
-                self.keras_model.inputs, [head.input, self.keras_model.outputs[0]]
-            )
+        if getattr(self, "_hidden", None) is None:
+            self._hidden = last_hidden_function(self.keras_model)
         hidden, outputs = [], []
         for start in range(0, len(stored), SCORING_BATCH_ROWS):
             rows = slice(start, start + SCORING_BATCH_ROWS)
             batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
             encoded = encode_batch(stored_tensor(batch), self.variant)
-            h, out = self._hidden_model(encoded, training=False)
+            h, out = self._hidden(encoded)
             hidden.append(np.asarray(h, dtype=np.float32).reshape(len(encoded), -1))
             outputs.append(np.asarray(out, dtype=np.float32))
         return np.concatenate(hidden), class_probabilities(np.concatenate(outputs))
