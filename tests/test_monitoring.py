@@ -76,6 +76,44 @@ def test_a_threshold_may_raise_as_many_clean_alarms_as_the_conformal_bound_allow
     assert (allowed + 1) / (windows + 1) <= 0.05 < (allowed + 2) / (windows + 1)
 
 
+@pytest.mark.parametrize(
+    ("errors", "chosen", "point"),
+    [
+        # the interval's estimator over-states by a constant: the closest one is printed
+        ({"atc": 0.075, "calibrated": 0.030, "confidence": 0.113}, "confidence", "calibrated"),
+        ({"atc": 0.104, "calibrated": 0.153, "confidence": 0.121}, "atc", "atc"),
+        ({"atc": 0.05, "calibrated": 0.05, "confidence": 0.2}, "calibrated", "calibrated"),  # tie
+        ({"atc": 0.05, "calibrated": 0.05, "confidence": 0.2}, "confidence", "atc"),
+    ],
+)
+def test_the_number_printed_is_the_closest_estimators(errors, chosen, point) -> None:
+    from keras_variants.monitoring.ladders import choose_point
+
+    tried = {name: {"held": 1, "pairs": 1, "width": 0.1, "error": e} for name, e in errors.items()}
+    assert choose_point(chosen, tried) == point
+
+
+@pytest.mark.parametrize(
+    ("interval", "point", "printed"),
+    [
+        ((0.96, 0.80, 0.98), 0.877, 0.877),  # inside: the closer estimate is printed
+        ((0.96, 0.80, 0.98), 0.79, None),  # outside: the interval's own stands
+        ((0.96, 0.80, 0.98), 0.98, 0.98),  # on a bound: inside
+        ((None, None, None), 0.9, None),  # no estimate given: none is made up
+    ],
+)
+def test_the_closest_estimate_is_printed_only_inside_the_interval(interval, point, printed) -> None:
+    from keras_variants.monitoring.assess import placed
+    from keras_variants.monitoring.interval import Interval
+
+    estimate, low, high = interval
+    given = Interval(estimate, low, high, None if estimate is not None else "too few rows")
+    moved = placed(given, point)
+    assert (None if moved is None else moved.estimate) == printed
+    if moved is not None:
+        assert (moved.low, moved.high, moved.size) == (low, high, given.size)
+
+
 def test_alpha_is_the_largest_whose_clean_alarms_stay_within_the_bound() -> None:
     """40 clean windows a size: one alarm is allowed, two are not. The smallest p-values
     (of 10 signals) 0.004 and 0.0015 alarm at 0.05 (p < 0.005) and the second at 0.02."""

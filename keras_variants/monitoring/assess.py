@@ -7,7 +7,9 @@ through (so the intervals measured on the shifts are those a scoring prints).
    new rows (:mod:`.label_shift`) and the estimators fitted on them again; a changed mix
    of classes is then not taken for a changed accuracy. Otherwise the fitted ones.
 2. The estimate: the version's estimator (:mod:`.estimate`) on every new row's
-   confidence.
+   confidence, the one the interval is built around; the number printed is the version's
+   point estimator's (the smallest error on the known shifts) when it lies inside that
+   interval (:func:`placed`).
 3. The distances: per drift statistic, the new rows against the reference (re-mixed
    alike), on the calibrated size's number of rows (a seeded subset): the
    Kolmogorov-Smirnov statistic of each input feature, of the confidence and of the
@@ -17,7 +19,7 @@ through (so the intervals measured on the shifts are those a scoring prints).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,13 +38,27 @@ class Assessment:
     """An accuracy estimate, its interval (or why none), and what it rests on."""
 
     interval: Interval
-    estimator: str
+    estimator: str  # whose estimate the interval is built around
     class_weights: np.ndarray | None  # per class, new share over held-out share; None: not re-mixed
     distances: dict[str, float]  # at the calibrated size used (empty below the smallest)
+    point: str | None = None  # whose estimate the interval holds, when another's
 
     @property
     def method(self) -> str:
-        return self.estimator + (f", {REMIXED}" if self.class_weights is not None else "")
+        named = (
+            self.estimator if self.point is None else f"{self.point} in {self.estimator}'s interval"
+        )
+        return named + (f", {REMIXED}" if self.class_weights is not None else "")
+
+
+def placed(result: Interval, point: float) -> Interval | None:
+    """``result`` with ``point`` as its estimate when an interval was given and ``point``
+    lies inside it; None otherwise (the interval's own estimate stands)."""
+    if result.estimate is None or result.low is None or result.high is None:
+        return None
+    if not result.low <= point <= result.high:
+        return None
+    return replace(result, estimate=float(point))
 
 
 def remix(profile: Profile, classes: np.ndarray, class_drifted: bool) -> np.ndarray | None:
@@ -112,11 +128,17 @@ def assess(
     ``classes`` (every row), with ``sample`` (at most 1,000 of them, observed) for the
     distances and ``class_drifted`` from the predicted classes' signal."""
     weights = remix(profile, classes, class_drifted)
-    value = estimates(profile, confidence, weights)[profile.estimator]
+    values = estimates(profile, confidence, weights)
+    value = values[profile.estimator]
     size = size_for(len(confidence), profile.envelopes)
     measured: dict[int, dict[str, float]] = {}
     if size is not None:
         subset = np.sort(rng.permutation(len(sample))[: min(size, len(sample))])
         measured[size] = distances(profile, sample.take(subset), weights)
     result = interval(profile.envelopes, value, len(confidence), measured)
+    point = profile.point_estimator
+    if point is not None and point != profile.estimator:
+        moved = placed(result, values[point])
+        if moved is not None:
+            return Assessment(moved, profile.estimator, weights, measured.get(size, {}), point)
     return Assessment(result, profile.estimator, weights, measured.get(size, {}))

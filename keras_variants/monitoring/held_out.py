@@ -11,24 +11,37 @@ from typing import Any
 
 import numpy as np
 
-from keras_variants.monitoring.interval import LEVEL, Window, calibrate, interval
+from keras_variants.monitoring.assess import placed
+from keras_variants.monitoring.interval import LEVEL, Interval, Window, calibrate, interval
 
 
-def held_out_coverage(windows: Sequence[Window], baseline: str, check: str) -> list[dict]:
+def held_out_coverage(
+    windows: Sequence[Window],
+    baseline: str,
+    check: str,
+    points: Sequence[Window] | None = None,
+) -> list[dict]:
     """Per rung and window rows, the intervals of its windows from envelopes fitted
     without that rung: windows, how many got an estimate, how many of those held the
-    truth, their mean width, and the estimate's mean error. ``check``: clean windows
-    measured here and never fitted on; ``baseline``: clean windows always fitted on."""
+    truth, their mean width, and the mean and mean error of the number printed. ``check``:
+    clean windows measured here and never fitted on; ``baseline``: clean windows always
+    fitted on. ``points``: the same windows measured by the point estimator, whose estimate
+    is printed where it lies inside the interval (:func:`.assess.placed`)."""
     out = []
     for rung in dict.fromkeys(w.rung for w in windows):
         if rung == baseline:
             continue
         envelopes = calibrate([w for w in windows if w.rung not in (rung, check)], baseline)
         for rows in sorted({w.rows for w in windows if w.rung == rung}):
-            mine = [w for w in windows if w.rung == rung and w.rows == rows]
+            at = [i for i, w in enumerate(windows) if w.rung == rung and w.rows == rows]
+            mine = [windows[i] for i in at]
             results = [
                 interval(envelopes, w.estimate, w.rows, {w.size: w.distances}, w.sampling)
                 for w in mine
+            ]
+            printed = [
+                _printed(w, r, None if points is None else points[i])
+                for w, r, i in zip(mine, results, at, strict=True)
             ]
             given = [(w, r) for w, r in zip(mine, results, strict=True) if r.estimate is not None]
             entry: dict[str, Any] = {
@@ -40,8 +53,8 @@ def held_out_coverage(windows: Sequence[Window], baseline: str, check: str) -> l
             if mine[0].truth is not None:
                 truth = np.array([w.truth for w in mine])
                 entry["true_accuracy"] = float(truth.mean())
-                entry["estimate"] = float(np.mean([w.estimate for w in mine]))
-                entry["error"] = float(np.mean(np.abs([w.estimate for w in mine] - truth)))
+                entry["estimate"] = float(np.mean(printed))
+                entry["error"] = float(np.mean(np.abs(np.array(printed) - truth)))
             labelled = [(w, r) for w, r in given if w.truth is not None]
             if labelled:
                 entry["covered"] = sum(r.low <= w.truth <= r.high for w, r in labelled)
@@ -49,6 +62,13 @@ def held_out_coverage(windows: Sequence[Window], baseline: str, check: str) -> l
                 entry["widest"] = float(max(r.high - r.low for _, r in labelled))
             out.append(entry)
     return out
+
+
+def _printed(window: Window, result: Interval, point: Window | None) -> float:
+    """The number a scoring prints for ``window``: the point estimator's estimate inside
+    the interval, else the interval's own."""
+    moved = None if point is None else placed(result, point.estimate)
+    return window.estimate if moved is None or moved.estimate is None else moved.estimate
 
 
 def holds(entry: dict[str, Any], level: float = LEVEL) -> bool:

@@ -24,7 +24,8 @@ the fitting in turn and the ``clean, held out`` windows never fitted on; the est
 (of :data:`.estimate.ESTIMATORS`) is the one
 whose intervals held on the most shifts left out, the closest to the truth among those
 (the smallest mean error over the labelled windows; measured: the plain mean confidence
-held as often as ATC on IMDb but overstated clean accuracy by 0.07).
+held as often as ATC on IMDb but overstated clean accuracy by 0.07). The number printed
+inside its interval is the estimate of the one closest to the truth (:func:`choose_point`).
 
 Blind by design: a bag-of-words model's inputs and outputs do not change when a review's
 words are shuffled, so no signal here can see word order.
@@ -186,7 +187,8 @@ def _measure(
     profile = replace(reference, alpha=alpha)
     windows = _calibration_windows(profile, steps, drawn, kernels)
     chosen, tried = choose_estimator(windows)
-    coverage = held_out_coverage(windows[chosen], FIT, CHECK)
+    point = choose_point(chosen, tried)
+    coverage = held_out_coverage(windows[chosen], FIT, CHECK, windows[point])
     envelopes = calibrate(windows[chosen], FIT)
     result = summarize(profile, steps, drawn, alpha, windows[chosen], coverage)
     result |= {
@@ -195,13 +197,14 @@ def _measure(
         "shift_windows": WINDOWS,
         "estimate_windows": ESTIMATE_WINDOWS,
         "estimator": chosen,
+        "point_estimator": point,
         "estimators_tried": tried,
         "level": interval.LEVEL,
         "checked_up_to": {str(size): e.furthest for size, e in envelopes.items()},
     }
     profile = replace(
         profile, **answered(served.variant.dataset, predictions, labels),
-        estimator=chosen, envelopes=envelopes,
+        estimator=chosen, point_estimator=point, envelopes=envelopes,
     )  # fmt: skip
     return profile, result
 
@@ -318,6 +321,16 @@ def choose_estimator(windows: dict[str, list[Window]]) -> tuple[str, dict[str, d
     return chosen, tried
 
 
+def choose_point(chosen: str, tried: dict[str, dict]) -> str:
+    """The estimator whose estimate is printed inside ``chosen``'s interval: the one with
+    the smallest mean error on the shifts (``chosen`` on a tie). The interval's estimator
+    is chosen for its intervals holding; one that over-states by a constant holds by a
+    wide interval, and its own estimate then sits at the interval's edge (measured: a full
+    run's ``imdb_dropout``, mean confidence 0.96 on test reviews 0.87 right, atc 0.88,
+    calibrated 0.88)."""
+    return min(tried, key=lambda n: (tried[n]["error"], n != chosen))
+
+
 def summarize(
     profile: Profile,
     steps: list[Step],
@@ -352,6 +365,8 @@ def summarize(
                 entry["interval"] = {
                     k: found[k] for k in ("estimated", "covered", "width", "widest") if k in found
                 }
+                if "estimate" in found:  # the number a scoring prints, with this rung left out
+                    entry["estimate"], entry["error"] = found["estimate"], found["error"]
             sizes[str(size)] = entry
         rows.append(
             {

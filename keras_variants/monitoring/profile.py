@@ -70,6 +70,7 @@ class Profile:
     envelopes: dict[int, Envelope] = field(default_factory=dict)
     bandwidth: float = 1.0
     word_histogram: np.ndarray | None = None
+    point_estimator: str | None = None  # the estimate printed inside the interval (None: estimator)
 
     def distance_rows(self) -> np.ndarray:
         """The reference rows the embedding's distance is measured from: a fixed random
@@ -84,6 +85,7 @@ class Profile:
             "rows": self.rows,
             "alpha": self.alpha,
             "estimator": self.estimator,
+            "point_estimator": self.point_estimator,
             "envelopes": {str(k): v.as_dict() for k, v in self.envelopes.items()},
             "bandwidth": self.bandwidth,
             "atc_threshold": self.estimators.atc_threshold,
@@ -151,6 +153,7 @@ class Profile:
                 {int(k): Envelope.from_dict(v) for k, v in meta.get("envelopes", {}).items()},
                 meta["bandwidth"],
                 npz["word_histogram"] if "word_histogram" in files else None,
+                meta.get("point_estimator"),  # measured since 2026-12-07
             )
 
 

@@ -175,8 +175,12 @@ def _estimate_lines(f: CardFacts) -> list[str]:
         return ["No interval was calibrated for this version: `variants score` gives no estimate."]
     header, rows = coverage_rows(m)
     up_to = ", ".join(f"{v} at {k} rows" for k, v in m.get("checked_up_to", {}).items())
+    point = m.get("point_estimator") or m["estimator"]
+    method = (
+        m["estimator"] if point == m["estimator"] else f"{point} in {m['estimator']}'s interval"
+    )
     return [
-        f"`variants score` estimates the accuracy of unlabelled rows ({m['estimator']}) with a "
+        f"`variants score` estimates the accuracy of unlabelled rows ({method}) with a "
         f"{m['level']:.0%} interval: the sampling spread plus the estimate's own error on "
         "known shifts as far from the held-out data (beyond the distance clean rows lie at by "
         "sampling alone). It gives no number for fewer rows than "
