@@ -84,6 +84,8 @@ def test_a_threshold_may_raise_as_many_clean_alarms_as_the_conformal_bound_allow
         ({"atc": 0.104, "calibrated": 0.153, "confidence": 0.121}, "atc", "atc"),
         ({"atc": 0.05, "calibrated": 0.05, "confidence": 0.2}, "calibrated", "calibrated"),  # tie
         ({"atc": 0.05, "calibrated": 0.05, "confidence": 0.2}, "confidence", "atc"),
+        # no labelled shift measured: nothing says another would be closer
+        ({"atc": np.nan, "calibrated": np.nan, "confidence": np.nan}, "confidence", "confidence"),
     ],
 )
 def test_the_number_printed_is_the_closest_estimators(errors, chosen, point) -> None:
@@ -103,8 +105,7 @@ def test_the_number_printed_is_the_closest_estimators(errors, chosen, point) -> 
     ],
 )
 def test_the_closest_estimate_is_printed_only_inside_the_interval(interval, point, printed) -> None:
-    from keras_variants.monitoring.assess import placed
-    from keras_variants.monitoring.interval import Interval
+    from keras_variants.monitoring.interval import Interval, placed
 
     estimate, low, high = interval
     given = Interval(estimate, low, high, None if estimate is not None else "too few rows")
@@ -112,6 +113,34 @@ def test_the_closest_estimate_is_printed_only_inside_the_interval(interval, poin
     assert (None if moved is None else moved.estimate) == printed
     if moved is not None:
         assert (moved.low, moved.high, moved.size) == (low, high, given.size)
+
+
+def test_the_held_out_table_gives_the_numbers_printed_window_by_window() -> None:
+    """An estimator 0.05 above the truth builds the intervals; a point estimator exact on
+    every window is printed inside them: the table's error is the printed numbers' (0),
+    window by window (a point taken from another window would be off), and without a point
+    estimator it is the interval's own (0.05)."""
+    from keras_variants.monitoring.held_out import held_out_coverage
+    from keras_variants.monitoring.interval import Window, with_sampling
+
+    def windows(offset: float) -> list[Window]:
+        rungs = [("clean", 20), ("clean, held out", 10), ("shift", 10)]
+        truths = [(rung, 0.70 + 0.01 * i) for rung, n in rungs for i in range(n)]
+        return with_sampling(
+            [Window(rung, 100, 100, {"confidence": 0.05}, t + offset, t) for rung, t in truths]
+        )
+
+    biased, exact = windows(0.05), windows(0.0)
+    printed = {e["rung"]: e for e in held_out_coverage(biased, "clean", "clean, held out", exact)}
+    own = {e["rung"]: e for e in held_out_coverage(biased, "clean", "clean, held out")}
+    for rung in ("clean, held out", "shift"):
+        assert printed[rung]["estimated"] == 10 and printed[rung]["covered"] == 10
+        assert printed[rung]["error"] == pytest.approx(0.0, abs=1e-12)
+        assert own[rung]["error"] == pytest.approx(0.05)
+        assert printed[rung]["covered"] == own[rung]["covered"]  # the intervals are the same
+    shuffled = [*exact[:30], *reversed(exact[30:])]  # the shift's points out of order
+    moved = held_out_coverage(biased, "clean", "clean, held out", shuffled)
+    assert next(e for e in moved if e["rung"] == "shift")["error"] > 0.02
 
 
 def test_alpha_is_the_largest_whose_clean_alarms_stay_within_the_bound() -> None:

@@ -27,6 +27,7 @@ def test_ragged_batches_concatenate_back_into_the_rows(cuts: list[int]) -> None:
     joined = Ragged.concatenate(parts)
     assert joined.offsets.tolist() == rows.offsets.tolist()
     assert joined.values.tolist() == rows.values.tolist()
+    assert joined.offsets.dtype == rows.offsets.dtype
 
 
 @pytest.mark.parametrize("picked", [[1, 2, 3], [0], [2, 3], [3]])

@@ -102,9 +102,10 @@ def inference_outputs(model: Any, batches: Iterable[Any]) -> np.ndarray:
 def last_hidden_function(model: Any) -> Callable:
     """One compiled function of a float input batch, with a fixed input signature: the
     activations of ``model``'s last hidden layer (its output layer's input) and
-    ``model(x, training=False)``, the outputs equal to :func:`inference_outputs`' to the
-    bit. (Called eagerly, the same two-output model gave a CNN's probabilities up to 0.017
-    apart from those, at twice the CPU time.)"""
+    ``model(x, training=False)``, the outputs those of :func:`inference_outputs` (to the bit
+    as measured on a trained CNN: both are traced graphs of the same layers; called
+    eagerly, the same two-output model gave its probabilities up to 0.017 apart from
+    those, at twice the CPU time)."""
     import keras
     import tensorflow as tf
 

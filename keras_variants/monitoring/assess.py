@@ -9,7 +9,7 @@ through (so the intervals measured on the shifts are those a scoring prints).
 2. The estimate: the version's estimator (:mod:`.estimate`) on every new row's
    confidence, the one the interval is built around; the number printed is the version's
    point estimator's (the smallest error on the known shifts) when it lies inside that
-   interval (:func:`placed`).
+   interval (:func:`.interval.placed`).
 3. The distances: per drift statistic, the new rows against the reference (re-mixed
    alike), on the calibrated size's number of rows (a seeded subset): the
    Kolmogorov-Smirnov statistic of each input feature, of the confidence and of the
@@ -19,12 +19,12 @@ through (so the intervals measured on the shifts are those a scoring prints).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from keras_variants.monitoring import estimate
-from keras_variants.monitoring.interval import Interval, interval, size_for
+from keras_variants.monitoring.interval import Interval, interval, placed, size_for
 from keras_variants.monitoring.label_shift import class_weights
 from keras_variants.monitoring.observe import Observed
 from keras_variants.monitoring.profile import Profile
@@ -49,16 +49,6 @@ class Assessment:
             self.estimator if self.point is None else f"{self.point} in {self.estimator}'s interval"
         )
         return named + (f", {REMIXED}" if self.class_weights is not None else "")
-
-
-def placed(result: Interval, point: float) -> Interval | None:
-    """``result`` with ``point`` as its estimate when an interval was given and ``point``
-    lies inside it; None otherwise (the interval's own estimate stands)."""
-    if result.estimate is None or result.low is None or result.high is None:
-        return None
-    if not result.low <= point <= result.high:
-        return None
-    return replace(result, estimate=float(point))
 
 
 def remix(profile: Profile, classes: np.ndarray, class_drifted: bool) -> np.ndarray | None:

@@ -31,7 +31,7 @@ class Monitoring:
     reason: str | None = None
     signals: list[Signal] = field(default_factory=list)
     estimate: Interval | None = None  # the accuracy estimate, or why there is none
-    method: str | None = None  # the estimator, and whether the classes were re-mixed
+    method: str | None = None  # the estimator(s) printed and whether the classes were re-mixed
     rows: int = 0  # rows the signals were computed on
 
     @property

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_variants.monitoring.assess import placed
-from keras_variants.monitoring.interval import LEVEL, Interval, Window, calibrate, interval
+from keras_variants.monitoring.interval import LEVEL, Interval, Window, calibrate, interval, placed
 
 
 def held_out_coverage(
@@ -23,10 +22,12 @@ def held_out_coverage(
 ) -> list[dict]:
     """Per rung and window rows, the intervals of its windows from envelopes fitted
     without that rung: windows, how many got an estimate, how many of those held the
-    truth, their mean width, and the mean and mean error of the number printed. ``check``:
-    clean windows measured here and never fitted on; ``baseline``: clean windows always
-    fitted on. ``points``: the same windows measured by the point estimator, whose estimate
-    is printed where it lies inside the interval (:func:`.assess.placed`)."""
+    truth, their mean width, and the mean and mean error of every window's estimate as a
+    scoring prints it where it gives one (windows given no number count too, with their
+    estimate). ``check``: clean windows measured here and never fitted on; ``baseline``:
+    clean windows always fitted on. ``points``: the same windows, in the same order,
+    measured by the point estimator, whose estimate is printed where it lies inside the
+    interval (:func:`.interval.placed`)."""
     out = []
     for rung in dict.fromkeys(w.rung for w in windows):
         if rung == baseline:
@@ -65,10 +66,10 @@ def held_out_coverage(
 
 
 def _printed(window: Window, result: Interval, point: Window | None) -> float:
-    """The number a scoring prints for ``window``: the point estimator's estimate inside
-    the interval, else the interval's own."""
+    """The estimate a scoring prints for ``window``: the point estimator's inside the
+    interval, else the interval's own (also where no number is given)."""
     moved = None if point is None else placed(result, point.estimate)
-    return window.estimate if moved is None or moved.estimate is None else moved.estimate
+    return window.estimate if moved is None else float(point.estimate)
 
 
 def holds(entry: dict[str, Any], level: float = LEVEL) -> bool:

@@ -160,6 +160,17 @@ class Interval:
     beyond: tuple[str, ...] = ()  # the statistics past every checked shift
 
 
+def placed(result: Interval, point: float) -> Interval | None:
+    """``result`` with ``point`` (another estimator's estimate) as its estimate when an
+    interval was given and ``point`` lies inside it; None otherwise (the interval's own
+    estimate stands). The bounds stay the measured ones."""
+    if result.estimate is None or result.low is None or result.high is None:
+        return None
+    if not result.low <= point <= result.high:
+        return None
+    return replace(result, estimate=float(point))
+
+
 def _binomial_bounds(estimates, rows, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The central ``level`` interval of the share right among ``rows`` rows each right
     with probability ``estimates`` (arrays: one SciPy call for them all)."""

@@ -53,9 +53,10 @@ class Profile:
     """The reference: an :class:`Observed` sample of held-out rows with their true
     ``reference_labels``, every held-out row's answer and label (``held_out``), the
     predicted-class counts, the fitted accuracy estimators, what the measurement on the
-    known shifts chose (``alpha``, ``estimator``) and calibrated (``envelopes``: the
-    accuracy estimate's interval per window size, :mod:`.interval`), and, for reviews,
-    the word-frequency histogram."""
+    known shifts chose (``alpha``, ``estimator``: whose intervals held; ``point_estimator``:
+    whose estimate is printed inside them) and calibrated (``envelopes``: the accuracy
+    estimate's interval per window size, :mod:`.interval`), and, for reviews, the
+    word-frequency histogram."""
 
     dataset: str
     reference: Observed

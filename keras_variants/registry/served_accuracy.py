@@ -1,6 +1,7 @@
 """The test split as users send it (review texts, PNG digits) and whether a served model is
-right on each of its inputs through its pyfunc ``predict``: what the registry's gate scores,
-so that what is promoted is exactly what is served.
+right on each of its inputs through its pyfunc ``predict`` (or ``predict_stored``, the
+server's path to the same answers): what the registry's gate scores, so that what is
+promoted is exactly what is served.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def gate_inputs(data: Dataset, test_rows: np.ndarray) -> GateInputs:
 
 @dataclass(frozen=True)
 class ServedAccuracy:
-    """A served model scored on the gate's inputs through its pyfunc ``predict``: whether it
-    is right on each input, a bool per input in order (their mean is its test accuracy)."""
+    """A served model scored on the gate's inputs through its pyfunc ``predict`` (the
+    profile's measurement: ``predict_stored``): whether it is right on each input, a bool
+    per input in order (their mean is its test accuracy)."""
 
     gate: GateInputs
 
@@ -108,6 +110,8 @@ class ServedAccuracy:
         server calls), with what it decoded the inputs into on the way (word ids, pixels):
         the profile then decodes none of them again."""
         self._check_word_index(served)
+        if not self.gate.inputs:
+            raise VariantsError("the gate has no test inputs to score the model on")
         answers: list[Answer] = []
         stored: list[Stored] = []
         for batch in self._batches():
