@@ -236,7 +236,7 @@ def test_the_gate_keeps_what_it_decoded_for_the_profile(served, dataset) -> None
     """The answers through predict_stored are predict's, and what it decoded on the way,
     batch after batch, is every input's stored example in order (the profile decodes none
     again)."""
-    from keras_variants.serving.answers import stored_rows
+    from keras_variants.data.ragged import take_rows
 
     model, data = served[dataset]
     python_model = model.unwrap_python_model()
@@ -247,7 +247,7 @@ def test_the_gate_keeps_what_it_decoded_for_the_profile(served, dataset) -> None
     assert len(stored) == len(rows)
     for picked in (np.arange(300), np.array([299, 0, 256, 255])):
         expected = python_model.stored_inputs([scorer.gate.inputs[i] for i in picked])
-        got = stored_rows(stored, picked)
+        got = take_rows(stored, picked)
         if dataset == "mnist":
             np.testing.assert_array_equal(got, expected)
         else:

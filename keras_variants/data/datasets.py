@@ -16,7 +16,7 @@ from keras_variants.config.pipeline import Profile
 from keras_variants.config.variants import DATASETS, NUM_WORDS
 from keras_variants.data.npz import read_npz, sha256_of
 from keras_variants.data.preprocessing import keras_word_ids
-from keras_variants.data.ragged import Ragged
+from keras_variants.data.ragged import Ragged, take_rows
 from keras_variants.errors import DataError
 
 MNIST_FILE = "mnist.npz"
@@ -42,8 +42,7 @@ class Examples:
         """The examples at ``rows``; a view, not a copy, when they are consecutive."""
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
             rows = slice(int(rows[0]), int(rows[-1]) + 1)
-        inputs = self.inputs.take(rows) if isinstance(self.inputs, Ragged) else self.inputs[rows]
-        return Examples(inputs, self.labels[rows])
+        return Examples(take_rows(self.inputs, rows), self.labels[rows])
 
 
 @dataclass(frozen=True)

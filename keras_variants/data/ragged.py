@@ -40,3 +40,9 @@ class Ragged:
         lengths = np.concatenate([part.lengths for part in parts])
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(parts[0].offsets.dtype)
         return Ragged(np.concatenate([part.values for part in parts]), offsets)
+
+
+def take_rows(values: np.ndarray | Ragged, rows: np.ndarray | slice) -> np.ndarray | Ragged:
+    """The rows ``rows`` of an array or of ragged sequences, in that order (consecutive
+    rows given as a slice: a view)."""
+    return values.take(rows) if isinstance(values, Ragged) else values[rows]

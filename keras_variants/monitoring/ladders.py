@@ -46,6 +46,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits  # comes with scikit-learn, as SciPy does
 
 from keras_variants.config.variants import SCORING_BATCH_ROWS
+from keras_variants.data.ragged import take_rows
 from keras_variants.monitoring import interval
 from keras_variants.monitoring.assess import distances, estimates, remix
 from keras_variants.monitoring.drift import signal_names, tests
@@ -62,7 +63,7 @@ from keras_variants.monitoring.signals import (
     gaussian_kernel,
     mmd_of_kernel,
 )
-from keras_variants.serving.answers import ServedModel, Stored, answers_frame, stored_rows
+from keras_variants.serving.answers import ServedModel, Stored, answers_frame
 
 WINDOW_SIZES = (100, 500, 1_000)  # the signals' windows
 WINDOWS = 10  # per shift and window size
@@ -141,7 +142,7 @@ def _measure(
     stored: Stored | None,
 ) -> tuple[Profile, dict[str, Any]]:
     def observed_rows(rows: np.ndarray) -> Observed:  # the gate's rows, decoded once
-        decoded = None if stored is None else stored_rows(stored, rows)
+        decoded = None if stored is None else take_rows(stored, rows)
         return observe(served, [inputs[i] for i in rows], predictions.iloc[rows], decoded)
 
     rng = np.random.default_rng(seed)

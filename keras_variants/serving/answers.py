@@ -31,11 +31,6 @@ Stored = np.ndarray | Ragged  # what inputs become before encoding: word ids or 
 POSITIVE, NEGATIVE = "positive", "negative"
 
 
-def stored_rows(stored: Stored, rows: np.ndarray) -> Stored:
-    """The stored examples at ``rows``, in that order."""
-    return stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
-
-
 def stored_joined(parts: list[Stored]) -> Stored:
     """Stored examples of consecutive batches as one."""
     return Ragged.concatenate(parts) if isinstance(parts[0], Ragged) else np.concatenate(parts)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from keras_variants.config.variants import SCORING_BATCH_ROWS
-from keras_variants.data.ragged import Ragged
+from keras_variants.data.ragged import take_rows
 from keras_variants.serving.answers import Answer, Stored
 from keras_variants.serving.requests import check_stop
 
@@ -51,8 +51,7 @@ def records(
     for start in range(0, len(inputs), SCORING_BATCH_ROWS):
         check_stop()
         rows = slice(start, start + SCORING_BATCH_ROWS)
-        batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
-        for name, value in features(inputs[rows], batch).items():
+        for name, value in features(inputs[rows], take_rows(stored, rows)).items():
             values.setdefault(name, []).append(np.asarray(value))
     columns = {name: np.concatenate(parts) for name, parts in values.items()}
     rows = []

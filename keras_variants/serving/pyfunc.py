@@ -27,7 +27,7 @@ from keras_variants.data.preprocessing import (
     ranks_from_texts,
     stored_tensor,
 )
-from keras_variants.data.ragged import Ragged
+from keras_variants.data.ragged import Ragged, take_rows
 from keras_variants.errors import InputError, VariantsError
 from keras_variants.serving.answers import Answer, Digit, Sentiment, Stored
 from keras_variants.serving.limits import (
@@ -69,8 +69,7 @@ class _KerasWithPreprocessing(compat.OwnInputChecks, mlflow.pyfunc.PythonModel):
         for start in range(0, len(stored), SCORING_BATCH_ROWS):  # memory stays bounded
             check_stop()
             rows = slice(start, start + SCORING_BATCH_ROWS)  # a view of consecutive rows
-            batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
-            encoded = encode_batch(stored_tensor(batch), self.variant)
+            encoded = encode_batch(stored_tensor(take_rows(stored, rows)), self.variant)
             if mc_samples:
                 mean, entropy = mc_dropout_predict(self.keras_model, encoded.numpy(), mc_samples)
                 outputs.append(mean)
@@ -109,8 +108,7 @@ class _KerasWithPreprocessing(compat.OwnInputChecks, mlflow.pyfunc.PythonModel):
         hidden, outputs = [], []
         for start in range(0, len(stored), SCORING_BATCH_ROWS):
             rows = slice(start, start + SCORING_BATCH_ROWS)
-            batch = stored.take(rows) if isinstance(stored, Ragged) else stored[rows]
-            encoded = encode_batch(stored_tensor(batch), self.variant)
+            encoded = encode_batch(stored_tensor(take_rows(stored, rows)), self.variant)
             h, out = self._hidden(encoded)
             hidden.append(np.asarray(h, dtype=np.float32).reshape(len(encoded), -1))
             outputs.append(np.asarray(out, dtype=np.float32))
