@@ -45,9 +45,7 @@ class Assessment:
 
     @property
     def method(self) -> str:
-        named = (
-            self.estimator if self.point is None else f"{self.point} in {self.estimator}'s interval"
-        )
+        named = estimate.method_name(self.estimator, self.point)
         return named + (f", {REMIXED}" if self.class_weights is not None else "")
 
 

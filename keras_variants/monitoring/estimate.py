@@ -21,6 +21,12 @@ ESTIMATORS = ("atc", "calibrated", "confidence")
 BINS = 15
 
 
+def method_name(estimator: str, point: str | None) -> str:
+    """How an estimate is named: the estimator its interval is built around, and the one
+    whose estimate is printed inside it when that is another (:mod:`.assess`)."""
+    return estimator if point in (None, estimator) else f"{point} in {estimator}'s interval"
+
+
 @dataclass(frozen=True)
 class Estimators:
     """The fitted parameters of every estimator."""

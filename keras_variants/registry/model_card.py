@@ -21,6 +21,7 @@ from keras_variants.monitoring.coverage import (
     coverage_verdict,
     markdown_table,
 )
+from keras_variants.monitoring.estimate import method_name
 from keras_variants.tracking.store import scoring_experiment
 
 TRAINING_PARAMS = (
@@ -175,10 +176,7 @@ def _estimate_lines(f: CardFacts) -> list[str]:
         return ["No interval was calibrated for this version: `variants score` gives no estimate."]
     header, rows = coverage_rows(m)
     up_to = ", ".join(f"{v} at {k} rows" for k, v in m.get("checked_up_to", {}).items())
-    point = m.get("point_estimator") or m["estimator"]
-    method = (
-        m["estimator"] if point == m["estimator"] else f"{point} in {m['estimator']}'s interval"
-    )
+    method = method_name(m["estimator"], m.get("point_estimator"))
     return [
         f"`variants score` estimates the accuracy of unlabelled rows ({method}) with a "
         f"{m['level']:.0%} interval: the sampling spread plus the estimate's own error on "
